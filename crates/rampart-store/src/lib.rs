@@ -1,0 +1,154 @@
+//! Persistent state of the platform behind one backend-neutral [`Store`] trait.
+//!
+//! Two backends implement it: SQLite embedded in the data dir (the default) and PostgreSQL
+//! (`--storage postgres://…`). The backend is chosen at run time, so one binary serves both a
+//! single node and a cluster. Every call that touches tenant data takes the tenant id, so no
+//! query can cross tenants by accident. Secrets arrive here already sealed (encrypted) by the
+//! caller; this crate never sees a plaintext key, TOTP secret or e-mail address.
+
+mod records;
+
+pub use records::*;
+
+use async_trait::async_trait;
+
+/// What a store call can fail with. Messages are for logs, never for API answers.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist (or belongs to another tenant, which is the same thing).
+    #[error("not found")]
+    NotFound,
+    /// A unique key already exists.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend failed (connection, SQL, I/O). The text is for the operator's log.
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Keyset pagination: rows strictly after `after` (in the list's sort order), at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// The platform's persistent state. Implementations must be safe to share between tasks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is: `"sqlite"` or `"postgres"`.
+    fn backend_name(&self) -> &'static str;
+    /// Cheap round trip to the storage, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- platform-wide secrets (sealed under the master key by the caller) ----
+    async fn get_platform_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Inserts if absent; returns the value that is stored afterwards (first writer wins).
+    async fn put_platform_secret_if_absent(&self, name: &str, sealed: &[u8]) -> StoreResult<Vec<u8>>;
+    /// Every platform secret, for master-key rotation.
+    async fn list_platform_secrets(&self) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    async fn replace_platform_secret(&self, name: &str, sealed: &[u8]) -> StoreResult<()>;
+
+    // ---- tenants ----
+    async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    async fn get_tenant(&self, id: &str) -> StoreResult<Tenant>;
+    /// Direct children of `parent`, ordered by id.
+    async fn list_child_tenants(&self, parent: &str, page: &Page) -> StoreResult<Vec<Tenant>>;
+    /// All tenants, ordered by id (offline tools, key rotation).
+    async fn list_all_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Deletes the tenant and every row it owns (users, roles, groups, devices, credentials,
+    /// keys, policies) in one transaction. Audit records stay: they are append-only.
+    async fn delete_tenant(&self, id: &str) -> StoreResult<()>;
+    /// Tenant policy document (JSON text owned by the API layer), if one was stored.
+    async fn get_tenant_policy(&self, tenant: &str) -> StoreResult<Option<String>>;
+    async fn put_tenant_policy(&self, tenant: &str, policy_json: &str) -> StoreResult<()>;
+
+    // ---- tenant data keys (wrapped by the master key) ----
+    async fn insert_tenant_key(&self, key: &TenantKey) -> StoreResult<()>;
+    /// Every key of the tenant, newest first; the first one is the active key.
+    async fn list_tenant_keys(&self, tenant: &str) -> StoreResult<Vec<TenantKey>>;
+    async fn rewrap_tenant_key(&self, tenant: &str, key_id: &str, wrapped: &[u8]) -> StoreResult<()>;
+
+    // ---- users ----
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    async fn get_user(&self, tenant: &str, username: &str) -> StoreResult<User>;
+    async fn list_users(&self, tenant: &str, page: &Page) -> StoreResult<Vec<User>>;
+    /// Replaces every mutable column of the user identified by (tenant, username).
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    async fn delete_user(&self, tenant: &str, username: &str) -> StoreResult<()>;
+
+    // ---- custom roles ----
+    async fn create_role(&self, role: &Role) -> StoreResult<()>;
+    async fn get_role(&self, tenant: &str, name: &str) -> StoreResult<Role>;
+    async fn list_roles(&self, tenant: &str) -> StoreResult<Vec<Role>>;
+    async fn delete_role(&self, tenant: &str, name: &str) -> StoreResult<()>;
+
+    // ---- device groups ----
+    async fn create_group(&self, group: &Group) -> StoreResult<()>;
+    async fn get_group(&self, tenant: &str, id: &str) -> StoreResult<Group>;
+    /// Every group of the tenant (the tree is small enough to hold), ordered by id.
+    async fn list_groups(&self, tenant: &str) -> StoreResult<Vec<Group>>;
+    /// Refuses with `Conflict` while the group has sub-groups or devices.
+    async fn delete_group(&self, tenant: &str, id: &str) -> StoreResult<()>;
+
+    // ---- API keys ----
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    /// Looks a key up by its globally unique id (the tenant is read from the row).
+    async fn get_api_key(&self, id: &str) -> StoreResult<ApiKey>;
+    async fn list_api_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>>;
+    async fn delete_api_key(&self, tenant: &str, id: &str) -> StoreResult<()>;
+
+    // ---- devices ----
+    async fn create_device(&self, device: &Device) -> StoreResult<()>;
+    async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Device>;
+    async fn list_devices(&self, tenant: &str, filter: &DeviceFilter, page: &Page) -> StoreResult<Vec<Device>>;
+    /// Replaces every mutable column of the device identified by (tenant, id).
+    async fn update_device(&self, device: &Device) -> StoreResult<()>;
+    /// Deletes the device, its tokens and its key; its certificates are marked revoked (they
+    /// stay for the CRL), all in one transaction.
+    async fn delete_device(&self, tenant: &str, id: &str, now_ms: i64) -> StoreResult<()>;
+    /// Sets `status = revoked`, deletes every token and revokes every certificate, atomically.
+    async fn revoke_device(&self, tenant: &str, id: &str, now_ms: i64) -> StoreResult<Device>;
+
+    // ---- per-device data keys (wrapped by the tenant key) ----
+    async fn put_device_key(&self, key: &DeviceKey) -> StoreResult<()>;
+    async fn get_device_key(&self, tenant: &str, device: &str) -> StoreResult<DeviceKey>;
+
+    // ---- device tokens ----
+    async fn create_device_token(&self, token: &DeviceToken) -> StoreResult<()>;
+    async fn list_device_tokens(&self, tenant: &str, device: &str) -> StoreResult<Vec<DeviceToken>>;
+    async fn delete_device_token(&self, tenant: &str, device: &str, id: &str) -> StoreResult<()>;
+
+    // ---- device certificates and the tenant CA ----
+    async fn put_tenant_ca(&self, ca: &TenantCa) -> StoreResult<()>;
+    async fn get_tenant_ca(&self, tenant: &str) -> StoreResult<TenantCa>;
+    async fn create_device_certificate(&self, cert: &DeviceCertificate) -> StoreResult<()>;
+    async fn list_device_certificates(&self, tenant: &str, device: &str) -> StoreResult<Vec<DeviceCertificate>>;
+    async fn get_device_certificate(&self, tenant: &str, serial: &str) -> StoreResult<DeviceCertificate>;
+    /// Every revoked certificate of the tenant, for the CRL.
+    async fn list_revoked_certificates(&self, tenant: &str) -> StoreResult<Vec<DeviceCertificate>>;
+
+    // ---- trusted external CAs ----
+    async fn create_trusted_ca(&self, ca: &TrustedCa) -> StoreResult<()>;
+    async fn list_trusted_cas(&self, tenant: &str) -> StoreResult<Vec<TrustedCa>>;
+    async fn delete_trusted_ca(&self, tenant: &str, id: &str) -> StoreResult<()>;
+
+    // ---- audit (append-only; the chain logic lives in the caller) ----
+    /// The last record of the tenant's chain, if any.
+    async fn audit_head(&self, tenant: &str) -> StoreResult<Option<AuditRecord>>;
+    /// Inserts one record; `Conflict` if (tenant, seq) already exists (another writer won).
+    async fn insert_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// Records of the tenant matching the filter, ordered by seq ascending, after `page.after`
+    /// (a seq as decimal text).
+    async fn list_audit(&self, tenant: &str, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditRecord>>;
+    /// Every tenant id that has audit records (including deleted tenants).
+    async fn list_audit_tenants(&self) -> StoreResult<Vec<String>>;
+    async fn insert_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> StoreResult<()>;
+    /// Checkpoints of the tenant ordered by seq ascending.
+    async fn list_audit_checkpoints(&self, tenant: &str) -> StoreResult<Vec<AuditCheckpoint>>;
+}

@@ -1,0 +1,185 @@
+//! The SQLite driver: one connection behind a mutex, used from `spawn_blocking`, in WAL mode
+//! with full fsync and foreign keys on.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, ffi, params_from_iter};
+
+use crate::value::{Row, SqlDriver, Statement, Value};
+use crate::{StoreError, StoreResult};
+
+/// Schema versions, applied in order at open.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_initial.sql"))];
+
+pub(crate) struct SqliteDriver {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl SqliteDriver {
+    /// Opens (creating it with mode 0600 if needed) and migrates the database at `path`.
+    pub(crate) async fn open(path: &Path) -> StoreResult<Self> {
+        let path = path.to_owned();
+        let connection = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
+            create_private_file(&path)?;
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let mut connection = Connection::open_with_flags(&path, flags).map_err(map_error)?;
+            connection.busy_timeout(Duration::from_secs(10)).map_err(map_error)?;
+            connection
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+                .map_err(map_error)?;
+            migrate(&mut connection)?;
+            Ok(connection)
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("sqlite open task: {error}")))??;
+        Ok(SqliteDriver { connection: Arc::new(Mutex::new(connection)) })
+    }
+
+    async fn with_connection<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
+            work(&mut connection)
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("sqlite task: {error}")))?
+    }
+}
+
+/// Creates the database file readable by its owner only, and tightens an existing one.
+fn create_private_file(path: &Path) -> StoreResult<()> {
+    let io_error = |error: std::io::Error| StoreError::Backend(format!("creating the database file: {error}"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(path).map_err(io_error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
+    }
+    #[cfg(not(unix))]
+    options.open(path).map_err(io_error)?;
+    Ok(())
+}
+
+fn migrate(connection: &mut Connection) -> StoreResult<()> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
+    transaction
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY NOT NULL)")
+        .map_err(map_error)?;
+    for (version, ddl) in MIGRATIONS {
+        let applied: i64 = transaction
+            .query_row("SELECT COUNT(*) FROM schema_migrations WHERE version = ?", [version], |row| row.get(0))
+            .map_err(map_error)?;
+        if applied == 0 {
+            tracing::info!(version, "applying SQLite schema migration");
+            transaction.execute_batch(ddl).map_err(map_error)?;
+            transaction.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version]).map_err(map_error)?;
+        }
+    }
+    transaction.commit().map_err(map_error)
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(value) => ValueRef::Integer(*value),
+            Value::Text(value) => ValueRef::Text(value.as_bytes()),
+            Value::Blob(value) => ValueRef::Blob(value),
+        }))
+    }
+}
+
+fn read_value(value: ValueRef<'_>) -> StoreResult<Value> {
+    match value {
+        ValueRef::Null => Ok(Value::Null),
+        ValueRef::Integer(value) => Ok(Value::Int(value)),
+        ValueRef::Text(bytes) => String::from_utf8(bytes.to_vec())
+            .map(Value::Text)
+            .map_err(|_| StoreError::Corrupt("text column is not UTF-8".into())),
+        ValueRef::Blob(bytes) => Ok(Value::Blob(bytes.to_vec())),
+        ValueRef::Real(_) => Err(StoreError::Corrupt("unexpected floating-point column".into())),
+    }
+}
+
+fn run_query(connection: &Connection, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>> {
+    let mut statement = connection.prepare_cached(sql).map_err(map_error)?;
+    let columns = statement.column_count();
+    let mut rows = statement.query(params_from_iter(params)).map_err(map_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_error)? {
+        let values = (0..columns)
+            .map(|index| row.get_ref(index).map_err(map_error).and_then(read_value))
+            .collect::<StoreResult<Vec<_>>>()?;
+        out.push(Row::new(values));
+    }
+    Ok(out)
+}
+
+fn run_execute(connection: &Connection, sql: &str, params: &[Value]) -> StoreResult<u64> {
+    let mut statement = connection.prepare_cached(sql).map_err(map_error)?;
+    let changed = statement.execute(params_from_iter(params)).map_err(map_error)?;
+    Ok(changed as u64)
+}
+
+#[async_trait]
+impl SqlDriver for SqliteDriver {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>> {
+        let sql = sql.to_owned();
+        self.with_connection(move |connection| run_query(connection, &sql, &params)).await
+    }
+
+    async fn execute(&self, sql: &str, params: Vec<Value>) -> StoreResult<u64> {
+        let sql = sql.to_owned();
+        self.with_connection(move |connection| run_execute(connection, &sql, &params)).await
+    }
+
+    async fn transaction(&self, statements: Vec<Statement>) -> StoreResult<()> {
+        self.with_connection(move |connection| {
+            // Dropping the transaction without commit rolls it back.
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
+            for statement in &statements {
+                let changed = run_execute(&transaction, &statement.sql, &statement.params)?;
+                if statement.must_change_row && changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            transaction.commit().map_err(map_error)
+        })
+        .await
+    }
+}
+
+/// Maps a SQLite error to a short [`StoreError`] without SQL text or parameter values.
+fn map_error(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, message) if failure.code == ErrorCode::ConstraintViolation => {
+            match failure.extended_code {
+                ffi::SQLITE_CONSTRAINT_PRIMARYKEY | ffi::SQLITE_CONSTRAINT_UNIQUE => StoreError::Conflict("duplicate key".into()),
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    StoreError::Conflict("referenced row is missing or still referenced".into())
+                }
+                _ => StoreError::Backend(format!("sqlite constraint: {}", message.as_deref().unwrap_or("violated"))),
+            }
+        }
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            StoreError::Backend(format!("sqlite {:?}: {}", failure.code, message.as_deref().unwrap_or("no message")))
+        }
+        rusqlite::Error::SqlInputError { msg, offset, .. } => StoreError::Backend(format!("sqlite SQL error at {offset}: {msg}")),
+        _ => StoreError::Backend(format!("sqlite: {error}")),
+    }
+}
