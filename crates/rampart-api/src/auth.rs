@@ -58,15 +58,29 @@ impl Principal {
         }
     }
 
+    /// Records a successful action by this caller in the audit chain.
+    pub async fn audit(&self, state: &AppState, action: &str, target: impl Into<String>, details: serde_json::Value) {
+        let entry = AuditEntry::success(&self.tenant, self.actor(), action, target)
+            .from_ip(self.source_ip.clone())
+            .with_details(details);
+        state.platform.audit.record(entry).await;
+    }
+
+    /// Records a refused or failed action by this caller in the audit chain.
+    pub async fn audit_failure(&self, state: &AppState, action: &str, target: impl Into<String>, details: serde_json::Value) {
+        let entry = AuditEntry::failure(&self.tenant, self.actor(), action, target)
+            .from_ip(self.source_ip.clone())
+            .with_details(details);
+        state.platform.audit.record(entry).await;
+    }
+
     /// Succeeds if the caller holds `permission`; otherwise audits the refusal and answers 403.
     pub async fn require(&self, state: &AppState, permission: Permission) -> ApiResult<()> {
         if self.permissions.contains(&permission) {
             return Ok(());
         }
-        let entry = AuditEntry::failure(&self.tenant, self.actor(), "access.denied", permission.as_str())
-            .from_ip(self.source_ip.clone())
-            .with_details(serde_json::json!({"permission": permission.as_str()}));
-        state.platform.audit.record(entry).await;
+        let details = serde_json::json!({"permission": permission.as_str()});
+        self.audit_failure(state, "access.denied", permission.as_str(), details).await;
         Err(ApiError::Forbidden)
     }
 

@@ -72,3 +72,20 @@ pub fn paginate<R, T>(
     };
     Ok(Paginated { items: rows.into_iter().map(to_item).collect(), next_cursor })
 }
+
+/// Pages a list the store returns whole (API keys, roles, groups): rows are sorted by `key`,
+/// those at or before the cursor are skipped, and the rest go through [`paginate`].
+pub fn paginate_in_memory<R, T>(
+    query: &ListQuery,
+    mut rows: Vec<R>,
+    key: impl Fn(&R) -> String,
+    to_item: impl FnMut(R) -> T,
+) -> Result<Paginated<T>, ApiError> {
+    let page = query.page()?;
+    rows.sort_by_key(|row| key(row));
+    if let Some(after) = &page.after {
+        rows.retain(|row| key(row).as_str() > after.as_str());
+    }
+    rows.truncate(page.limit as usize);
+    paginate(query, rows, key, to_item)
+}

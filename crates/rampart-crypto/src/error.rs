@@ -13,7 +13,9 @@ pub enum CryptoError {
         source: std::io::Error,
     },
     /// A key file is readable or writable by group or others.
-    #[error("key file {path} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)")]
+    #[error(
+        "key file {path} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)"
+    )]
     InsecureKeyFile { path: PathBuf, mode: u32 },
     /// A key file exists but its content is not a key.
     #[error("key file {path} is malformed: {reason}")]

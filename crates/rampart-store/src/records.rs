@@ -24,7 +24,10 @@ pub struct TenantKey {
 
 impl fmt::Debug for TenantKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantKey").field("tenant", &self.tenant).field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("TenantKey")
+            .field("tenant", &self.tenant)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -105,7 +108,11 @@ pub struct ApiKey {
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKey").field("id", &self.id).field("tenant", &self.tenant).field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,7 +158,10 @@ pub struct DeviceKey {
 
 impl fmt::Debug for DeviceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceKey").field("tenant", &self.tenant).field("device", &self.device).finish_non_exhaustive()
+        f.debug_struct("DeviceKey")
+            .field("tenant", &self.tenant)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,7 +177,11 @@ pub struct DeviceToken {
 
 impl fmt::Debug for DeviceToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceToken").field("tenant", &self.tenant).field("device", &self.device).field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("DeviceToken")
+            .field("tenant", &self.tenant)
+            .field("device", &self.device)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -184,7 +198,9 @@ pub struct TenantCa {
 
 impl fmt::Debug for TenantCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantCa").field("tenant", &self.tenant).finish_non_exhaustive()
+        f.debug_struct("TenantCa")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
     }
 }
 

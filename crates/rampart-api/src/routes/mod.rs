@@ -1,6 +1,18 @@
 //! Every route of the API, one module per resource; each exposes `routes()`.
 
 mod health;
+mod auth_login;
+mod me;
+mod policy;
+mod api_keys;
+mod tenants;
+mod users;
+mod roles;
+mod groups;
+mod devices;
+mod device_tokens;
+mod certificates;
+mod audit;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -8,5 +20,18 @@ use crate::state::AppState;
 
 /// All resource routers merged.
 pub fn all() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(health::routes())
+    OpenApiRouter::new()
+        .merge(health::routes())
+        .merge(auth_login::routes())
+        .merge(me::routes())
+        .merge(policy::routes())
+        .merge(api_keys::routes())
+        .merge(tenants::routes())
+        .merge(users::routes())
+        .merge(roles::routes())
+        .merge(groups::routes())
+        .merge(devices::routes())
+        .merge(device_tokens::routes())
+        .merge(certificates::routes())
+        .merge(audit::routes())
 }

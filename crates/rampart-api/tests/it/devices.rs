@@ -1,0 +1,1 @@
+//! Devices, credentials and audit through the API.

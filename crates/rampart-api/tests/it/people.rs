@@ -1,0 +1,1 @@
+//! People, tenants and RBAC through the API.

@@ -1,0 +1,39 @@
+//! `rampart`: one binary that serves the platform and carries the operator's tools.
+
+mod audit_cmd;
+mod cli;
+mod config;
+mod first_start;
+mod keys_cmd;
+mod serve;
+mod tls;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rampart: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("rampart: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Serve(args) => serve::run(args).await,
+        cli::Command::Audit(args) => audit_cmd::run(args).await,
+        cli::Command::Keys(args) => keys_cmd::run(args).await,
+    }
+}
