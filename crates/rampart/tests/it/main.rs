@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `rampart` binary on port 0 with a fresh data dir, driven over
+//! real HTTPS (and the offline CLI), on SQLite and, when `RAMPART_TEST_POSTGRES` is set, on
+//! PostgreSQL.
+
+mod audit_cli;
+mod first_start;
+mod flows;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
