@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 /// The admin password every test server starts with.
-pub const ADMIN_PASSWORD: &str = "test-Admin-pass-2026";
+pub const ADMIN_PASSWORD: &str = "violet-Harbor-2026-x";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to start a server.
@@ -39,6 +39,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the binary at `binary` (use `env!("CARGO_BIN_EXE_rampart")`).
     pub async fn start(binary: &str, options: ServerOptions) -> TestServer {
+        install_crypto_provider();
         let root = tempfile::tempdir().expect("tempdir");
         let data_dir = root.path().join("data");
         let log_path = root.path().join("server.log");
@@ -176,10 +177,15 @@ impl Drop for TestServer {
     }
 }
 
+/// reqwest is built without a crypto provider of its own: use the one the server uses.
+fn install_crypto_provider() {
+    // An error only means a provider is already installed.
+    let _already_installed = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// An HTTPS client that trusts only the CA in `ca_pem` (no system roots).
 pub fn https_client(ca_pem: &Path) -> reqwest::Client {
-    // reqwest is built without a crypto provider of its own: use the one the server uses.
-    let _already_installed = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    install_crypto_provider();
     let pem = std::fs::read(ca_pem).expect("read ca.pem");
     let ca = reqwest::Certificate::from_pem(&pem).expect("parse ca.pem");
     reqwest::Client::builder()

@@ -58,7 +58,9 @@ pub struct TokenDto {
 /// Token ids are the hex of 8 random bytes; anything far from that is a malformed request.
 fn check_token_id(id: &str) -> ApiResult<()> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ApiError::invalid("token id must be 1 to 64 letters or digits"));
+        return Err(ApiError::invalid(
+            "token id must be 1 to 64 letters or digits",
+        ));
     }
     Ok(())
 }
@@ -97,8 +99,22 @@ async fn create_token(
     };
     state.platform.store.create_device_token(&row).await?;
     let details = json!({"token_id": row.id});
-    principal.audit(&state, "device_token.create", format!("device:{}", device.id), details).await;
-    Ok((StatusCode::CREATED, Json(IssuedTokenDto { id: row.id, token, created_at: format_rfc3339_ms(row.created_at) })))
+    principal
+        .audit(
+            &state,
+            "device_token.create",
+            format!("device:{}", device.id),
+            details,
+        )
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedTokenDto {
+            id: row.id,
+            token,
+            created_at: format_rfc3339_ms(row.created_at),
+        }),
+    ))
 }
 
 /// Lists the device's tokens (ids and creation times only).
@@ -124,12 +140,19 @@ async fn list_tokens(
 ) -> ApiResult<Json<Paginated<TokenDto>>> {
     principal.require(&state, Permission::DevicesRead).await?;
     let device = visible_device(&state, &principal, &id).await?;
-    let rows = state.platform.store.list_device_tokens(&principal.tenant, &device.id).await?;
+    let rows = state
+        .platform
+        .store
+        .list_device_tokens(&principal.tenant, &device.id)
+        .await?;
     let page = paginate_in_memory(
         &query,
         rows,
         |row| row.id.clone(),
-        |row| TokenDto { id: row.id, created_at: format_rfc3339_ms(row.created_at) },
+        |row| TokenDto {
+            id: row.id,
+            created_at: format_rfc3339_ms(row.created_at),
+        },
     )?;
     Ok(Json(page))
 }
@@ -157,9 +180,20 @@ async fn delete_token(
     principal.require(&state, Permission::DevicesWrite).await?;
     let device = visible_device(&state, &principal, &id).await?;
     check_token_id(&token_id)?;
-    state.platform.store.delete_device_token(&principal.tenant, &device.id, &token_id).await?;
+    state
+        .platform
+        .store
+        .delete_device_token(&principal.tenant, &device.id, &token_id)
+        .await?;
     // gateway hook: the lead wires a broadcast here so sessions on this token close.
     let details = json!({"token_id": token_id});
-    principal.audit(&state, "device_token.delete", format!("device:{}", device.id), details).await;
+    principal
+        .audit(
+            &state,
+            "device_token.delete",
+            format!("device:{}", device.id),
+            details,
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
