@@ -13,6 +13,7 @@ const MAX_LIMIT: u32 = 1000;
 
 /// The pagination part of a list query string.
 #[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Items per page, 1 to 1000 (default 100).
     pub limit: Option<u32>,

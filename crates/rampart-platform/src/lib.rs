@@ -4,9 +4,11 @@
 
 mod audit;
 mod clock;
+mod control;
 mod error;
 mod keyring;
 mod provisioning;
+mod security_events;
 mod time_format;
 
 pub use audit::{
@@ -14,7 +16,9 @@ pub use audit::{
     record_json, verify_stored_chain,
 };
 pub use clock::{Clock, SystemClock};
+pub use control::{ControlBus, ControlEvent, CutOffReason};
 pub use error::{PlatformError, PlatformResult};
 pub use keyring::Keyring;
 pub use provisioning::{CA_KEY_PURPOSE, Platform, new_user};
+pub use security_events::{SecurityEventDraft, Severity};
 pub use time_format::{format_rfc3339_ms, parse_timestamp};

@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Actor, AuditEntry, AuditLog};
 use crate::clock::Clock;
+use crate::control::ControlBus;
 use crate::error::PlatformResult;
 use crate::keyring::Keyring;
 
@@ -25,6 +26,8 @@ pub struct Platform {
     pub audit: AuditLog,
     pub token_key: TokenSigningKey,
     pub clock: Arc<dyn Clock>,
+    /// Revocations and policy changes for live connections.
+    pub control: ControlBus,
 }
 
 impl Platform {
@@ -35,7 +38,7 @@ impl Platform {
         let token_key = TokenSigningKey::from_bytes(&token_seed)?;
         let audit_seed = keyring.platform_secret(AUDIT_KEY_NAME, || AuditSigningKey::generate().to_bytes()).await?;
         let audit = AuditLog::new(Arc::clone(&store), Arc::clone(&clock), AuditSigningKey::from_bytes(&audit_seed)?);
-        Ok(Platform { store, keyring, audit, token_key, clock })
+        Ok(Platform { store, keyring, audit, token_key, clock, control: ControlBus::default() })
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -6,13 +6,17 @@
 //! query can cross tenants by accident. Secrets arrive here already sealed (encrypted) by the
 //! caller; this crate never sees a plaintext key, TOTP secret or e-mail address.
 
+mod gateway_store;
 mod postgres;
 mod records;
+mod security_store;
 mod sql_store;
 mod sqlite;
 mod value;
 
+pub use gateway_store::GatewayStore;
 pub use records::*;
+pub use security_store::{SecurityEvent, SecurityEventFilter, SecurityStore};
 pub use sql_store::{open, open_postgres, open_postgres_in_schema, open_sqlite};
 
 use async_trait::async_trait;
@@ -45,7 +49,7 @@ pub struct Page {
 
 /// The platform's persistent state. Implementations must be safe to share between tasks.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: GatewayStore + SecurityStore + Send + Sync + 'static {
     /// Which backend this is: `"sqlite"` or `"postgres"`.
     fn backend_name(&self) -> &'static str;
     /// Cheap round trip to the storage, for `/readyz`.

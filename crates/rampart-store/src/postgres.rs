@@ -12,7 +12,11 @@ use crate::value::{Row, SqlDriver, Statement, Value};
 use crate::{StoreError, StoreResult};
 
 /// Schema versions, applied in order at open.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_initial.sql")),
+    (3, include_str!("migrations/postgres/0003_gateway.sql")),
+    (4, include_str!("migrations/postgres/0004_security.sql")),
+];
 
 /// Advisory lock key serialising migrations between processes that open the same database.
 const MIGRATION_LOCK_KEY: i64 = 0x0072_616d_7061_7274; // "rampart" in ASCII

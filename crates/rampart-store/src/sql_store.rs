@@ -54,8 +54,8 @@ pub async fn open(spec: &str, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
 }
 
 /// The one [`Store`] implementation; the driver supplies the backend.
-struct SqlStore {
-    driver: Box<dyn SqlDriver>,
+pub(crate) struct SqlStore {
+    pub(crate) driver: Box<dyn SqlDriver>,
 }
 
 // Column lists, in the order the `*_from_row` decoders read them and the inserts bind them.

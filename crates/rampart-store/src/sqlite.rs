@@ -13,7 +13,11 @@ use crate::value::{Row, SqlDriver, Statement, Value};
 use crate::{StoreError, StoreResult};
 
 /// Schema versions, applied in order at open.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_initial.sql")),
+    (3, include_str!("migrations/sqlite/0003_gateway.sql")),
+    (4, include_str!("migrations/sqlite/0004_security.sql")),
+];
 
 pub(crate) struct SqliteDriver {
     connection: Arc<Mutex<Connection>>,

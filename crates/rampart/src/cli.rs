@@ -19,6 +19,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Manage the key hierarchy.
     Keys(KeysArgs),
+    /// Load-test Rampart or any MQTT broker over TLS.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `rampart serve` flags; each may also come from `RAMPART_<NAME>` or the config file.

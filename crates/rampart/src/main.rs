@@ -1,6 +1,7 @@
 //! `rampart`: one binary that serves the platform and carries the operator's tools.
 
 mod audit_cmd;
+mod bench;
 mod cli;
 mod config;
 mod first_start;
@@ -35,5 +36,6 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(args) => serve::run(args).await,
         cli::Command::Audit(args) => audit_cmd::run(args).await,
         cli::Command::Keys(args) => keys_cmd::run(args).await,
+        cli::Command::Bench(args) => bench::run(args).await,
     }
 }

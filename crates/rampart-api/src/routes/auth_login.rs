@@ -166,9 +166,10 @@ impl Attempt<'_> {
         platform.store.update_user(&user).await?;
         if locks {
             let details = json!({"failures": MAX_FAILURES, "locked_for_s": LOCKOUT_MS / 1000});
-            let entry = AuditEntry::success(self.tenant, Actor::System, "auth.lockout", format!("user:{}", self.username))
-                .from_ip(self.source_ip.clone())
-                .with_details(details);
+            let entry =
+                AuditEntry::success(self.tenant, Actor::System, "auth.lockout", format!("user:{}", self.username))
+                    .from_ip(self.source_ip.clone())
+                    .with_details(details);
             platform.audit.record(entry).await;
         }
         Ok(())
@@ -292,6 +293,8 @@ async fn login(
         token_id: random_id(16),
     };
     let access_token = platform.token_key.sign(&claims)?;
-    attempt.audit(&fresh.tenant, true, "auth.login", json!({"mfa": user.mfa_enabled, "token_id": claims.token_id})).await;
+    attempt
+        .audit(&fresh.tenant, true, "auth.login", json!({"mfa": user.mfa_enabled, "token_id": claims.token_id}))
+        .await;
     Ok(Json(LoginResponse { access_token, token_type: "Bearer".to_owned(), expires_in: ttl }))
 }

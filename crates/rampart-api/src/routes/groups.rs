@@ -45,7 +45,12 @@ pub struct GroupView {
 
 impl From<Group> for GroupView {
     fn from(group: Group) -> Self {
-        GroupView { id: group.id, name: group.name, parent: group.parent, created_at: format_rfc3339_ms(group.created_at) }
+        GroupView {
+            id: group.id,
+            name: group.name,
+            parent: group.parent,
+            created_at: format_rfc3339_ms(group.created_at),
+        }
     }
 }
 
@@ -98,7 +103,12 @@ async fn create_group(
         None if scope.is_some() => {
             // A root group would fall outside the caller's own scope.
             principal
-                .audit_failure(&state, "access.denied", format!("group:{}", body.id), json!({"reason": "root group outside scope"}))
+                .audit_failure(
+                    &state,
+                    "access.denied",
+                    format!("group:{}", body.id),
+                    json!({"reason": "root group outside scope"}),
+                )
                 .await;
             return Err(ApiError::Forbidden);
         }
@@ -206,7 +216,9 @@ async fn delete_group(
     }
     match state.platform.store.delete_group(&principal.tenant, &id).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(ApiError::Conflict(format!("group {id} has sub-groups or devices"))),
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::Conflict(format!("group {id} has sub-groups or devices")));
+        }
         Err(other) => return Err(other.into()),
     }
     principal.audit(&state, "group.delete", format!("group:{id}"), json!({})).await;

@@ -139,7 +139,9 @@ async fn change_password(
     let current_ok = tokio::task::spawn_blocking(move || verify_password(&current, &hash)).await.unwrap_or(false);
     let target = format!("user:{}", user.username);
     if !current_ok {
-        principal.audit_failure(&state, "user.password_change", target, json!({"reason": "wrong current password"})).await;
+        principal
+            .audit_failure(&state, "user.password_change", target, json!({"reason": "wrong current password"}))
+            .await;
         return Err(ApiError::Unauthorized);
     }
     check_password_policy(&user.username, &new).map_err(|e| ApiError::invalid(e.to_string()))?;

@@ -125,7 +125,11 @@ fn apply(policy: &mut TenantPolicy, patch: PolicyPatch) -> ApiResult<()> {
         set_positive(&mut target.failed_auth_threshold, detection.failed_auth_threshold, "failed_auth_threshold")?;
         set_positive(&mut target.failed_auth_window_s, detection.failed_auth_window_s, "failed_auth_window_s")?;
         set_positive(&mut target.block_duration_s, detection.block_duration_s, "block_duration_s")?;
-        set_positive(&mut target.acl_violation_threshold, detection.acl_violation_threshold, "acl_violation_threshold")?;
+        set_positive(
+            &mut target.acl_violation_threshold,
+            detection.acl_violation_threshold,
+            "acl_violation_threshold",
+        )?;
         set_positive(&mut target.acl_violation_window_s, detection.acl_violation_window_s, "acl_violation_window_s")?;
         set_positive(&mut target.rate_anomaly_factor, detection.rate_anomaly_factor, "rate_anomaly_factor")?;
     }
@@ -197,8 +201,8 @@ mod tests {
 
     #[test]
     fn partial_documents_fill_defaults() {
-        let policy: TenantPolicy = serde_json::from_str(r#"{"require_mfa":true,"detection":{"block_duration_s":5}}"#)
-            .unwrap_or_default();
+        let policy: TenantPolicy =
+            serde_json::from_str(r#"{"require_mfa":true,"detection":{"block_duration_s":5}}"#).unwrap_or_default();
         assert!(policy.require_mfa);
         assert_eq!(policy.detection.block_duration_s, 5);
         assert_eq!(policy.detection.failed_auth_threshold, 10);

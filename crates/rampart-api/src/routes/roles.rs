@@ -130,7 +130,8 @@ async fn create_role(
     }
     let mut permissions = PermissionSet::new();
     for name in &body.permissions {
-        let permission = Permission::parse(name).ok_or_else(|| ApiError::invalid(format!("unknown permission: {name}")))?;
+        let permission =
+            Permission::parse(name).ok_or_else(|| ApiError::invalid(format!("unknown permission: {name}")))?;
         permissions.insert(permission);
     }
     require_all(&state, &principal, &permissions).await?;

@@ -173,12 +173,7 @@ async fn create_tenant(
         .await;
     platform
         .audit
-        .record(AuditEntry::success(
-            &tenant.id,
-            Actor::System,
-            "user.create",
-            format!("user:{}", admin.username),
-        ))
+        .record(AuditEntry::success(&tenant.id, Actor::System, "user.create", format!("user:{}", admin.username)))
         .await;
     Ok((StatusCode::CREATED, Json(tenant.into())))
 }

@@ -187,7 +187,9 @@ async fn create_user(
     }
     match state.platform.store.create_user(&user).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(ApiError::Conflict(format!("user {} already exists", user.username))),
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::Conflict(format!("user {} already exists", user.username)));
+        }
         Err(other) => return Err(other.into()),
     }
     let details = json!({"roles": user.roles, "groups": user.groups});
@@ -329,7 +331,8 @@ async fn update_user(
     }
     if !changed.is_empty() {
         state.platform.store.update_user(&user).await?;
-        let details = json!({"changed": changed, "roles": user.roles, "groups": user.groups, "disabled": user.disabled});
+        let details =
+            json!({"changed": changed, "roles": user.roles, "groups": user.groups, "disabled": user.disabled});
         principal.audit(&state, "user.update", format!("user:{}", user.username), details).await;
     }
     if body.email.is_none() {

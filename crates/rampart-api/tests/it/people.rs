@@ -24,7 +24,13 @@ async fn create_user(h: &Harness, token: &str, username: &str, roles: &[&str]) -
     h.post("/api/v1/users", token, json!({"username": username, "password": PASSWORD, "roles": roles})).await
 }
 
-async fn try_login(h: &Harness, tenant: &str, username: &str, password: &str, totp: Option<&str>) -> (StatusCode, Value) {
+async fn try_login(
+    h: &Harness,
+    tenant: &str,
+    username: &str,
+    password: &str,
+    totp: Option<&str>,
+) -> (StatusCode, Value) {
     let mut body = json!({"tenant": tenant, "username": username, "password": password});
     if let Some(code) = totp {
         body["totp"] = json!(code);
@@ -120,7 +126,8 @@ async fn token_version_revokes_old_tokens() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = h.call(Method::PUT, "/api/v1/me/password", Some(&bob), Some(change(PASSWORD, "short"))).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
-    let (status, _) = h.call(Method::PUT, "/api/v1/me/password", Some(&bob), Some(change(PASSWORD, NEW_PASSWORD))).await;
+    let (status, _) =
+        h.call(Method::PUT, "/api/v1/me/password", Some(&bob), Some(change(PASSWORD, NEW_PASSWORD))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(h.get("/api/v1/me", &bob).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(audited(&h, "platform", "user.password_change").await.len(), 2);
@@ -149,8 +156,7 @@ async fn token_version_revokes_old_tokens() {
     assert_eq!(audited(&h, "platform", "user.update").await.len(), 3);
 
     // Nobody disables or deletes themself.
-    let (status, _) =
-        h.call(Method::PATCH, "/api/v1/users/admin", Some(&admin), Some(json!({"disabled": true}))).await;
+    let (status, _) = h.call(Method::PATCH, "/api/v1/users/admin", Some(&admin), Some(json!({"disabled": true}))).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(h.call(Method::DELETE, "/api/v1/users/admin", Some(&admin), None).await.0, StatusCode::CONFLICT);
 }
@@ -173,7 +179,8 @@ async fn forged_and_malformed_tokens_are_refused() {
     assert_eq!(me["tenant"], "platform");
     assert_eq!(me["username"], "admin");
     assert_eq!(me["mfa_enabled"], false);
-    let permissions: Vec<&str> = me["permissions"].as_array().expect("array").iter().filter_map(Value::as_str).collect();
+    let permissions: Vec<&str> =
+        me["permissions"].as_array().expect("array").iter().filter_map(Value::as_str).collect();
     assert_eq!(permissions.len(), 15);
     assert!(permissions.windows(2).all(|w| w[0] < w[1]), "sorted: {permissions:?}");
 }
@@ -283,7 +290,8 @@ async fn tenant_policy_and_required_mfa() {
 async fn api_keys_are_shown_once_scoped_and_revocable() {
     let h = Harness::new().await;
     let admin = h.admin_token().await;
-    let (status, created) = h.post("/api/v1/api-keys", &admin, json!({"name": "ingest app", "roles": ["viewer"]})).await;
+    let (status, created) =
+        h.post("/api/v1/api-keys", &admin, json!({"name": "ingest app", "roles": ["viewer"]})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().expect("id").to_owned();
     let key = created["key"].as_str().expect("key").to_owned();
@@ -306,13 +314,15 @@ async fn api_keys_are_shown_once_scoped_and_revocable() {
     // A wrong secret with the right id, an expiry in the past, an unknown role.
     let forged = format!("rak_{id}_{}", "A".repeat(43));
     assert_eq!(h.get("/api/v1/me", &forged).await.0, StatusCode::UNAUTHORIZED);
-    let (status, _) =
-        h.post("/api/v1/api-keys", &admin, json!({"name": "old", "roles": [], "expires_at": "2001-01-01T00:00:00Z"})).await;
+    let (status, _) = h
+        .post("/api/v1/api-keys", &admin, json!({"name": "old", "roles": [], "expires_at": "2001-01-01T00:00:00Z"}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = h.post("/api/v1/api-keys", &admin, json!({"name": "x", "roles": ["superuser"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, later) =
-        h.post("/api/v1/api-keys", &admin, json!({"name": "later", "roles": [], "expires_at": 4_102_444_800_000_i64})).await;
+    let (status, later) = h
+        .post("/api/v1/api-keys", &admin, json!({"name": "later", "roles": [], "expires_at": 4_102_444_800_000_i64}))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(later["expires_at"], "2100-01-01T00:00:00.000Z");
 
@@ -321,7 +331,10 @@ async fn api_keys_are_shown_once_scoped_and_revocable() {
     assert_eq!(h.get("/api/v1/api-keys", &acme).await.1["items"], json!([]));
     let path = format!("/api/v1/api-keys/{id}");
     assert_eq!(h.call(Method::DELETE, &path, Some(&acme), None).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(h.call(Method::DELETE, "/api/v1/api-keys/not-hex!", Some(&admin), None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        h.call(Method::DELETE, "/api/v1/api-keys/not-hex!", Some(&admin), None).await.0,
+        StatusCode::BAD_REQUEST
+    );
 
     assert_eq!(h.call(Method::DELETE, &path, Some(&admin), None).await.0, StatusCode::NO_CONTENT);
     assert_eq!(h.get("/api/v1/me", &key).await.0, StatusCode::UNAUTHORIZED);
@@ -340,7 +353,12 @@ async fn sub_tenants_are_isolated_from_their_parent() {
     assert_eq!(create_user(&h, &acme, "acme-op", &["operator"]).await.0, StatusCode::CREATED);
 
     let names = |list: &Value| -> Vec<String> {
-        list["items"].as_array().expect("items").iter().filter_map(|u| u["username"].as_str().map(str::to_owned)).collect()
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|u| u["username"].as_str().map(str::to_owned))
+            .collect()
     };
     assert_eq!(names(&h.get("/api/v1/users", &root).await.1), ["admin"]);
     assert_eq!(names(&h.get("/api/v1/users", &acme).await.1), ["acme-op", "admin"]);
@@ -362,7 +380,8 @@ async fn sub_tenants_are_isolated_from_their_parent() {
     assert_eq!(h.get("/api/v1/tenants/Not_Valid", &root).await.0, StatusCode::BAD_REQUEST);
 
     // Ids are global; a bad admin password leaves nothing behind.
-    let new_tenant = |id: &str, password: &str| json!({"id": id, "name": id, "admin": {"username": "boss", "password": password}});
+    let new_tenant =
+        |id: &str, password: &str| json!({"id": id, "name": id, "admin": {"username": "boss", "password": password}});
     assert_eq!(h.post("/api/v1/tenants", &acme, new_tenant("acme", PASSWORD)).await.0, StatusCode::CONFLICT);
     let (status, body) = h.post("/api/v1/tenants", &root, new_tenant("weak", "short")).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
@@ -389,11 +408,15 @@ async fn sub_tenants_are_isolated_from_their_parent() {
 async fn roles_grant_exactly_their_permissions() {
     let h = Harness::new().await;
     let admin = h.admin_token().await;
-    let (status, role) =
-        h.post("/api/v1/roles", &admin, json!({"name": "user-manager", "permissions": ["users:write", "users:read"]})).await;
+    let (status, role) = h
+        .post("/api/v1/roles", &admin, json!({"name": "user-manager", "permissions": ["users:write", "users:read"]}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{role}");
     assert_eq!(role, json!({"name": "user-manager", "permissions": ["users:read", "users:write"], "builtin": false}));
-    assert_eq!(h.post("/api/v1/roles", &admin, json!({"name": "viewer", "permissions": []})).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        h.post("/api/v1/roles", &admin, json!({"name": "viewer", "permissions": []})).await.0,
+        StatusCode::CONFLICT
+    );
     let (status, _) = h.post("/api/v1/roles", &admin, json!({"name": "x", "permissions": ["devices:*"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, list) = h.get("/api/v1/roles", &admin).await;
@@ -411,7 +434,10 @@ async fn roles_grant_exactly_their_permissions() {
     assert_eq!(h.get("/api/v1/groups", &manny).await.0, StatusCode::FORBIDDEN);
     // No escalation: not an admin user, not an admin key, not a wider role, not the admin.
     assert_eq!(create_user(&h, &manny, "sneaky", &["admin"]).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(h.post("/api/v1/api-keys", &manny, json!({"name": "k", "roles": ["operator"]})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.post("/api/v1/api-keys", &manny, json!({"name": "k", "roles": ["operator"]})).await.0,
+        StatusCode::FORBIDDEN
+    );
     let (status, _) = h.post("/api/v1/roles", &manny, json!({"name": "wide", "permissions": ["tenants:write"]})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) =
@@ -433,7 +459,10 @@ async fn roles_grant_exactly_their_permissions() {
 
     // Deleting the custom role takes its permissions away at once; built-ins stay.
     assert_eq!(h.call(Method::DELETE, "/api/v1/roles/viewer", Some(&admin), None).await.0, StatusCode::CONFLICT);
-    assert_eq!(h.call(Method::DELETE, "/api/v1/roles/user-manager", Some(&admin), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.call(Method::DELETE, "/api/v1/roles/user-manager", Some(&admin), None).await.0,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(h.get("/api/v1/users", &manny).await.0, StatusCode::FORBIDDEN);
     assert_eq!(h.get("/api/v1/roles/user-manager", &admin).await.0, StatusCode::NOT_FOUND);
     assert_eq!(audited(&h, "platform", "role.create").await.len(), 1);
@@ -512,8 +541,9 @@ async fn malformed_input_answers_400() {
     }
     let (_, short) = h.post("/api/v1/users", &admin, user(json!({"password": "short-1"}))).await;
     assert!(short["message"].as_str().is_some_and(|m| m.contains("12")), "{short}");
-    let (status, _) =
-        h.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"tenant": "platform", "username": "admin"}))).await;
+    let (status, _) = h
+        .call(Method::POST, "/api/v1/auth/login", None, Some(json!({"tenant": "platform", "username": "admin"})))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let extra = json!({"tenant": "platform", "username": "admin", "password": ADMIN_PASSWORD, "remember": true});
     assert_eq!(h.call(Method::POST, "/api/v1/auth/login", None, Some(extra)).await.0, StatusCode::BAD_REQUEST);
@@ -533,4 +563,27 @@ async fn malformed_input_answers_400() {
     let sealed = stored.email_sealed.expect("sealed");
     assert!(!sealed.windows(7).any(|w| w == b"example"), "e-mail stored in clear");
     assert_eq!(h.post("/api/v1/users", &admin, user(json!({}))).await.0, StatusCode::CONFLICT);
+}
+
+#[test]
+fn openapi_describes_the_people_routes() {
+    let document = serde_json::to_value(rampart_api::openapi()).expect("json");
+    let paths = &document["paths"];
+    for (path, method) in [
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/me", "get"),
+        ("/api/v1/me/password", "put"),
+        ("/api/v1/me/mfa", "post"),
+        ("/api/v1/me/mfa/confirm", "post"),
+        ("/api/v1/tenant/policy", "put"),
+        ("/api/v1/api-keys/{id}", "delete"),
+        ("/api/v1/tenants/{id}", "delete"),
+        ("/api/v1/users/{username}", "patch"),
+        ("/api/v1/roles", "post"),
+        ("/api/v1/groups", "get"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} missing from the OpenAPI document");
+    }
+    let params = paths["/api/v1/users"]["get"]["parameters"].as_array().expect("list parameters");
+    assert!(params.iter().any(|p| p["name"] == "limit" && p["in"] == "query"), "{params:?}");
 }

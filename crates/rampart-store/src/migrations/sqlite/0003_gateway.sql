@@ -1,0 +1,1 @@
+-- Gateway tables (topic policies); see gateway_store.rs.
