@@ -13,6 +13,8 @@ pub enum ControlEvent {
     ApiKeyRevoked { tenant: String, key_id: String },
     /// The tenant's topic policy or security policy changed; connections re-read it.
     TenantPolicyChanged { tenant: String },
+    /// The tenant is gone: every connection of it must close.
+    TenantDeleted { tenant: String },
 }
 
 /// Why a device was cut off.

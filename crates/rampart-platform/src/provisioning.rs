@@ -72,6 +72,7 @@ impl Platform {
     pub async fn delete_tenant(&self, id: &str) -> PlatformResult<()> {
         self.store.delete_tenant(id).await?;
         self.keyring.forget_tenant(id);
+        self.control.publish(crate::control::ControlEvent::TenantDeleted { tenant: id.to_owned() });
         Ok(())
     }
 

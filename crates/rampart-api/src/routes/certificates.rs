@@ -461,7 +461,10 @@ async fn delete_trusted_ca(
         .store
         .delete_trusted_ca(&principal.tenant, &id)
         .await?;
-    // gateway hook: the lead wires a broadcast here so sessions authenticated by this CA close.
+    // Sessions authenticated through this CA re-check their chain on the policy change.
+    state.platform.control.publish(rampart_platform::ControlEvent::TenantPolicyChanged {
+        tenant: principal.tenant.clone(),
+    });
     principal
         .audit(
             &state,

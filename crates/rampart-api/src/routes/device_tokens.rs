@@ -185,7 +185,11 @@ async fn delete_token(
         .store
         .delete_device_token(&principal.tenant, &device.id, &token_id)
         .await?;
-    // gateway hook: the lead wires a broadcast here so sessions on this token close.
+    state.platform.control.publish(rampart_platform::ControlEvent::DeviceTokenDeleted {
+        tenant: principal.tenant.clone(),
+        device: device.id.clone(),
+        token_id: token_id.clone(),
+    });
     let details = json!({"token_id": token_id});
     principal
         .audit(

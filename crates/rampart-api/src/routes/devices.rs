@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use rampart_core::{IdKind, Permission, validate_id};
-use rampart_platform::format_rfc3339_ms;
+use rampart_platform::{ControlEvent, CutOffReason, format_rfc3339_ms};
 use rampart_store::{Device, DeviceFilter, StoreError};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
@@ -512,7 +512,7 @@ async fn delete_device(
         .store
         .delete_device(&principal.tenant, &device.id, platform.now_ms())
         .await?;
-    // gateway hook: the lead wires a broadcast here so live sessions of the device close.
+    cut_off(&state, &principal.tenant, &device.id, CutOffReason::Deleted);
     principal
         .audit(
             &state,
@@ -551,7 +551,7 @@ async fn revoke_device(
         .store
         .revoke_device(&principal.tenant, &device.id, platform.now_ms())
         .await?;
-    // gateway hook: the lead wires a broadcast here so live sessions close within 1 second.
+    cut_off(&state, &principal.tenant, &revoked.id, CutOffReason::Revoked);
     let details = json!({"previous_status": device.status});
     principal
         .audit(
@@ -610,4 +610,13 @@ async fn reinstate_device(
         )
         .await;
     Ok(Json(device.into()))
+}
+
+/// Tells every live connection of the device to close (the gateway acts on it within 1 s).
+pub(crate) fn cut_off(state: &AppState, tenant: &str, device: &str, reason: CutOffReason) {
+    state.platform.control.publish(ControlEvent::DeviceCutOff {
+        tenant: tenant.to_owned(),
+        device: device.to_owned(),
+        reason,
+    });
 }

@@ -8,6 +8,8 @@ mod api_keys;
 mod tenants;
 mod users;
 mod roles;
+mod security_events;
+mod tenant_keys;
 mod groups;
 mod devices;
 mod device_tokens;
@@ -29,6 +31,8 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(roles::routes())
+        .merge(security_events::routes())
+        .merge(tenant_keys::routes())
         .merge(groups::routes())
         .merge(devices::routes())
         .merge(device_tokens::routes())

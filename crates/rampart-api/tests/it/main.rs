@@ -3,4 +3,5 @@
 
 mod harness;
 mod people;
+mod security;
 mod devices;
