@@ -1,11 +1,15 @@
 //! Raising security events (SPEC §10): one call for every edge, stored per tenant and logged
 //! (without secrets). Detection rules and responses build on these records.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use rampart_crypto::random_id;
 use rampart_store::SecurityEvent;
 use serde_json::Value;
 
 use crate::provisioning::Platform;
+
+static EVENT_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Severity of a security event, the same scale as alarms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +65,9 @@ impl Platform {
         let ts = self.now_ms();
         let event = SecurityEvent {
             tenant: draft.tenant,
-            // Ids sort by time, so listings page newest first by id.
-            id: format!("{:016x}{}", ts.max(0), random_id(6)),
+            // Ids sort by time (then by order within this process), so listings page newest
+            // first by id; the random tail keeps ids of different nodes apart.
+            id: format!("{:016x}{:08x}{}", ts.max(0), EVENT_COUNTER.fetch_add(1, Ordering::Relaxed), random_id(4)),
             ts,
             event_type: draft.event_type.to_owned(),
             severity: draft.severity.as_str().to_owned(),
