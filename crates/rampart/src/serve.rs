@@ -25,6 +25,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     check_environment(std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()))?;
     let settings = ServeSettings::resolve(args)?;
     init_logging(settings.json_logs);
+    if let Some(metrics) = settings.metrics_listen {
+        anyhow::bail!("--metrics-listen {metrics}: the metrics endpoint is not built yet");
+    }
     prepare_data_dir(&settings.data_dir)?;
     let master = load_master_key(&settings.data_dir)?;
     let store = rampart_store::open(settings.storage.as_spec(), &settings.data_dir)

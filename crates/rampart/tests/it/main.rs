@@ -5,5 +5,6 @@
 mod audit_cli;
 mod first_start;
 mod flows;
+mod security_flows;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
