@@ -85,3 +85,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 pub(crate) fn client_ip(parts: &Parts) -> Option<String> {
     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string())
 }
+
+/// The TLS client certificate chain of the connection (leaf first), when the client sent one.
+/// The binary's TLS acceptor inserts it into every request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Option<std::sync::Arc<Vec<rustls_pki_types::CertificateDer<'static>>>>);

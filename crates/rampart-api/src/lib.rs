@@ -13,6 +13,7 @@ mod routes;
 mod state;
 
 pub use error::ApiError;
+pub use extract::PeerCertificates;
 pub use state::{ApiSettings, AppState};
 
 use axum::Router;

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod first_start;
 mod keys_cmd;
+mod peer_cert;
 mod serve;
 mod tls;
 

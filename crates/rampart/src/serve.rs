@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rampart_api::{ApiSettings, AppState};
 use rampart_platform::{Platform, SystemClock};
 
 use crate::cli::ServeArgs;
 use crate::config::{ServeSettings, check_environment};
+use crate::peer_cert::PeerCertAcceptor;
 use crate::first_start::{AdminPassword, bootstrap_admin, load_master_key, prepare_data_dir};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,9 +44,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let http_addr = listener.local_addr()?;
     let app = rampart_api::router(AppState::new(Arc::clone(&platform), ApiSettings::default()));
     let handle = Handle::new();
-    let mut server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
-        .map(|acceptor| acceptor.handshake_timeout(HANDSHAKE_TIMEOUT))
-        .handle(handle.clone());
+    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls)).handshake_timeout(HANDSHAKE_TIMEOUT);
+    let mut server = axum_server::from_tcp(listener).acceptor(PeerCertAcceptor::new(acceptor)).handle(handle.clone());
     server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
     let http_task = tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
     handle.listening().await.context("the HTTPS listener did not start")?;
