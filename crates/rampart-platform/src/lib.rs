@@ -5,6 +5,7 @@
 mod audit;
 mod clock;
 mod control;
+mod device_auth;
 mod error;
 mod keyring;
 mod provisioning;
@@ -17,6 +18,10 @@ pub use audit::{
 };
 pub use clock::{Clock, SystemClock};
 pub use control::{ControlBus, ControlEvent, CutOffReason};
+pub use device_auth::{
+    API_KEY_PREFIX, AuthenticatedApplication, AuthenticatedDevice, DeviceAuthError, DeviceAuthMethod,
+    resolve_role_permissions, split_username,
+};
 pub use error::{PlatformError, PlatformResult};
 pub use keyring::Keyring;
 pub use provisioning::{CA_KEY_PURPOSE, Platform, new_user};

@@ -1,0 +1,499 @@
+//! Device and application credential checks (SPEC §6, §7), shared by the MQTT gateway and the
+//! HTTPS device API so both edges accept exactly the same credentials:
+//!
+//! - a device token (`<tenant>/<device>` + token, or a bare bearer token over HTTPS), compared
+//!   as SHA-256 in constant time;
+//! - a client certificate issued by the tenant CA (identity from the SAN URI
+//!   `urn:rampart:<tenant>:<device>` and the CN), with revocation checked in the store, not only
+//!   in the CRL the TLS layer may have seen;
+//! - a client certificate from a trusted external CA whose full chain verifies to it, with
+//!   just-in-time registration when the CA has `auto_register`;
+//! - an application's API key (`rak_<id>_<secret>`) with its roles' permissions.
+//!
+//! Trust is decided here, at CONNECT (or per request), against the store: the TLS layer only
+//! checks that the client holds the certificate's key.
+
+use std::time::Duration;
+
+use rampart_core::{IdKind, Permission, PermissionSet, builtin_role_permissions, validate_id};
+use rampart_crypto::{ct_eq, sha256};
+use rampart_store::{Device, Store, StoreError, TrustedCa};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use serde_json::json;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+
+use crate::audit::{Actor, AuditEntry};
+use crate::error::PlatformError;
+use crate::provisioning::Platform;
+use crate::security_events::{SecurityEventDraft, Severity};
+
+/// Prefix of application API keys: `rak_<id>_<secret>`.
+pub const API_KEY_PREFIX: &str = "rak_";
+/// The SAN URI scheme binding a device certificate to its tenant.
+const RAMPART_SAN_PREFIX: &str = "urn:rampart:";
+/// Longest client certificate chain we look at (leaf plus intermediates).
+const MAX_CHAIN: usize = 8;
+
+/// How a device proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceAuthMethod {
+    /// A device token; `token_id` names the row (for cut-off when it is deleted).
+    Token { token_id: String },
+    /// A certificate issued by the tenant CA.
+    Certificate { serial: String },
+    /// A certificate from a trusted external CA.
+    TrustedCa { ca_id: String },
+}
+
+/// A device whose credential checked out and whose status allows it to connect.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedDevice {
+    pub device: Device,
+    pub method: DeviceAuthMethod,
+    /// The device was created just now by just-in-time registration.
+    pub registered_now: bool,
+}
+
+/// An application authenticated by its API key.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedApplication {
+    pub tenant: String,
+    pub key_id: String,
+    pub roles: Vec<String>,
+    pub permissions: PermissionSet,
+}
+
+/// Why a credential was refused. `tenant`/`device` are filled in as far as they are known, so
+/// the security event lands in the right tenant; they never leave the process.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceAuthError {
+    /// Unknown tenant, device or key; wrong secret; a certificate that does not verify.
+    #[error("bad credentials: {reason}")]
+    BadCredentials { tenant: Option<String>, device: Option<String>, reason: &'static str },
+    /// The credential identifies a device that may not connect (revoked, quarantined), or a
+    /// revoked certificate.
+    #[error("device {device} of tenant {tenant} is not authorized: {reason}")]
+    NotAuthorized { tenant: String, device: String, reason: &'static str, revoked_credential: bool },
+    /// The store or the keyring failed; the client gets a generic refusal.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+}
+
+impl From<StoreError> for DeviceAuthError {
+    fn from(error: StoreError) -> Self {
+        DeviceAuthError::Platform(PlatformError::Store(error))
+    }
+}
+
+impl DeviceAuthError {
+    fn bad(tenant: Option<&str>, device: Option<&str>, reason: &'static str) -> Self {
+        DeviceAuthError::BadCredentials {
+            tenant: tenant.map(str::to_owned),
+            device: device.map(str::to_owned),
+            reason,
+        }
+    }
+}
+
+/// The parts of a client certificate Rampart looks at.
+struct LeafInfo {
+    common_name: Option<String>,
+    /// `(tenant, device)` from a `urn:rampart:<tenant>:<device>` SAN URI.
+    rampart_san: Option<(String, String)>,
+    issuer: String,
+    /// Lower-case hex of the serial's DER integer bytes (the store's format).
+    serial_hex: String,
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_leaf(der: &[u8]) -> Option<LeafInfo> {
+    let cert = match X509Certificate::from_der(der) {
+        Ok(([], cert)) => cert,
+        _ => return None,
+    };
+    let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
+    let mut rampart_san = None;
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::URI(uri) = name
+                && let Some(rest) = uri.strip_prefix(RAMPART_SAN_PREFIX)
+                && let Some((tenant, device)) = rest.split_once(':')
+            {
+                rampart_san = Some((tenant.to_owned(), device.to_owned()));
+            }
+        }
+    }
+    Some(LeafInfo {
+        common_name,
+        rampart_san,
+        issuer: cert.issuer().to_string(),
+        serial_hex: hex_lower(cert.raw_serial()),
+    })
+}
+
+fn unix_time(now_ms: i64) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_millis(u64::try_from(now_ms).unwrap_or(0)))
+}
+
+/// Whether `chain[0]` verifies, through `chain[1..]`, to the CA certificate `ca_pem`, for
+/// client authentication at `now_ms`. Only a real signature chain counts: a certificate that
+/// merely names the CA as its issuer fails.
+fn chain_verifies_to(chain: &[CertificateDer<'_>], ca_pem: &str, now_ms: i64) -> bool {
+    let Some((leaf, intermediates)) = chain.split_first() else { return false };
+    let Ok(ca_der) = CertificateDer::from_pem_slice(ca_pem.as_bytes()) else { return false };
+    let Ok(anchor) = webpki::anchor_from_trusted_cert(&ca_der) else { return false };
+    let Ok(end_entity) = webpki::EndEntityCert::try_from(leaf) else { return false };
+    end_entity
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            intermediates,
+            unix_time(now_ms),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .is_ok()
+}
+
+/// Whether a device in this status may connect; the reason otherwise.
+fn refusal_for_status(status: &str) -> Option<&'static str> {
+    match status {
+        "revoked" => Some("device revoked"),
+        "quarantined" => Some("device quarantined"),
+        _ => None,
+    }
+}
+
+/// Splits `<tenant>/<name>` as MQTT usernames carry it, checking both id syntaxes.
+pub fn split_username(username: &str) -> Option<(&str, &str)> {
+    let (tenant, name) = username.split_once('/')?;
+    if validate_id(IdKind::Tenant, tenant).is_err() || validate_id(IdKind::Device, name).is_err() {
+        return None;
+    }
+    Some((tenant, name))
+}
+
+/// The union of the permissions of `roles` in `tenant` (built-in or custom; unknown roles add
+/// none). The REST API resolves people's roles the same way.
+pub async fn resolve_role_permissions(
+    store: &dyn Store,
+    tenant: &str,
+    roles: &[String],
+) -> Result<PermissionSet, StoreError> {
+    let mut permissions = PermissionSet::new();
+    for role in roles {
+        if let Some(builtin) = builtin_role_permissions(role) {
+            permissions.extend(builtin);
+            continue;
+        }
+        match store.get_role(tenant, role).await {
+            Ok(custom) => permissions.extend(custom.permissions.iter().filter_map(|p| Permission::parse(p))),
+            Err(StoreError::NotFound) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(permissions)
+}
+
+impl Platform {
+    /// Checks a device token presented with its tenant and device id (MQTT username
+    /// `<tenant>/<device>`). A revoked or quarantined device is refused even with a token that
+    /// once was valid (revocation deletes tokens, so "revoked" is answered for any token).
+    pub async fn authenticate_device_token(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        token: &[u8],
+    ) -> Result<AuthenticatedDevice, DeviceAuthError> {
+        if validate_id(IdKind::Tenant, tenant).is_err() || validate_id(IdKind::Device, device_id).is_err() {
+            return Err(DeviceAuthError::bad(None, None, "malformed username"));
+        }
+        let device = match self.store.get_device(tenant, device_id).await {
+            Ok(device) => device,
+            Err(StoreError::NotFound) => {
+                return Err(DeviceAuthError::bad(Some(tenant), None, "unknown device"));
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let hash = sha256(token);
+        let tokens = self.store.list_device_tokens(tenant, device_id).await?;
+        // Compare against every row so the time taken does not tell which one matched.
+        let mut matched = None;
+        for row in &tokens {
+            if ct_eq(&hash, &row.token_hash) {
+                matched = Some(row.id.clone());
+            }
+        }
+        if device.status == "revoked" {
+            return Err(DeviceAuthError::NotAuthorized {
+                tenant: tenant.to_owned(),
+                device: device_id.to_owned(),
+                reason: "device revoked",
+                revoked_credential: true,
+            });
+        }
+        let Some(token_id) = matched else {
+            return Err(DeviceAuthError::bad(Some(tenant), Some(device_id), "wrong token"));
+        };
+        if let Some(reason) = refusal_for_status(&device.status) {
+            return Err(DeviceAuthError::NotAuthorized {
+                tenant: tenant.to_owned(),
+                device: device_id.to_owned(),
+                reason,
+                revoked_credential: false,
+            });
+        }
+        Ok(AuthenticatedDevice { device, method: DeviceAuthMethod::Token { token_id }, registered_now: false })
+    }
+
+    /// Finds the device a bare bearer token belongs to (HTTPS device API), in any tenant.
+    pub async fn find_device_by_token(&self, token: &[u8]) -> Result<AuthenticatedDevice, DeviceAuthError> {
+        let hash = sha256(token);
+        let Some(row) = self.store.find_device_token_by_hash(&hash).await? else {
+            return Err(DeviceAuthError::bad(None, None, "unknown token"));
+        };
+        if !ct_eq(&hash, &row.token_hash) {
+            return Err(DeviceAuthError::bad(None, None, "unknown token"));
+        }
+        self.authenticate_device_token(&row.tenant, &row.device, token).await
+    }
+
+    /// Checks a client certificate chain (leaf first) at `now_ms`: either a tenant-CA
+    /// certificate (Rampart SAN URI) or one from a trusted external CA. The TLS layer has
+    /// already checked that the client holds the leaf's private key.
+    pub async fn authenticate_device_certificate(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now_ms: i64,
+    ) -> Result<AuthenticatedDevice, DeviceAuthError> {
+        if chain.is_empty() || chain.len() > MAX_CHAIN {
+            return Err(DeviceAuthError::bad(None, None, "no usable certificate chain"));
+        }
+        let Some(leaf) = parse_leaf(&chain[0]) else {
+            return Err(DeviceAuthError::bad(None, None, "malformed certificate"));
+        };
+        match leaf.rampart_san.clone() {
+            Some((tenant, device)) => self.authenticate_tenant_ca_certificate(chain, &leaf, &tenant, &device, now_ms).await,
+            None => self.authenticate_trusted_ca_certificate(chain, &leaf, now_ms).await,
+        }
+    }
+
+    async fn authenticate_tenant_ca_certificate(
+        &self,
+        chain: &[CertificateDer<'_>],
+        leaf: &LeafInfo,
+        tenant: &str,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<AuthenticatedDevice, DeviceAuthError> {
+        if validate_id(IdKind::Tenant, tenant).is_err() || validate_id(IdKind::Device, device_id).is_err() {
+            return Err(DeviceAuthError::bad(None, None, "malformed certificate identity"));
+        }
+        if leaf.common_name.as_deref() != Some(device_id) {
+            return Err(DeviceAuthError::bad(Some(tenant), Some(device_id), "CN does not match the SAN"));
+        }
+        let ca = match self.store.get_tenant_ca(tenant).await {
+            Ok(ca) => ca,
+            Err(StoreError::NotFound) => return Err(DeviceAuthError::bad(None, None, "unknown tenant")),
+            Err(other) => return Err(other.into()),
+        };
+        if !chain_verifies_to(chain, &ca.cert_pem, now_ms) {
+            return Err(DeviceAuthError::bad(Some(tenant), Some(device_id), "certificate does not verify"));
+        }
+        // Issued by the tenant CA: from here on the credential is genuine.
+        let issued = match self.store.get_device_certificate(tenant, &leaf.serial_hex).await {
+            Ok(issued) if issued.device == device_id => issued,
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(DeviceAuthError::bad(Some(tenant), Some(device_id), "certificate not on record"));
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let not_authorized = |reason, revoked_credential| DeviceAuthError::NotAuthorized {
+            tenant: tenant.to_owned(),
+            device: device_id.to_owned(),
+            reason,
+            revoked_credential,
+        };
+        if issued.revoked_at.is_some() {
+            return Err(not_authorized("certificate revoked", true));
+        }
+        let device = match self.store.get_device(tenant, device_id).await {
+            Ok(device) => device,
+            Err(StoreError::NotFound) => return Err(not_authorized("device deleted", true)),
+            Err(other) => return Err(other.into()),
+        };
+        if let Some(reason) = refusal_for_status(&device.status) {
+            return Err(not_authorized(reason, device.status == "revoked"));
+        }
+        Ok(AuthenticatedDevice {
+            device,
+            method: DeviceAuthMethod::Certificate { serial: leaf.serial_hex.clone() },
+            registered_now: false,
+        })
+    }
+
+    async fn authenticate_trusted_ca_certificate(
+        &self,
+        chain: &[CertificateDer<'_>],
+        leaf: &LeafInfo,
+        now_ms: i64,
+    ) -> Result<AuthenticatedDevice, DeviceAuthError> {
+        let Some(device_id) = leaf.common_name.as_deref().filter(|cn| validate_id(IdKind::Device, cn).is_ok()) else {
+            return Err(DeviceAuthError::bad(None, None, "certificate CN is not a device id"));
+        };
+        let candidates = self.store.list_trusted_cas_by_subject(&leaf.issuer).await?;
+        let mut trusted: Option<TrustedCa> = None;
+        for candidate in candidates {
+            if chain_verifies_to(chain, &candidate.cert_pem, now_ms) {
+                if trusted.is_some() {
+                    // Two tenants trust the same CA: the certificate does not say which one it
+                    // is for, so it authenticates nobody rather than the wrong tenant.
+                    return Err(DeviceAuthError::bad(None, Some(device_id), "CA trusted by several tenants"));
+                }
+                trusted = Some(candidate);
+            }
+        }
+        let Some(ca) = trusted else {
+            return Err(DeviceAuthError::bad(None, Some(device_id), "certificate does not verify"));
+        };
+        let method = DeviceAuthMethod::TrustedCa { ca_id: ca.id.clone() };
+        match self.store.get_device(&ca.tenant, device_id).await {
+            Ok(device) => {
+                if let Some(reason) = refusal_for_status(&device.status) {
+                    return Err(DeviceAuthError::NotAuthorized {
+                        tenant: ca.tenant.clone(),
+                        device: device_id.to_owned(),
+                        reason,
+                        revoked_credential: device.status == "revoked",
+                    });
+                }
+                Ok(AuthenticatedDevice { device, method, registered_now: false })
+            }
+            Err(StoreError::NotFound) if ca.auto_register => {
+                let device = self.register_just_in_time(&ca, device_id).await?;
+                Ok(AuthenticatedDevice { device, method, registered_now: true })
+            }
+            Err(StoreError::NotFound) => {
+                Err(DeviceAuthError::bad(Some(&ca.tenant), Some(device_id), "unknown device, no auto_register"))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Creates a device presented by a trusted CA with `auto_register`, with its data key, and
+    /// audits it. A concurrent first connect of the same device finds the row instead.
+    async fn register_just_in_time(&self, ca: &TrustedCa, device_id: &str) -> Result<Device, DeviceAuthError> {
+        let now = self.now_ms();
+        let device = Device {
+            tenant: ca.tenant.clone(),
+            id: device_id.to_owned(),
+            name: device_id.to_owned(),
+            device_type: None,
+            group: None,
+            attributes_json: "{}".to_owned(),
+            required_interval_s: None,
+            status: "active".to_owned(),
+            connected: false,
+            last_seen: None,
+            last_address: None,
+            firmware: None,
+            created_at: now,
+        };
+        match self.store.create_device(&device).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Ok(self.store.get_device(&ca.tenant, device_id).await?),
+            Err(other) => return Err(other.into()),
+        }
+        self.keyring.create_device_key(&ca.tenant, device_id).await?;
+        let entry = AuditEntry::success(&ca.tenant, Actor::System, "device.create", format!("device:{device_id}"))
+            .with_details(json!({"jit": true, "trusted_ca": ca.id}));
+        self.audit.record(entry).await;
+        Ok(device)
+    }
+
+    /// Checks an application's API key presented with username `<tenant>/<key id>`.
+    pub async fn authenticate_application(
+        &self,
+        tenant: &str,
+        key_id: &str,
+        key: &[u8],
+    ) -> Result<AuthenticatedApplication, DeviceAuthError> {
+        let bad = |reason| DeviceAuthError::bad(Some(tenant).filter(|t| validate_id(IdKind::Tenant, t).is_ok()), None, reason);
+        let Ok(key_text) = std::str::from_utf8(key) else { return Err(bad("malformed key")) };
+        let Some((id_in_key, _)) = key_text.strip_prefix(API_KEY_PREFIX).and_then(|rest| rest.split_once('_')) else {
+            return Err(bad("malformed key"));
+        };
+        if id_in_key != key_id {
+            return Err(bad("key does not match the username"));
+        }
+        let stored = match self.store.get_api_key(key_id).await {
+            Ok(stored) => stored,
+            Err(StoreError::NotFound) => return Err(bad("unknown key")),
+            Err(other) => return Err(other.into()),
+        };
+        let hash_matches = ct_eq(&sha256(key), &stored.key_hash);
+        if !hash_matches || stored.tenant != tenant {
+            return Err(bad("wrong key"));
+        }
+        if stored.expires_at.is_some_and(|at| at <= self.now_ms()) {
+            return Err(bad("expired key"));
+        }
+        let permissions = resolve_role_permissions(self.store.as_ref(), &stored.tenant, &stored.roles).await?;
+        Ok(AuthenticatedApplication { tenant: stored.tenant, key_id: stored.id, roles: stored.roles, permissions })
+    }
+
+    /// Raises the security event a refused credential deserves: `revoked_credential_used`
+    /// (MAJOR) for a genuine credential of a revoked device, `auth_failure` (MINOR) otherwise.
+    /// Failures of the store are not the client's doing and raise nothing.
+    pub async fn record_device_auth_failure(&self, error: &DeviceAuthError, source_ip: Option<&str>, protocol: &str) {
+        let draft = match error {
+            DeviceAuthError::BadCredentials { tenant: Some(tenant), device, reason } => {
+                let mut draft = SecurityEventDraft::new(tenant, "auth_failure", Severity::Minor);
+                draft.device = device.clone();
+                draft.details = json!({"reason": reason, "protocol": protocol});
+                draft
+            }
+            // Without a tenant there is nobody to tell: the event would have no owner.
+            DeviceAuthError::BadCredentials { tenant: None, .. } | DeviceAuthError::Platform(_) => return,
+            DeviceAuthError::NotAuthorized { tenant, device, reason, revoked_credential } => {
+                let (event_type, severity) = match revoked_credential {
+                    true => ("revoked_credential_used", Severity::Major),
+                    false => ("auth_failure", Severity::Minor),
+                };
+                let mut draft = SecurityEventDraft::new(tenant, event_type, severity);
+                draft.device = Some(device.clone());
+                draft.details = json!({"reason": reason, "protocol": protocol});
+                draft
+            }
+        };
+        let draft = SecurityEventDraft { source_ip: source_ip.map(str::to_owned), ..draft };
+        self.raise_security_event(draft).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_split_into_tenant_and_name() {
+        assert_eq!(split_username("acme/sensor-1"), Some(("acme", "sensor-1")));
+        assert_eq!(split_username("acme/a/b"), None);
+        assert_eq!(split_username("Acme/x"), None);
+        assert_eq!(split_username("acme"), None);
+        assert_eq!(split_username("acme/"), None);
+    }
+
+    #[test]
+    fn garbage_is_not_a_certificate() {
+        assert!(parse_leaf(b"not a certificate").is_none());
+        assert!(!chain_verifies_to(&[CertificateDer::from(vec![0u8; 10])], "garbage", 0));
+    }
+}
