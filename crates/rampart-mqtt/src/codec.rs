@@ -17,8 +17,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::packet::{
-    Auth, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, PubResponse, Publish, QoS,
-    SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will, reason,
+    Auth, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, PubResponse, Publish, QoS, SubAck, Subscribe,
+    SubscriptionOptions, UnsubAck, Unsubscribe, Will, reason,
 };
 
 /// The largest value of a variable byte integer (and so of the remaining length).
@@ -111,7 +111,8 @@ pub fn decode(
         return Err(DecodeError::PacketTooLarge { size });
     }
     if buf.len() < size {
-        buf.reserve(size - buf.len());
+        // No `reserve` here: a slow sender must not make us allocate its declared size up
+        // front; the driver's reads grow the buffer as bytes actually arrive.
         return Ok(None);
     }
     let mut frame = buf.split_to(size).freeze();
@@ -128,19 +129,10 @@ pub fn decode(
     Ok(Some(packet))
 }
 
-fn decode_body(
-    reader: &mut Reader,
-    packet_type: u8,
-    flags: u8,
-    protocol: Protocol,
-) -> Result<Packet, DecodeError> {
+fn decode_body(reader: &mut Reader, packet_type: u8, flags: u8, protocol: Protocol) -> Result<Packet, DecodeError> {
     let v5 = protocol == Protocol::V5;
     let expect_flags = |expected: u8| {
-        if flags == expected {
-            Ok(())
-        } else {
-            Err(DecodeError::Malformed("reserved flag bits set"))
-        }
+        if flags == expected { Ok(()) } else { Err(DecodeError::Malformed("reserved flag bits set")) }
     };
     match packet_type {
         1 => {
@@ -154,16 +146,8 @@ fn decode_body(
                 return Err(DecodeError::Malformed("reserved CONNACK flag bits set"));
             }
             let code = reader.u8()?;
-            let properties = if v5 {
-                reader.properties(Ctx::ConnAck)?
-            } else {
-                Properties::default()
-            };
-            Ok(Packet::ConnAck(ConnAck {
-                session_present: ack_flags & 1 == 1,
-                code,
-                properties,
-            }))
+            let properties = if v5 { reader.properties(Ctx::ConnAck)? } else { Properties::default() };
+            Ok(Packet::ConnAck(ConnAck { session_present: ack_flags & 1 == 1, code, properties }))
         }
         3 => decode_publish(reader, flags, v5).map(Packet::Publish),
         4 => {
@@ -185,17 +169,12 @@ fn decode_body(
         8 => {
             expect_flags(2)?;
             let packet_id = reader.packet_id()?;
-            let properties = if v5 {
-                reader.properties(Ctx::Subscribe)?
-            } else {
-                Properties::default()
-            };
+            let properties = if v5 { reader.properties(Ctx::Subscribe)? } else { Properties::default() };
             let mut filters = Vec::new();
             while reader.bytes.has_remaining() {
                 let filter = reader.string()?;
                 let options = reader.u8()?;
-                let qos = QoS::from_u8(options & 0x03)
-                    .ok_or(DecodeError::Malformed("subscription QoS 3"))?;
+                let qos = QoS::from_u8(options & 0x03).ok_or(DecodeError::Malformed("subscription QoS 3"))?;
                 let options = if v5 {
                     if options & 0xc0 != 0 {
                         return Err(DecodeError::Malformed("reserved subscription option bits"));
@@ -214,50 +193,29 @@ fn decode_body(
                     if options & 0xfc != 0 {
                         return Err(DecodeError::Malformed("reserved subscription option bits"));
                     }
-                    SubscriptionOptions {
-                        qos,
-                        no_local: false,
-                        retain_as_published: false,
-                        retain_handling: 0,
-                    }
+                    SubscriptionOptions { qos, no_local: false, retain_as_published: false, retain_handling: 0 }
                 };
                 filters.push((filter, options));
             }
             if filters.is_empty() {
                 return Err(DecodeError::ProtocolError("SUBSCRIBE without a topic filter"));
             }
-            Ok(Packet::Subscribe(Subscribe {
-                packet_id,
-                filters,
-                properties,
-            }))
+            Ok(Packet::Subscribe(Subscribe { packet_id, filters, properties }))
         }
         9 => {
             expect_flags(0)?;
             let packet_id = reader.packet_id()?;
-            let properties = if v5 {
-                reader.properties(Ctx::SubAck)?
-            } else {
-                Properties::default()
-            };
+            let properties = if v5 { reader.properties(Ctx::SubAck)? } else { Properties::default() };
             let reasons = reader.rest().to_vec();
             if reasons.is_empty() {
                 return Err(DecodeError::ProtocolError("SUBACK without a reason code"));
             }
-            Ok(Packet::SubAck(SubAck {
-                packet_id,
-                reasons,
-                properties,
-            }))
+            Ok(Packet::SubAck(SubAck { packet_id, reasons, properties }))
         }
         10 => {
             expect_flags(2)?;
             let packet_id = reader.packet_id()?;
-            let properties = if v5 {
-                reader.properties(Ctx::Unsubscribe)?
-            } else {
-                Properties::default()
-            };
+            let properties = if v5 { reader.properties(Ctx::Unsubscribe)? } else { Properties::default() };
             let mut filters = Vec::new();
             while reader.bytes.has_remaining() {
                 filters.push(reader.string()?);
@@ -265,11 +223,7 @@ fn decode_body(
             if filters.is_empty() {
                 return Err(DecodeError::ProtocolError("UNSUBSCRIBE without a topic filter"));
             }
-            Ok(Packet::Unsubscribe(Unsubscribe {
-                packet_id,
-                filters,
-                properties,
-            }))
+            Ok(Packet::Unsubscribe(Unsubscribe { packet_id, filters, properties }))
         }
         11 => {
             expect_flags(0)?;
@@ -284,11 +238,7 @@ fn decode_body(
             } else {
                 (Properties::default(), Vec::new())
             };
-            Ok(Packet::UnsubAck(UnsubAck {
-                packet_id,
-                reasons,
-                properties,
-            }))
+            Ok(Packet::UnsubAck(UnsubAck { packet_id, reasons, properties }))
         }
         12 => {
             expect_flags(0)?;
@@ -352,43 +302,21 @@ fn decode_connect(reader: &mut Reader, flags: u8) -> Result<Packet, DecodeError>
         return Err(DecodeError::Malformed("password without user name"));
     }
     let keep_alive = reader.u16()?;
-    let properties = if v5 {
-        reader.properties(Ctx::Connect)?
-    } else {
-        Properties::default()
-    };
+    let properties = if v5 { reader.properties(Ctx::Connect)? } else { Properties::default() };
     let client_id = reader.string()?;
     let will = if has_will {
-        let will_properties = if v5 {
-            reader.properties(Ctx::Will)?
-        } else {
-            Properties::default()
-        };
+        let will_properties = if v5 { reader.properties(Ctx::Will)? } else { Properties::default() };
         let topic = reader.string()?;
         if !crate::topic::valid_topic_name(&topic) {
             return Err(DecodeError::ProtocolError("invalid will topic"));
         }
         let payload = reader.binary()?;
-        Some(Will {
-            topic,
-            payload,
-            qos: will_qos,
-            retain: will_retain,
-            properties: will_properties,
-        })
+        Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties: will_properties })
     } else {
         None
     };
-    let username = if has_username {
-        Some(reader.string()?)
-    } else {
-        None
-    };
-    let password = if has_password {
-        Some(reader.binary()?)
-    } else {
-        None
-    };
+    let username = if has_username { Some(reader.string()?) } else { None };
+    let password = if has_password { Some(reader.binary()?) } else { None };
     Ok(Packet::Connect(Box::new(Connect {
         protocol,
         clean_start,
@@ -419,38 +347,19 @@ fn decode_publish(reader: &mut Reader, flags: u8, v5: bool) -> Result<Publish, D
         QoS::AtMostOnce => None,
         _ => Some(reader.packet_id()?),
     };
-    let properties = if v5 {
-        reader.properties(Ctx::Publish)?
-    } else {
-        Properties::default()
-    };
+    let properties = if v5 { reader.properties(Ctx::Publish)? } else { Properties::default() };
     if v5 && topic.is_empty() && properties.topic_alias.is_none() {
         return Err(DecodeError::ProtocolError("empty topic name without a topic alias"));
     }
     let payload = reader.rest();
-    Ok(Publish {
-        dup,
-        qos,
-        retain,
-        topic,
-        packet_id,
-        payload,
-        properties,
-    })
+    Ok(Publish { dup, qos, retain, topic, packet_id, payload, properties })
 }
 
 fn decode_response(reader: &mut Reader, v5: bool) -> Result<PubResponse, DecodeError> {
     let packet_id = reader.packet_id()?;
-    let (reason, properties) = if v5 {
-        reader.reason_and_properties(Ctx::PubResponse)?
-    } else {
-        (reason::SUCCESS, Properties::default())
-    };
-    Ok(PubResponse {
-        packet_id,
-        reason,
-        properties,
-    })
+    let (reason, properties) =
+        if v5 { reader.reason_and_properties(Ctx::PubResponse)? } else { (reason::SUCCESS, Properties::default()) };
+    Ok(PubResponse { packet_id, reason, properties })
 }
 
 /// The packet (or will) a property list belongs to: decides which properties are allowed.
@@ -579,11 +488,8 @@ impl Reader {
     }
 
     fn properties(&mut self, ctx: Ctx) -> Result<Properties, DecodeError> {
-        let len = usize::try_from(self.varint()?)
-            .map_err(|_| DecodeError::Malformed("property length"))?;
-        let mut inner = Reader {
-            bytes: self.take(len)?,
-        };
+        let len = usize::try_from(self.varint()?).map_err(|_| DecodeError::Malformed("property length"))?;
+        let mut inner = Reader { bytes: self.take(len)? };
         let mut props = Properties::default();
         while inner.bytes.has_remaining() {
             let id = inner.varint()?;
@@ -685,8 +591,7 @@ pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
     let mut counter = Counter(0);
     let first = write_body(packet, protocol, &mut counter)?;
     let body_len = counter.0;
-    let remaining =
-        u32::try_from(body_len).map_err(|_| EncodeError::Invalid("packet too large"))?;
+    let remaining = u32::try_from(body_len).map_err(|_| EncodeError::Invalid("packet too large"))?;
     if remaining > MAX_VARINT {
         return Err(EncodeError::Invalid("packet too large"));
     }
@@ -702,6 +607,18 @@ pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
 pub fn encoded_len(packet: &Packet, protocol: Protocol) -> usize {
     let mut counter = Counter(0);
     match write_body(packet, protocol, &mut counter) {
+        Ok(_) => match u32::try_from(counter.0) {
+            Ok(remaining) if remaining <= MAX_VARINT => 1 + varint_len(remaining) + counter.0,
+            _ => usize::MAX,
+        },
+        Err(_) => usize::MAX,
+    }
+}
+
+/// [`encoded_len`] of a PUBLISH, without building a [`Packet`] around it.
+pub fn encoded_publish_len(publish: &Publish, protocol: Protocol) -> usize {
+    let mut counter = Counter(0);
+    match write_publish(publish, protocol == Protocol::V5, &mut counter) {
         Ok(_) => match u32::try_from(counter.0) {
             Ok(remaining) if remaining <= MAX_VARINT => 1 + varint_len(remaining) + counter.0,
             _ => usize::MAX,
@@ -807,19 +724,7 @@ fn write_body(packet: &Packet, protocol: Protocol, sink: &mut impl Sink) -> Resu
             }
             Ok(0x20)
         }
-        Packet::Publish(publish) => {
-            let packet_id = packet_id_of(publish)?;
-            put_string(sink, &publish.topic)?;
-            if let Some(id) = packet_id {
-                put_u16(sink, id);
-            }
-            if v5 {
-                write_properties(&publish.properties, Ctx::Publish, sink)?;
-            }
-            sink.put(&publish.payload);
-            let dup = publish.dup && publish.qos != QoS::AtMostOnce;
-            Ok(0x30 | (u8::from(dup) << 3) | ((publish.qos as u8) << 1) | u8::from(publish.retain))
-        }
+        Packet::Publish(publish) => write_publish(publish, v5, sink),
         Packet::PubAck(response) => write_response(response, v5, sink).map(|()| 0x40),
         Packet::PubRec(response) => write_response(response, v5, sink).map(|()| 0x50),
         Packet::PubRel(response) => write_response(response, v5, sink).map(|()| 0x62),
@@ -848,11 +753,7 @@ fn write_body(packet: &Packet, protocol: Protocol, sink: &mut impl Sink) -> Resu
                 sink.put(&suback.reasons);
             } else {
                 for code in &suback.reasons {
-                    let code = if *code <= 2 {
-                        *code
-                    } else {
-                        reason::V3_SUBACK_FAILURE
-                    };
+                    let code = if *code <= 2 { *code } else { reason::V3_SUBACK_FAILURE };
                     sink.put(&[code]);
                 }
             }
@@ -880,12 +781,7 @@ fn write_body(packet: &Packet, protocol: Protocol, sink: &mut impl Sink) -> Resu
         Packet::PingResp => Ok(0xd0),
         Packet::Disconnect(disconnect) => {
             if v5 {
-                write_reason_and_properties(
-                    disconnect.reason,
-                    &disconnect.properties,
-                    Ctx::Disconnect,
-                    sink,
-                )?;
+                write_reason_and_properties(disconnect.reason, &disconnect.properties, Ctx::Disconnect, sink)?;
             }
             Ok(0xe0)
         }
@@ -897,6 +793,20 @@ fn write_body(packet: &Packet, protocol: Protocol, sink: &mut impl Sink) -> Resu
             Ok(0xf0)
         }
     }
+}
+
+fn write_publish(publish: &Publish, v5: bool, sink: &mut impl Sink) -> Result<u8, EncodeError> {
+    let packet_id = packet_id_of(publish)?;
+    put_string(sink, &publish.topic)?;
+    if let Some(id) = packet_id {
+        put_u16(sink, id);
+    }
+    if v5 {
+        write_properties(&publish.properties, Ctx::Publish, sink)?;
+    }
+    sink.put(&publish.payload);
+    let dup = publish.dup && publish.qos != QoS::AtMostOnce;
+    Ok(0x30 | (u8::from(dup) << 3) | ((publish.qos as u8) << 1) | u8::from(publish.retain))
 }
 
 fn write_connect(connect: &Connect, sink: &mut impl Sink) -> Result<(), EncodeError> {
@@ -1066,3 +976,6 @@ fn v3_connack_code(code: u8) -> u8 {
         _ => reason::V3_SERVER_UNAVAILABLE,
     }
 }
+
+#[cfg(test)]
+mod tests;

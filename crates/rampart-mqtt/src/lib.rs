@@ -8,8 +8,6 @@ pub mod packet;
 pub mod session;
 pub mod topic;
 
-pub use codec::{DecodeError, EncodeError, decode, encode, encoded_len};
+pub use codec::{DecodeError, EncodeError, decode, encode, encoded_len, encoded_publish_len};
 pub use packet::*;
-pub use session::{
-    Action, DropReason, OutgoingMessage, Session, SessionConfig, SessionState,
-};
+pub use session::{Action, DropReason, OutgoingMessage, Session, SessionConfig, SessionState};

@@ -44,8 +44,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use bytes::Bytes;
 
 use crate::packet::{
-    ConnAck, Connect, Packet, Properties, Protocol, PubResponse, Publish, QoS, Subscribe,
-    Unsubscribe, reason,
+    ConnAck, Connect, Packet, Properties, Protocol, PubResponse, Publish, QoS, Subscribe, Unsubscribe, reason,
 };
 
 /// Server-side limits and capabilities of a session. Build it once from the gateway config.
@@ -135,7 +134,8 @@ pub enum Action {
     Publish(Publish),
     /// An incoming SUBSCRIBE for the gateway to authorise per filter and answer with SUBACK.
     Subscribe(Subscribe),
-    /// An incoming UNSUBSCRIBE for the gateway to carry out and answer with UNSUBACK.
+    /// An incoming UNSUBSCRIBE for the gateway to carry out and answer with UNSUBACK (5.0: one
+    /// reason per filter, 0x00 or 0x11; an empty list cannot be decoded by a 5.0 client).
     Unsubscribe(Unsubscribe),
     /// An outgoing message was dropped (count it; nothing is sent).
     Dropped { topic: String, why: DropReason },
@@ -149,7 +149,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Inflight {
     /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
-    Publish(OutgoingMessage),
+    Publish(Box<OutgoingMessage>),
     /// PUBREL sent, waiting for PUBCOMP.
     Release,
 }
@@ -220,6 +220,8 @@ impl Session {
     /// of the client's previous persistent session, if any; it is ignored when the CONNECT
     /// asks for a clean start. Returns the success CONNACK (5.0 properties filled in;
     /// `session_present` set when a state was resumed) and the resends to carry out after it.
+    /// When the gateway assigned the client identifier (empty client id → the device id), it
+    /// sets `connack.properties.assigned_client_identifier` itself (5.0).
     pub fn accept(
         connect: &Connect,
         config: SessionConfig,
@@ -246,11 +248,9 @@ impl Session {
 
         let client_receive_maximum = match protocol {
             Protocol::V311 => config.default_client_receive_maximum,
-            Protocol::V5 => connect
-                .properties
-                .receive_maximum
-                .unwrap_or(u16::MAX)
-                .min(config.default_client_receive_maximum.max(1)),
+            Protocol::V5 => {
+                connect.properties.receive_maximum.unwrap_or(u16::MAX).min(config.default_client_receive_maximum.max(1))
+            }
         }
         .max(1);
 
@@ -259,12 +259,9 @@ impl Session {
             properties.topic_alias_maximum = Some(config.topic_alias_maximum);
             properties.maximum_packet_size = Some(config.max_packet_size);
             properties.retain_available = Some(u8::from(config.retain_available));
-            properties.wildcard_subscription_available =
-                Some(u8::from(config.wildcard_subscription_available));
-            properties.subscription_identifier_available =
-                Some(u8::from(config.subscription_identifiers_available));
-            properties.shared_subscription_available =
-                Some(u8::from(config.shared_subscription_available));
+            properties.wildcard_subscription_available = Some(u8::from(config.wildcard_subscription_available));
+            properties.subscription_identifier_available = Some(u8::from(config.subscription_identifiers_available));
+            properties.shared_subscription_available = Some(u8::from(config.shared_subscription_available));
         }
 
         let mut session = Session {
@@ -287,11 +284,7 @@ impl Session {
             },
             closed: false,
         };
-        let connack = ConnAck {
-            session_present,
-            code: reason::SUCCESS,
-            properties,
-        };
+        let connack = ConnAck { session_present, code: reason::SUCCESS, properties };
         let mut actions = session.resend(now_ms);
         session.drain_queue(now_ms, &mut actions);
         (session, connack, actions)
@@ -350,22 +343,17 @@ impl Session {
             Packet::Unsubscribe(unsubscribe) => vec![Action::Unsubscribe(unsubscribe)],
             Packet::PingReq => vec![Action::Send(Packet::PingResp)],
             Packet::Disconnect(disconnect) => {
-                if self.protocol == Protocol::V5 {
-                    if let Some(expiry) = disconnect.properties.session_expiry_interval {
-                        if self.session_expiry_interval == 0 && expiry != 0 {
-                            return self.close(reason::PROTOCOL_ERROR, true);
-                        }
-                        self.session_expiry_interval = expiry;
+                if self.protocol == Protocol::V5
+                    && let Some(expiry) = disconnect.properties.session_expiry_interval
+                {
+                    if self.session_expiry_interval == 0 && expiry != 0 {
+                        return self.close(reason::PROTOCOL_ERROR, true);
                     }
+                    self.session_expiry_interval = expiry;
                 }
                 self.closed = true;
-                let will = self.protocol == Protocol::V5
-                    && disconnect.reason == reason::DISCONNECT_WITH_WILL;
-                vec![Action::Close {
-                    reason: disconnect.reason,
-                    send: false,
-                    will,
-                }]
+                let will = self.protocol == Protocol::V5 && disconnect.reason == reason::DISCONNECT_WITH_WILL;
+                vec![Action::Close { reason: disconnect.reason, send: false, will }]
             }
             // A second CONNECT, anything only a server sends, and AUTH (we offer no enhanced
             // authentication) are protocol errors.
@@ -386,11 +374,7 @@ impl Session {
         let Some(kind) = self.storing.remove(&packet_id) else {
             return Vec::new();
         };
-        let response = PubResponse {
-            packet_id,
-            reason: reason_code,
-            properties: Properties::default(),
-        };
+        let response = PubResponse { packet_id, reason: reason_code, properties: Properties::default() };
         match kind {
             Storing::QoS1 => {
                 if self.closed {
@@ -420,20 +404,15 @@ impl Session {
             return actions;
         }
         if message.qos == QoS::AtMostOnce {
-            self.send_now(message, None, now_ms, &mut actions);
+            self.send_now(message, now_ms, &mut actions);
             return actions;
         }
-        if self.state.inflight.len() < usize::from(self.client_receive_maximum)
-            && self.state.queue.is_empty()
-        {
+        if self.state.inflight.len() < usize::from(self.client_receive_maximum) && self.state.queue.is_empty() {
             self.start_exchange(message, now_ms, &mut actions);
         } else if self.state.queue.len() < self.config.max_queued {
             self.state.queue.push_back(message);
         } else {
-            actions.push(Action::Dropped {
-                topic: message.topic,
-                why: DropReason::QueueFull,
-            });
+            actions.push(Action::Dropped { topic: message.topic, why: DropReason::QueueFull });
         }
         actions
     }
@@ -452,10 +431,7 @@ impl Session {
         if self.closed || self.keep_alive == 0 {
             return None;
         }
-        Some(
-            self.last_received_ms
-                .saturating_add(u64::from(self.keep_alive) * 1500),
-        )
+        Some(self.last_received_ms.saturating_add(u64::from(self.keep_alive) * 1500))
     }
 
     /// Close the session from the server side (e.g. takeover 0x8E, revocation 0x98,
@@ -465,11 +441,7 @@ impl Session {
             return Vec::new();
         }
         self.closed = true;
-        vec![Action::Close {
-            reason: reason_code,
-            send: self.protocol == Protocol::V5,
-            will,
-        }]
+        vec![Action::Close { reason: reason_code, send: self.protocol == Protocol::V5, will }]
     }
 
     /// Keep what outlives the connection (persistent sessions).
@@ -478,19 +450,23 @@ impl Session {
     }
 
     fn handle_publish(&mut self, mut publish: Publish) -> Vec<Action> {
-        if self.protocol == Protocol::V5 {
-            if let Some(alias) = publish.properties.topic_alias.take() {
-                if alias == 0 || alias > self.config.topic_alias_maximum {
-                    return self.close(reason::TOPIC_ALIAS_INVALID, true);
+        // [MQTT-3.3.4-6]: a client never sends subscription identifiers.
+        if !publish.properties.subscription_identifiers.is_empty() {
+            return self.close(reason::PROTOCOL_ERROR, true);
+        }
+        if self.protocol == Protocol::V5
+            && let Some(alias) = publish.properties.topic_alias.take()
+        {
+            if alias == 0 || alias > self.config.topic_alias_maximum {
+                return self.close(reason::TOPIC_ALIAS_INVALID, true);
+            }
+            if publish.topic.is_empty() {
+                match self.topic_aliases.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => return self.close(reason::PROTOCOL_ERROR, true),
                 }
-                if publish.topic.is_empty() {
-                    match self.topic_aliases.get(&alias) {
-                        Some(topic) => publish.topic = topic.clone(),
-                        None => return self.close(reason::PROTOCOL_ERROR, true),
-                    }
-                } else {
-                    self.topic_aliases.insert(alias, publish.topic.clone());
-                }
+            } else {
+                self.topic_aliases.insert(alias, publish.topic.clone());
             }
         }
         if publish.topic.is_empty() {
@@ -508,9 +484,7 @@ impl Session {
             // A re-send of a publish we are still storing: its answer is on its way.
             return Vec::new();
         }
-        if publish.qos == QoS::ExactlyOnce
-            && self.state.incoming_awaiting_release.contains(&packet_id)
-        {
+        if publish.qos == QoS::ExactlyOnce && self.state.incoming_awaiting_release.contains(&packet_id) {
             // Already stored and PUBREC'd: answer again, do not deliver twice.
             return vec![Action::Send(Packet::PubRec(PubResponse {
                 packet_id,
@@ -531,15 +505,15 @@ impl Session {
     }
 
     fn handle_subscribe(&mut self, subscribe: Subscribe) -> Vec<Action> {
-        if !subscribe.properties.subscription_identifiers.is_empty()
-            && !self.config.subscription_identifiers_available
+        if !subscribe.properties.subscription_identifiers.is_empty() && !self.config.subscription_identifiers_available
         {
             return self.close(reason::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, true);
         }
         // 5.0 [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
-        let shared_no_local = subscribe.filters.iter().any(|(filter, options)| {
-            options.no_local && crate::topic::parse_shared(filter).is_some()
-        });
+        let shared_no_local = subscribe
+            .filters
+            .iter()
+            .any(|(filter, options)| options.no_local && crate::topic::parse_shared(filter).is_some());
         if shared_no_local {
             return self.close(reason::PROTOCOL_ERROR, true);
         }
@@ -564,10 +538,10 @@ impl Session {
         let packet_id = response.packet_id;
         match self.state.inflight.get_mut(&packet_id) {
             Some((_, entry @ Inflight::Publish(_))) => {
-                if let Inflight::Publish(message) = &*entry {
-                    if message.qos != QoS::ExactlyOnce {
-                        return self.close(reason::PROTOCOL_ERROR, true);
-                    }
+                if let Inflight::Publish(message) = &*entry
+                    && message.qos != QoS::ExactlyOnce
+                {
+                    return self.close(reason::PROTOCOL_ERROR, true);
                 }
                 if response.reason >= 0x80 && self.protocol == Protocol::V5 {
                     // The client refused it: the exchange ends here.
@@ -583,10 +557,7 @@ impl Session {
             }
             None => {
                 if response.reason < 0x80 {
-                    actions.push(Action::Send(pubrel(
-                        packet_id,
-                        reason::PACKET_IDENTIFIER_NOT_FOUND,
-                    )));
+                    actions.push(Action::Send(pubrel(packet_id, reason::PACKET_IDENTIFIER_NOT_FOUND)));
                 }
             }
         }
@@ -594,10 +565,7 @@ impl Session {
     }
 
     fn handle_pubrel(&mut self, response: PubResponse) -> Vec<Action> {
-        let found = self
-            .state
-            .incoming_awaiting_release
-            .remove(&response.packet_id);
+        let found = self.state.incoming_awaiting_release.remove(&response.packet_id);
         let code = if found || self.protocol == Protocol::V311 {
             reason::SUCCESS
         } else {
@@ -612,10 +580,7 @@ impl Session {
 
     fn handle_pubcomp(&mut self, response: PubResponse, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
-        if matches!(
-            self.state.inflight.get(&response.packet_id),
-            Some((_, Inflight::Release))
-        ) {
+        if matches!(self.state.inflight.get(&response.packet_id), Some((_, Inflight::Release))) {
             self.state.inflight.remove(&response.packet_id);
             self.drain_queue(now_ms, &mut actions);
         }
@@ -624,12 +589,8 @@ impl Session {
 
     /// Re-send every unacknowledged outgoing exchange, oldest first (session resumption).
     fn resend(&mut self, now_ms: u64) -> Vec<Action> {
-        let mut entries: Vec<(u64, u16)> = self
-            .state
-            .inflight
-            .iter()
-            .map(|(id, (sequence, _))| (*sequence, *id))
-            .collect();
+        let mut entries: Vec<(u64, u16)> =
+            self.state.inflight.iter().map(|(id, (sequence, _))| (*sequence, *id)).collect();
         entries.sort_unstable();
         let mut actions = Vec::new();
         for (_, packet_id) in entries {
@@ -661,56 +622,48 @@ impl Session {
 
     /// Allocate a packet id and send a QoS 1/2 message (or drop it when expired / too large).
     fn start_exchange(&mut self, message: OutgoingMessage, now_ms: u64, actions: &mut Vec<Action>) {
+        // The packet id does not change the size: check with a placeholder before allocating.
+        let mut publish = match self.prepare(&message, Some(1), now_ms) {
+            Ok(publish) => publish,
+            Err(why) => {
+                actions.push(Action::Dropped { topic: message.topic, why });
+                return;
+            }
+        };
         let Some(packet_id) = self.allocate_packet_id() else {
-            // Every id is in use (cannot happen with a window ≤ 65535): keep it queued.
+            // Every id is in use (cannot happen with a window <= 65535): keep it queued.
             self.state.queue.push_front(message);
             return;
         };
-        if self.send_now(message.clone(), Some(packet_id), now_ms, actions) {
-            self.state.sequence += 1;
-            self.state
-                .inflight
-                .insert(packet_id, (self.state.sequence, Inflight::Publish(message)));
+        publish.packet_id = Some(packet_id);
+        actions.push(Action::Send(Packet::Publish(publish)));
+        self.state.sequence += 1;
+        self.state.inflight.insert(packet_id, (self.state.sequence, Inflight::Publish(Box::new(message))));
+    }
+
+    /// Send a QoS 0 message now, or drop it.
+    fn send_now(&mut self, message: OutgoingMessage, now_ms: u64, actions: &mut Vec<Action>) {
+        match self.prepare(&message, None, now_ms) {
+            Ok(publish) => actions.push(Action::Send(Packet::Publish(publish))),
+            Err(why) => actions.push(Action::Dropped { topic: message.topic, why }),
         }
     }
 
-    /// Build and push the PUBLISH; `false` when the message was dropped instead.
-    fn send_now(
-        &mut self,
-        message: OutgoingMessage,
-        packet_id: Option<u16>,
-        now_ms: u64,
-        actions: &mut Vec<Action>,
-    ) -> bool {
+    /// The PUBLISH for `message`, unless it expired or is too large for the client.
+    fn prepare(&self, message: &OutgoingMessage, packet_id: Option<u16>, now_ms: u64) -> Result<Publish, DropReason> {
         if message.expires_at_ms.is_some_and(|at| at <= now_ms) {
-            actions.push(Action::Dropped {
-                topic: message.topic,
-                why: DropReason::Expired,
-            });
-            return false;
+            return Err(DropReason::Expired);
         }
-        let packet = self.publish_packet(&message, packet_id, false, now_ms);
-        let packet = Packet::Publish(packet);
-        if let Some(limit) = self.client_max_packet_size {
-            if crate::codec::encoded_len(&packet, self.protocol) > limit as usize {
-                actions.push(Action::Dropped {
-                    topic: message.topic,
-                    why: DropReason::TooLarge,
-                });
-                return false;
-            }
+        let publish = self.publish_packet(message, packet_id, false, now_ms);
+        if let Some(limit) = self.client_max_packet_size
+            && crate::codec::encoded_publish_len(&publish, self.protocol) > limit as usize
+        {
+            return Err(DropReason::TooLarge);
         }
-        actions.push(Action::Send(packet));
-        true
+        Ok(publish)
     }
 
-    fn publish_packet(
-        &self,
-        message: &OutgoingMessage,
-        packet_id: Option<u16>,
-        dup: bool,
-        now_ms: u64,
-    ) -> Publish {
+    fn publish_packet(&self, message: &OutgoingMessage, packet_id: Option<u16>, dup: bool, now_ms: u64) -> Publish {
         let mut properties = message.properties.clone();
         properties.topic_alias = None;
         properties.message_expiry_interval = message.expires_at_ms.map(|at| {
@@ -741,9 +694,8 @@ impl Session {
 }
 
 fn pubrel(packet_id: u16, reason_code: u8) -> Packet {
-    Packet::PubRel(PubResponse {
-        packet_id,
-        reason: reason_code,
-        properties: Properties::default(),
-    })
+    Packet::PubRel(PubResponse { packet_id, reason: reason_code, properties: Properties::default() })
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,9 +4,7 @@
 /// A topic name a client may PUBLISH to: non-empty, no wildcards, no U+0000, at most 65535
 /// bytes.
 pub fn valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty()
-        && topic.len() <= usize::from(u16::MAX)
-        && !topic.contains(['+', '#', '\0'])
+    !topic.is_empty() && topic.len() <= usize::from(u16::MAX) && !topic.contains(['+', '#', '\0'])
 }
 
 /// A topic filter: non-empty; `#` only as the whole last level; `+` only as a whole level; no

@@ -188,4 +188,51 @@ pub trait Store: GatewayStore + SecurityStore + Send + Sync + 'static {
     async fn insert_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> StoreResult<()>;
     /// Checkpoints of the tenant ordered by seq ascending.
     async fn list_audit_checkpoints(&self, tenant: &str) -> StoreResult<Vec<AuditCheckpoint>>;
+
+    // ---- device data ----
+    // Payloads arrive sealed under the device key; rows go with their device and tenant.
+
+    /// Commits the whole batch in ONE transaction (all or nothing): rows in order, then the
+    /// `seen` updates. This is the group-commit path of ingest; SQLite fsyncs on commit.
+    async fn insert_device_data_batch(&self, batch: &DeviceDataBatch) -> StoreResult<()>;
+    /// `last_seen = max(last_seen, at_ms)` and `registered` → `active` per device, touching only
+    /// those columns (no lost update against API edits or the gateway's connect bookkeeping).
+    async fn touch_devices_last_seen(&self, seen: &[DeviceSeen]) -> StoreResult<()>;
+    /// Telemetry rows of one device ordered by (ts, seq), ascending or descending.
+    async fn list_telemetry(&self, tenant: &str, device: &str, range: &TimeRange<i64>)
+    -> StoreResult<Vec<TelemetryRow>>;
+    /// Event rows of one device ordered by (ts, id); `type_tag` filters when set.
+    async fn list_device_events(
+        &self,
+        tenant: &str,
+        device: &str,
+        type_tag: Option<&str>,
+        range: &TimeRange<String>,
+    ) -> StoreResult<Vec<DeviceEventRow>>;
+    /// Attestation reports of one device, newest first.
+    async fn list_attestations(&self, tenant: &str, device: &str, limit: u32) -> StoreResult<Vec<AttestationRow>>;
+    /// Alarms of the tenant, newest first (by id); `page.after` is the last id of the previous page.
+    async fn list_alarms(&self, tenant: &str, filter: &AlarmFilter, page: &Page) -> StoreResult<Vec<AlarmRow>>;
+    async fn get_alarm(&self, tenant: &str, id: &str) -> StoreResult<AlarmRow>;
+    /// The newest alarm of (device, type), open or not.
+    async fn latest_alarm(&self, tenant: &str, device: &str, alarm_type: &str) -> StoreResult<Option<AlarmRow>>;
+    /// Sets the status of an alarm whose current status is one of `from`; `NotFound` if no
+    /// such alarm, `Conflict` if its status is not in `from`. Returns the updated alarm.
+    async fn set_alarm_status(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        now_ms: i64,
+    ) -> StoreResult<AlarmRow>;
+    /// Raises an alarm outside a batch (see [`AlarmRaise`]); used by the availability monitor.
+    async fn raise_alarm(&self, raise: &AlarmRaise) -> StoreResult<()>;
+    /// Active devices with `required_interval_s` whose `last_seen` is older than that interval
+    /// at `now_ms` and which have no open `unavailable` alarm yet, across tenants.
+    async fn list_silent_devices(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<SilentDevice>>;
+    async fn get_twin_reported(&self, tenant: &str, device: &str) -> StoreResult<Option<TwinReportedRow>>;
+    /// Stores the reported twin if the stored version is still `expected_version` (0 = none
+    /// stored yet); `Conflict` when another writer got there first.
+    async fn put_twin_reported(&self, row: &TwinReportedRow, expected_version: i64) -> StoreResult<()>;
 }

@@ -267,3 +267,148 @@ pub struct AuditCheckpoint {
     /// Base64 signature.
     pub signature: String,
 }
+
+// ---- device data (SPEC §8); payloads are sealed under the device key by the caller ----
+
+/// One telemetry message (or one element of an array message) of a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryRow {
+    pub tenant: String,
+    pub device: String,
+    pub ts: i64,
+    /// Orders rows with equal `ts`; random, unique per (tenant, device, ts).
+    pub seq: i64,
+    pub sealed: Vec<u8>,
+}
+
+/// One event of a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEventRow {
+    pub tenant: String,
+    pub device: String,
+    pub ts: i64,
+    pub id: String,
+    /// Keyed hash of the event type (the clear type is inside `sealed`), for `?type=` filters.
+    pub type_tag: String,
+    pub sealed: Vec<u8>,
+}
+
+/// One attestation report of a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationRow {
+    pub tenant: String,
+    pub device: String,
+    pub ts: i64,
+    pub id: String,
+    pub sealed: Vec<u8>,
+}
+
+/// An alarm as stored. `status` is `ACTIVE`, `ACKNOWLEDGED` or `CLEARED`; at most one alarm per
+/// (tenant, device, alarm_type) is not `CLEARED`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmRow {
+    pub tenant: String,
+    pub id: String,
+    pub device: String,
+    pub alarm_type: String,
+    pub severity: String,
+    pub status: String,
+    pub count: i64,
+    pub text_sealed: Option<Vec<u8>>,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    pub updated_at: i64,
+}
+
+/// Raising an alarm: creates it (with `id`, count 1, ACTIVE) unless the device already has one
+/// of this type that is not CLEARED, in which case that one's count goes up by one and its
+/// severity, text and last time are replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmRaise {
+    pub tenant: String,
+    /// Used only when a new alarm is created.
+    pub id: String,
+    pub device: String,
+    pub alarm_type: String,
+    pub severity: String,
+    pub text_sealed: Option<Vec<u8>>,
+    pub ts: i64,
+}
+
+/// A device clears its alarm of `alarm_type` (no-op if none is open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmClear {
+    pub tenant: String,
+    pub device: String,
+    pub alarm_type: String,
+    pub ts: i64,
+}
+
+/// One write of a [`DeviceDataBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceDataRow {
+    Telemetry(TelemetryRow),
+    Event(DeviceEventRow),
+    Attestation(AttestationRow),
+    RaiseAlarm(AlarmRaise),
+    ClearAlarm(AlarmClear),
+}
+
+/// A device sent data at `at_ms`: `last_seen` becomes at least `at_ms`, `registered` becomes
+/// `active`, and its open `unavailable` alarm is cleared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSeen {
+    pub tenant: String,
+    pub device: String,
+    pub at_ms: i64,
+}
+
+/// Everything the ingest writer commits in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceDataBatch {
+    /// Applied in order (an alarm raised then cleared in one batch ends CLEARED).
+    pub rows: Vec<DeviceDataRow>,
+    /// At most one per device is useful; the latest time wins anyway.
+    pub seen: Vec<DeviceSeen>,
+}
+
+/// Time range and keyset position for listing telemetry or events of one device.
+/// `from`/`to` are inclusive; rows strictly after `after` = (ts, seq or id) in the list order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeRange<K> {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub after: Option<(i64, K)>,
+    pub descending: bool,
+    /// 0 = no limit.
+    pub limit: u32,
+}
+
+/// Filters for listing alarms; every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlarmFilter {
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub device: Option<String>,
+    /// Only devices whose group is one of these (group-scoped callers); `None` = no restriction.
+    pub within_groups: Option<Vec<String>>,
+}
+
+/// A device with `required_interval_s` that has been silent for longer than that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilentDevice {
+    pub tenant: String,
+    pub device: String,
+    pub last_seen: i64,
+    pub required_interval_s: i64,
+}
+
+/// The reported twin state of a device, sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinReportedRow {
+    pub tenant: String,
+    pub device: String,
+    pub reported_sealed: Vec<u8>,
+    pub reported_version: i64,
+    pub updated_at: i64,
+}

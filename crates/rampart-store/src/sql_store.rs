@@ -516,6 +516,11 @@ impl Store for SqlStore {
         let owned_tables = [
             "DELETE FROM device_tokens WHERE tenant = ?",
             "DELETE FROM device_keys WHERE tenant = ?",
+            "DELETE FROM device_telemetry WHERE tenant = ?",
+            "DELETE FROM device_events WHERE tenant = ?",
+            "DELETE FROM device_attestations WHERE tenant = ?",
+            "DELETE FROM device_twins WHERE tenant = ?",
+            "DELETE FROM alarms WHERE tenant = ?",
             "DELETE FROM device_certificates WHERE tenant = ?",
             "DELETE FROM devices WHERE tenant = ?",
             "DELETE FROM device_groups WHERE tenant = ?",
@@ -874,6 +879,12 @@ impl Store for SqlStore {
                 "DELETE FROM device_keys WHERE tenant = ? AND device = ?",
                 key(),
             ),
+            // The device's data (sealed under the key deleted above) goes with it.
+            Statement::new("DELETE FROM device_telemetry WHERE tenant = ? AND device = ?", key()),
+            Statement::new("DELETE FROM device_events WHERE tenant = ? AND device = ?", key()),
+            Statement::new("DELETE FROM device_attestations WHERE tenant = ? AND device = ?", key()),
+            Statement::new("DELETE FROM device_twins WHERE tenant = ? AND device = ?", key()),
+            Statement::new("DELETE FROM alarms WHERE tenant = ? AND device = ?", key()),
             Statement::new("DELETE FROM devices WHERE tenant = ? AND id = ?", key())
                 .must_change_row(),
         ];
@@ -1211,4 +1222,445 @@ impl Store for SqlStore {
         self.all(sql, vec![tenant.into()], checkpoint_from_row)
             .await
     }
+
+    // ---- device data ----
+
+    async fn insert_device_data_batch(&self, batch: &DeviceDataBatch) -> StoreResult<()> {
+        let mut telemetry = Vec::new();
+        let mut events = Vec::new();
+        let mut attestations = Vec::new();
+        let mut alarm_statements = Vec::new();
+        for row in &batch.rows {
+            match row {
+                DeviceDataRow::Telemetry(row) => telemetry.push(row),
+                DeviceDataRow::Event(row) => events.push(row),
+                DeviceDataRow::Attestation(row) => attestations.push(row),
+                DeviceDataRow::RaiseAlarm(raise) => alarm_statements.push(raise_alarm_statement(raise)),
+                DeviceDataRow::ClearAlarm(clear) => alarm_statements.push(Statement::new(
+                    "UPDATE alarms SET status = 'CLEARED', updated_at = ? \
+                     WHERE tenant = ? AND device = ? AND alarm_type = ? AND status <> 'CLEARED'",
+                    vec![clear.ts.into(), (&clear.tenant).into(), (&clear.device).into(), (&clear.alarm_type).into()],
+                )),
+            }
+        }
+        let mut statements = Vec::new();
+        multi_row_inserts(
+            &mut statements,
+            "INSERT INTO device_telemetry (tenant, device, ts, seq, sealed) VALUES ",
+            5,
+            &telemetry,
+            |row, params| {
+                params.extend([
+                    (&row.tenant).into(),
+                    (&row.device).into(),
+                    row.ts.into(),
+                    row.seq.into(),
+                    (&row.sealed).into(),
+                ])
+            },
+        );
+        multi_row_inserts(
+            &mut statements,
+            "INSERT INTO device_events (tenant, device, ts, id, type_tag, sealed) VALUES ",
+            6,
+            &events,
+            |row, params| {
+                params.extend([
+                    (&row.tenant).into(),
+                    (&row.device).into(),
+                    row.ts.into(),
+                    (&row.id).into(),
+                    (&row.type_tag).into(),
+                    (&row.sealed).into(),
+                ])
+            },
+        );
+        multi_row_inserts(
+            &mut statements,
+            "INSERT INTO device_attestations (tenant, device, ts, id, sealed) VALUES ",
+            5,
+            &attestations,
+            |row, params| {
+                params.extend([
+                    (&row.tenant).into(),
+                    (&row.device).into(),
+                    row.ts.into(),
+                    (&row.id).into(),
+                    (&row.sealed).into(),
+                ])
+            },
+        );
+        // Alarms after the rows, in their order: one upsert per change, because one statement
+        // may not update the same open alarm twice (PostgreSQL refuses that).
+        statements.extend(alarm_statements);
+        statements.extend(seen_statements(&batch.seen));
+        if statements.is_empty() {
+            return Ok(());
+        }
+        self.driver.transaction(statements).await
+    }
+
+    async fn touch_devices_last_seen(&self, seen: &[DeviceSeen]) -> StoreResult<()> {
+        let statements: Vec<Statement> = latest_seen(seen).into_iter().map(touch_statement).collect();
+        if statements.is_empty() {
+            return Ok(());
+        }
+        self.driver.transaction(statements).await
+    }
+
+    async fn list_telemetry(
+        &self,
+        tenant: &str,
+        device: &str,
+        range: &TimeRange<i64>,
+    ) -> StoreResult<Vec<TelemetryRow>> {
+        let after = range.after.as_ref().map(|(ts, seq)| (*ts, Value::Int(*seq)));
+        let (sql, params) = time_range_query(
+            "SELECT tenant, device, ts, seq, sealed FROM device_telemetry WHERE tenant = ? AND device = ?",
+            vec![tenant.into(), device.into()],
+            "seq",
+            range,
+            after,
+        );
+        self.all(&sql, params, |mut row| {
+            Ok(TelemetryRow {
+                tenant: row.text()?,
+                device: row.text()?,
+                ts: row.int()?,
+                seq: row.int()?,
+                sealed: row.blob()?,
+            })
+        })
+        .await
+    }
+
+    async fn list_device_events(
+        &self,
+        tenant: &str,
+        device: &str,
+        type_tag: Option<&str>,
+        range: &TimeRange<String>,
+    ) -> StoreResult<Vec<DeviceEventRow>> {
+        let mut base = String::from(
+            "SELECT tenant, device, ts, id, type_tag, sealed FROM device_events WHERE tenant = ? AND device = ?",
+        );
+        let mut params = vec![tenant.into(), device.into()];
+        if let Some(tag) = type_tag {
+            base.push_str(" AND type_tag = ?");
+            params.push(tag.into());
+        }
+        let after = range.after.as_ref().map(|(ts, id)| (*ts, Value::Text(id.clone())));
+        let (sql, params) = time_range_query(&base, params, "id", range, after);
+        self.all(&sql, params, |mut row| {
+            Ok(DeviceEventRow {
+                tenant: row.text()?,
+                device: row.text()?,
+                ts: row.int()?,
+                id: row.text()?,
+                type_tag: row.text()?,
+                sealed: row.blob()?,
+            })
+        })
+        .await
+    }
+
+    async fn list_attestations(&self, tenant: &str, device: &str, limit: u32) -> StoreResult<Vec<AttestationRow>> {
+        let sql = "SELECT tenant, device, ts, id, sealed FROM device_attestations WHERE tenant = ? AND device = ? \
+                   ORDER BY ts DESC, id DESC LIMIT ?";
+        self.all(sql, vec![tenant.into(), device.into(), i64::from(limit.max(1)).into()], |mut row| {
+            Ok(AttestationRow {
+                tenant: row.text()?,
+                device: row.text()?,
+                ts: row.int()?,
+                id: row.text()?,
+                sealed: row.blob()?,
+            })
+        })
+        .await
+    }
+
+    async fn list_alarms(&self, tenant: &str, filter: &AlarmFilter, page: &Page) -> StoreResult<Vec<AlarmRow>> {
+        let mut sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE tenant = ?");
+        let mut params: Vec<Value> = vec![tenant.into()];
+        if let Some(status) = &filter.status {
+            sql.push_str(" AND status = ?");
+            params.push(status.into());
+        }
+        if let Some(severity) = &filter.severity {
+            sql.push_str(" AND severity = ?");
+            params.push(severity.into());
+        }
+        if let Some(device) = &filter.device {
+            sql.push_str(" AND device = ?");
+            params.push(device.into());
+        }
+        if let Some(groups) = &filter.within_groups {
+            if groups.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push_str(&format!(
+                " AND device IN (SELECT id FROM devices WHERE tenant = ? AND group_id IN ({}))",
+                placeholders(groups.len())
+            ));
+            params.push(tenant.into());
+            params.extend(groups.iter().map(Value::from));
+        }
+        if let Some(after) = &page.after {
+            sql.push_str(" AND id < ?");
+            params.push(after.into());
+        }
+        sql.push_str(" ORDER BY id DESC");
+        if page.limit > 0 {
+            sql.push_str(" LIMIT ?");
+            params.push(i64::from(page.limit).into());
+        }
+        self.all(&sql, params, alarm_from_row).await
+    }
+
+    async fn get_alarm(&self, tenant: &str, id: &str) -> StoreResult<AlarmRow> {
+        let sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE tenant = ? AND id = ?");
+        self.one(&sql, vec![tenant.into(), id.into()], alarm_from_row).await
+    }
+
+    async fn latest_alarm(&self, tenant: &str, device: &str, alarm_type: &str) -> StoreResult<Option<AlarmRow>> {
+        let sql = format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE tenant = ? AND device = ? AND alarm_type = ? \
+             ORDER BY id DESC LIMIT 1"
+        );
+        let rows = self.all(&sql, vec![tenant.into(), device.into(), alarm_type.into()], alarm_from_row).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn set_alarm_status(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        now_ms: i64,
+    ) -> StoreResult<AlarmRow> {
+        if !from.is_empty() {
+            let sql = format!(
+                "UPDATE alarms SET status = ?, updated_at = ? WHERE tenant = ? AND id = ? AND status IN ({})",
+                placeholders(from.len())
+            );
+            let mut params: Vec<Value> = vec![to.into(), now_ms.into(), tenant.into(), id.into()];
+            params.extend(from.iter().map(|status| Value::from(*status)));
+            if self.driver.execute(&sql, params).await? > 0 {
+                return self.get_alarm(tenant, id).await;
+            }
+        }
+        // Nothing changed: either there is no such alarm or its status does not allow it.
+        let current = self.get_alarm(tenant, id).await?;
+        Err(StoreError::Conflict(format!("alarm is {}", current.status)))
+    }
+
+    async fn raise_alarm(&self, raise: &AlarmRaise) -> StoreResult<()> {
+        let statement = raise_alarm_statement(raise);
+        self.driver.execute(&statement.sql, statement.params).await.map(drop)
+    }
+
+    async fn list_silent_devices(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<SilentDevice>> {
+        let sql = "SELECT d.tenant, d.id, d.last_seen, d.required_interval_s FROM devices d \
+                   WHERE d.status = 'active' AND d.required_interval_s IS NOT NULL AND d.required_interval_s > 0 \
+                   AND d.last_seen IS NOT NULL AND d.last_seen + d.required_interval_s * 1000 < ? \
+                   AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.tenant = d.tenant AND a.device = d.id \
+                   AND a.alarm_type = 'unavailable' AND a.status <> 'CLEARED') \
+                   ORDER BY d.tenant, d.id LIMIT ?";
+        self.all(sql, vec![now_ms.into(), i64::from(limit.max(1)).into()], |mut row| {
+            Ok(SilentDevice {
+                tenant: row.text()?,
+                device: row.text()?,
+                last_seen: row.int()?,
+                required_interval_s: row.int()?,
+            })
+        })
+        .await
+    }
+
+    async fn get_twin_reported(&self, tenant: &str, device: &str) -> StoreResult<Option<TwinReportedRow>> {
+        let sql = "SELECT tenant, device, reported_sealed, reported_version, updated_at FROM device_twins \
+                   WHERE tenant = ? AND device = ?";
+        let rows = self
+            .all(sql, vec![tenant.into(), device.into()], |mut row| {
+                Ok(TwinReportedRow {
+                    tenant: row.text()?,
+                    device: row.text()?,
+                    reported_sealed: row.blob()?,
+                    reported_version: row.int()?,
+                    updated_at: row.int()?,
+                })
+            })
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn put_twin_reported(&self, row: &TwinReportedRow, expected_version: i64) -> StoreResult<()> {
+        let changed = if expected_version == 0 {
+            let sql = "INSERT INTO device_twins (tenant, device, reported_sealed, reported_version, updated_at) \
+                       VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, device) DO NOTHING";
+            let params = vec![
+                (&row.tenant).into(),
+                (&row.device).into(),
+                (&row.reported_sealed).into(),
+                row.reported_version.into(),
+                row.updated_at.into(),
+            ];
+            self.driver.execute(sql, params).await?
+        } else {
+            let sql = "UPDATE device_twins SET reported_sealed = ?, reported_version = ?, updated_at = ? \
+                       WHERE tenant = ? AND device = ? AND reported_version = ?";
+            let params = vec![
+                (&row.reported_sealed).into(),
+                row.reported_version.into(),
+                row.updated_at.into(),
+                (&row.tenant).into(),
+                (&row.device).into(),
+                expected_version.into(),
+            ];
+            self.driver.execute(sql, params).await?
+        };
+        match changed {
+            0 => Err(StoreError::Conflict("reported twin changed meanwhile".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+// ---- device data helpers ----
+
+const ALARM_COLUMNS: &str = "tenant, id, device, alarm_type, severity, status, alarm_count, text_sealed, \
+                             first_ts, last_ts, updated_at";
+
+fn alarm_from_row(mut row: Row) -> StoreResult<AlarmRow> {
+    Ok(AlarmRow {
+        tenant: row.text()?,
+        id: row.text()?,
+        device: row.text()?,
+        alarm_type: row.text()?,
+        severity: row.text()?,
+        status: row.text()?,
+        count: row.int()?,
+        text_sealed: row.opt_blob()?,
+        first_ts: row.int()?,
+        last_ts: row.int()?,
+        updated_at: row.int()?,
+    })
+}
+
+/// The upsert of [`AlarmRaise`]: the partial unique index `alarms_open` makes "the open alarm
+/// of this device and type" the conflict target, so two raises never create two open alarms.
+fn raise_alarm_statement(raise: &AlarmRaise) -> Statement {
+    Statement::new(
+        format!(
+            "INSERT INTO alarms ({ALARM_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'ACTIVE', 1, ?, ?, ?, ?) \
+             ON CONFLICT (tenant, device, alarm_type) WHERE status <> 'CLEARED' DO UPDATE SET \
+             alarm_count = alarms.alarm_count + 1, severity = excluded.severity, \
+             text_sealed = COALESCE(excluded.text_sealed, alarms.text_sealed), \
+             last_ts = CASE WHEN excluded.last_ts > alarms.last_ts THEN excluded.last_ts ELSE alarms.last_ts END, \
+             updated_at = excluded.updated_at"
+        ),
+        vec![
+            (&raise.tenant).into(),
+            (&raise.id).into(),
+            (&raise.device).into(),
+            (&raise.alarm_type).into(),
+            (&raise.severity).into(),
+            raise.text_sealed.as_ref().into(),
+            raise.ts.into(),
+            raise.ts.into(),
+            raise.ts.into(),
+        ],
+    )
+}
+
+/// Multi-row INSERTs in chunks of a few fixed sizes, so that both drivers' statement caches
+/// see at most three distinct SQL texts per table.
+fn multi_row_inserts<T>(
+    statements: &mut Vec<Statement>,
+    prefix: &str,
+    columns: usize,
+    rows: &[&T],
+    bind: impl Fn(&T, &mut Vec<Value>),
+) {
+    let row_placeholders = format!("({})", placeholders(columns));
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let size = [100, 10, 1].into_iter().find(|size| rest.len() >= *size).unwrap_or(1);
+        let (chunk, tail) = rest.split_at(size);
+        let mut sql = String::with_capacity(prefix.len() + size * (row_placeholders.len() + 2));
+        sql.push_str(prefix);
+        sql.push_str(&vec![row_placeholders.as_str(); size].join(", "));
+        let mut params = Vec::with_capacity(size * columns);
+        for row in chunk {
+            bind(row, &mut params);
+        }
+        statements.push(Statement::new(sql, params));
+        rest = tail;
+    }
+}
+
+/// One entry per device with its latest time.
+fn latest_seen(seen: &[DeviceSeen]) -> Vec<&DeviceSeen> {
+    let mut latest: std::collections::BTreeMap<(&str, &str), &DeviceSeen> = std::collections::BTreeMap::new();
+    for entry in seen {
+        let slot = latest.entry((entry.tenant.as_str(), entry.device.as_str())).or_insert(entry);
+        if entry.at_ms > slot.at_ms {
+            *slot = entry;
+        }
+    }
+    latest.into_values().collect()
+}
+
+fn touch_statement(seen: &DeviceSeen) -> Statement {
+    Statement::new(
+        "UPDATE devices SET last_seen = CASE WHEN last_seen IS NULL OR last_seen < ? THEN ? ELSE last_seen END, \
+         status = CASE WHEN status = 'registered' THEN 'active' ELSE status END WHERE tenant = ? AND id = ?",
+        vec![seen.at_ms.into(), seen.at_ms.into(), (&seen.tenant).into(), (&seen.device).into()],
+    )
+}
+
+/// `last_seen` updates plus the clearing of each device's open `unavailable` alarm.
+fn seen_statements(seen: &[DeviceSeen]) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    for entry in latest_seen(seen) {
+        statements.push(touch_statement(entry));
+        statements.push(Statement::new(
+            "UPDATE alarms SET status = 'CLEARED', updated_at = ? WHERE tenant = ? AND device = ? \
+             AND alarm_type = 'unavailable' AND status <> 'CLEARED'",
+            vec![entry.at_ms.into(), (&entry.tenant).into(), (&entry.device).into()],
+        ));
+    }
+    statements
+}
+
+/// Adds the time bounds, the keyset position `(ts, key)` and the order to a listing of one
+/// device's rows ordered by (ts, `key_column`).
+fn time_range_query<K>(
+    base: &str,
+    mut params: Vec<Value>,
+    key_column: &str,
+    range: &TimeRange<K>,
+    after: Option<(i64, Value)>,
+) -> (String, Vec<Value>) {
+    let mut sql = String::from(base);
+    if let Some(from) = range.from {
+        sql.push_str(" AND ts >= ?");
+        params.push(from.into());
+    }
+    if let Some(to) = range.to {
+        sql.push_str(" AND ts <= ?");
+        params.push(to.into());
+    }
+    let (compare, order) = if range.descending { ("<", "DESC") } else { (">", "ASC") };
+    if let Some((ts, key)) = after {
+        sql.push_str(&format!(" AND (ts {compare} ? OR (ts = ? AND {key_column} {compare} ?))"));
+        params.extend([ts.into(), ts.into(), key]);
+    }
+    sql.push_str(&format!(" ORDER BY ts {order}, {key_column} {order}"));
+    if range.limit > 0 {
+        sql.push_str(" LIMIT ?");
+        params.push(i64::from(range.limit).into());
+    }
+    (sql, params)
 }

@@ -15,6 +15,7 @@ use crate::{StoreError, StoreResult};
 /// Schema versions, applied in order at open.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("migrations/sqlite/0002_device_data.sql")),
     (3, include_str!("migrations/sqlite/0003_gateway.sql")),
     (4, include_str!("migrations/sqlite/0004_security.sql")),
 ];

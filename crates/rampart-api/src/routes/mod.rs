@@ -15,6 +15,7 @@ mod devices;
 mod device_tokens;
 mod certificates;
 mod audit;
+mod topic_policies;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -38,4 +39,5 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(device_tokens::routes())
         .merge(certificates::routes())
         .merge(audit::routes())
+        .merge(topic_policies::routes())
 }

@@ -94,6 +94,10 @@ async fn store_suite(store: &dyn Store, raw: &Raw) {
     check_delete_device(store).await;
     check_delete_tenant(store).await;
     check_audit(store, raw).await;
+    check_device_data(store).await;
+    check_alarms(store).await;
+    check_silent_devices_and_twins(store).await;
+    check_device_data_erasure(store).await;
 }
 
 // ---- raw access to the backend, to prove what the storage itself refuses ----
@@ -1415,4 +1419,322 @@ async fn check_audit(store: &dyn Store, raw: &Raw) {
         records
     );
     assert_eq!(store.list_audit_checkpoints(tenant).await.unwrap().len(), 2);
+}
+
+// ---- device data ----
+
+fn telemetry_row(tenant: &str, device: &str, ts: i64, seq: i64) -> DeviceDataRow {
+    DeviceDataRow::Telemetry(TelemetryRow {
+        tenant: tenant.into(),
+        device: device.into(),
+        ts,
+        seq,
+        sealed: format!("sealed-{ts}-{seq}").into_bytes(),
+    })
+}
+
+fn event_row(tenant: &str, device: &str, ts: i64, id: &str, tag: &str) -> DeviceDataRow {
+    DeviceDataRow::Event(DeviceEventRow {
+        tenant: tenant.into(),
+        device: device.into(),
+        ts,
+        id: id.into(),
+        type_tag: tag.into(),
+        sealed: vec![1, 2, 3],
+    })
+}
+
+fn raise(tenant: &str, device: &str, alarm_type: &str, id: &str, severity: &str, ts: i64) -> AlarmRaise {
+    AlarmRaise {
+        tenant: tenant.into(),
+        id: id.into(),
+        device: device.into(),
+        alarm_type: alarm_type.into(),
+        severity: severity.into(),
+        text_sealed: Some(format!("text-{id}").into_bytes()),
+        ts,
+    }
+}
+
+fn seen(tenant: &str, device: &str, at_ms: i64) -> DeviceSeen {
+    DeviceSeen { tenant: tenant.into(), device: device.into(), at_ms }
+}
+
+fn range<K>(from: Option<i64>, to: Option<i64>, after: Option<(i64, K)>, descending: bool, limit: u32) -> TimeRange<K> {
+    TimeRange { from, to, after, descending, limit }
+}
+
+async fn check_device_data(store: &dyn Store) {
+    for tenant in ["dx-one", "dx-two"] {
+        create_tenant(store, tenant).await;
+        store.create_device(&device(tenant, "probe", None)).await.unwrap();
+    }
+    // 250 telemetry rows (more than one multi-row chunk) and events, with `seen`, in one batch.
+    let mut rows: Vec<DeviceDataRow> = (0..250).map(|i| telemetry_row("dx-one", "probe", 1_000 + i, 5)).collect();
+    rows.push(telemetry_row("dx-one", "probe", 1_000, 3));
+    rows.push(telemetry_row("dx-two", "probe", 1_000, 1));
+    rows.push(event_row("dx-one", "probe", 2_000, "e1", "tag-a"));
+    rows.push(event_row("dx-one", "probe", 2_000, "e2", "tag-b"));
+    rows.push(event_row("dx-one", "probe", 2_500, "e3", "tag-a"));
+    rows.push(DeviceDataRow::Attestation(AttestationRow {
+        tenant: "dx-one".into(),
+        device: "probe".into(),
+        ts: 3_000,
+        id: "a1".into(),
+        sealed: vec![9],
+    }));
+    let batch = DeviceDataBatch {
+        rows,
+        seen: vec![seen("dx-one", "probe", 50_000), seen("dx-one", "probe", 40_000), seen("dx-two", "probe", 7)],
+    };
+    store.insert_device_data_batch(&batch).await.unwrap();
+    store.insert_device_data_batch(&DeviceDataBatch::default()).await.unwrap();
+
+    let all = store.list_telemetry("dx-one", "probe", &range(None, None, None, false, 0)).await.unwrap();
+    assert_eq!(all.len(), 251);
+    assert_eq!((all[0].ts, all[0].seq, all[1].ts, all[1].seq), (1_000, 3, 1_000, 5));
+    assert_eq!(all[0].sealed, b"sealed-1000-3");
+    // Keyset pages, both directions, inside a time range.
+    let page = store.list_telemetry("dx-one", "probe", &range(Some(1_000), Some(1_010), Some((1_000, 3)), false, 3)).await.unwrap();
+    assert_eq!(page.iter().map(|row| (row.ts, row.seq)).collect::<Vec<_>>(), [(1_000, 5), (1_001, 5), (1_002, 5)]);
+    let page = store.list_telemetry("dx-one", "probe", &range(Some(1_000), Some(1_010), None, true, 2)).await.unwrap();
+    assert_eq!(page.iter().map(|row| row.ts).collect::<Vec<_>>(), [1_010, 1_009]);
+    let page = store.list_telemetry("dx-one", "probe", &range(None, None, Some((1_000, 5)), true, 5)).await.unwrap();
+    assert_eq!(page.iter().map(|row| (row.ts, row.seq)).collect::<Vec<_>>(), [(1_000, 3)]);
+    // Other tenant, same device id: its own rows only.
+    let other = store.list_telemetry("dx-two", "probe", &range(None, None, None, false, 0)).await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].tenant, "dx-two");
+
+    let events = store.list_device_events("dx-one", "probe", None, &range(None, None, None, false, 0)).await.unwrap();
+    assert_eq!(events.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), ["e1", "e2", "e3"]);
+    let tagged = store.list_device_events("dx-one", "probe", Some("tag-a"), &range(None, None, None, true, 0)).await.unwrap();
+    assert_eq!(tagged.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), ["e3", "e1"]);
+    let after = store
+        .list_device_events("dx-one", "probe", None, &range(None, Some(2_000), Some((2_000, "e1".to_owned())), false, 0))
+        .await
+        .unwrap();
+    assert_eq!(after.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), ["e2"]);
+    assert!(store.list_device_events("dx-two", "probe", None, &range(None, None, None, false, 0)).await.unwrap().is_empty());
+    let attestations = store.list_attestations("dx-one", "probe", 10).await.unwrap();
+    assert_eq!(attestations.len(), 1);
+    assert_eq!(attestations[0].sealed, [9]);
+
+    // `seen`: the latest time wins, registered becomes active, other columns stay.
+    let probe = store.get_device("dx-one", "probe").await.unwrap();
+    assert_eq!((probe.last_seen, probe.status.as_str(), probe.connected), (Some(50_000), "active", false));
+    store.touch_devices_last_seen(&[seen("dx-one", "probe", 10)]).await.unwrap();
+    assert_eq!(store.get_device("dx-one", "probe").await.unwrap().last_seen, Some(50_000));
+    store.touch_devices_last_seen(&[seen("dx-one", "probe", 60_000), seen("dx-one", "ghost", 1)]).await.unwrap();
+    assert_eq!(store.get_device("dx-one", "probe").await.unwrap().last_seen, Some(60_000));
+    // A revoked device stays revoked.
+    store.revoke_device("dx-two", "probe", 9).await.unwrap();
+    store.touch_devices_last_seen(&[seen("dx-two", "probe", 8)]).await.unwrap();
+    assert_eq!(store.get_device("dx-two", "probe").await.unwrap().status, "revoked");
+
+    // A failing batch leaves nothing behind: a duplicate key rolls back the rows before it.
+    let failing = DeviceDataBatch {
+        rows: vec![telemetry_row("dx-one", "probe", 9_000, 1), telemetry_row("dx-one", "probe", 1_000, 3)],
+        seen: vec![seen("dx-one", "probe", 99_000)],
+    };
+    assert_conflict(store.insert_device_data_batch(&failing).await);
+    assert!(store.list_telemetry("dx-one", "probe", &range(Some(9_000), None, None, false, 0)).await.unwrap().is_empty());
+    assert_eq!(store.get_device("dx-one", "probe").await.unwrap().last_seen, Some(60_000));
+}
+
+async fn check_alarms(store: &dyn Store) {
+    create_tenant(store, "al-one").await;
+    create_tenant(store, "al-two").await;
+    store.create_group(&group("al-one", "north", None)).await.unwrap();
+    store.create_device(&device("al-one", "pump", Some("north"))).await.unwrap();
+    store.create_device(&device("al-one", "fan", None)).await.unwrap();
+    store.create_device(&device("al-two", "pump", None)).await.unwrap();
+
+    // Raise, repeat (count, severity, last time), and a second type, in one batch.
+    let batch = DeviceDataBatch {
+        rows: vec![
+            DeviceDataRow::RaiseAlarm(raise("al-one", "pump", "overheat", "0001", "MINOR", 100)),
+            DeviceDataRow::RaiseAlarm(raise("al-one", "pump", "overheat", "0002", "CRITICAL", 200)),
+            DeviceDataRow::RaiseAlarm(raise("al-one", "fan", "overheat", "0003", "MAJOR", 150)),
+            DeviceDataRow::RaiseAlarm(raise("al-two", "pump", "overheat", "0004", "MAJOR", 150)),
+        ],
+        seen: Vec::new(),
+    };
+    store.insert_device_data_batch(&batch).await.unwrap();
+    let pump = store.get_alarm("al-one", "0001").await.unwrap();
+    assert_eq!(
+        (pump.status.as_str(), pump.count, pump.severity.as_str(), pump.first_ts, pump.last_ts),
+        ("ACTIVE", 2, "CRITICAL", 100, 200)
+    );
+    assert_eq!(pump.text_sealed.as_deref(), Some(&b"text-0002"[..]));
+    assert_not_found(store.get_alarm("al-one", "0002").await);
+    assert_not_found(store.get_alarm("al-two", "0001").await);
+    // A repeat without text keeps the old text; an older time does not move last_ts back.
+    let mut quiet = raise("al-one", "pump", "overheat", "0005", "MAJOR", 50);
+    quiet.text_sealed = None;
+    store.raise_alarm(&quiet).await.unwrap();
+    let pump = store.get_alarm("al-one", "0001").await.unwrap();
+    assert_eq!((pump.count, pump.last_ts, pump.text_sealed.as_deref()), (3, 200, Some(&b"text-0002"[..])));
+
+    // Listing: newest id first, filters, group scope, pages.
+    let ids = |alarms: Vec<AlarmRow>| alarms.into_iter().map(|alarm| alarm.id).collect::<Vec<_>>();
+    let all = store.list_alarms("al-one", &AlarmFilter::default(), &page(None, 0)).await.unwrap();
+    assert_eq!(ids(all), ["0003", "0001"]);
+    let critical = AlarmFilter { severity: Some("CRITICAL".into()), ..AlarmFilter::default() };
+    assert_eq!(ids(store.list_alarms("al-one", &critical, &page(None, 0)).await.unwrap()), ["0001"]);
+    let fan = AlarmFilter { device: Some("fan".into()), ..AlarmFilter::default() };
+    assert_eq!(ids(store.list_alarms("al-one", &fan, &page(None, 0)).await.unwrap()), ["0003"]);
+    let north = AlarmFilter { within_groups: Some(strings(&["north"])), ..AlarmFilter::default() };
+    assert_eq!(ids(store.list_alarms("al-one", &north, &page(None, 0)).await.unwrap()), ["0001"]);
+    let nowhere = AlarmFilter { within_groups: Some(Vec::new()), ..AlarmFilter::default() };
+    assert!(store.list_alarms("al-one", &nowhere, &page(None, 0)).await.unwrap().is_empty());
+    assert_eq!(ids(store.list_alarms("al-one", &AlarmFilter::default(), &page(None, 1)).await.unwrap()), ["0003"]);
+    assert_eq!(ids(store.list_alarms("al-one", &AlarmFilter::default(), &page(Some("0003"), 1)).await.unwrap()), ["0001"]);
+
+    // Status changes guarded by the current status.
+    let acked = store.set_alarm_status("al-one", "0001", &["ACTIVE"], "ACKNOWLEDGED", 300).await.unwrap();
+    assert_eq!((acked.status.as_str(), acked.updated_at), ("ACKNOWLEDGED", 300));
+    assert_conflict(store.set_alarm_status("al-one", "0001", &["ACTIVE"], "ACKNOWLEDGED", 301).await);
+    assert_not_found(store.set_alarm_status("al-two", "0001", &["ACTIVE"], "CLEARED", 301).await);
+    assert_not_found(store.set_alarm_status("al-one", "nope", &["ACTIVE"], "CLEARED", 301).await);
+    // An acknowledged alarm is still the open one: a repeat counts on it.
+    store.raise_alarm(&raise("al-one", "pump", "overheat", "0006", "MAJOR", 400)).await.unwrap();
+    assert_eq!(store.get_alarm("al-one", "0001").await.unwrap().count, 4);
+
+    // The device clears it; the next raise opens a new alarm.
+    let clear = DeviceDataRow::ClearAlarm(AlarmClear {
+        tenant: "al-one".into(),
+        device: "pump".into(),
+        alarm_type: "overheat".into(),
+        ts: 500,
+    });
+    store.insert_device_data_batch(&DeviceDataBatch { rows: vec![clear.clone()], seen: Vec::new() }).await.unwrap();
+    assert_eq!(store.get_alarm("al-one", "0001").await.unwrap().status, "CLEARED");
+    store.insert_device_data_batch(&DeviceDataBatch { rows: vec![clear], seen: Vec::new() }).await.unwrap();
+    store.raise_alarm(&raise("al-one", "pump", "overheat", "0007", "MINOR", 600)).await.unwrap();
+    let fresh = store.get_alarm("al-one", "0007").await.unwrap();
+    assert_eq!((fresh.status.as_str(), fresh.count), ("ACTIVE", 1));
+    let latest = store.latest_alarm("al-one", "pump", "overheat").await.unwrap().unwrap();
+    assert_eq!(latest.id, "0007");
+    assert!(store.latest_alarm("al-one", "pump", "other").await.unwrap().is_none());
+    let cleared = AlarmFilter { status: Some("CLEARED".into()), ..AlarmFilter::default() };
+    assert_eq!(ids(store.list_alarms("al-one", &cleared, &page(None, 0)).await.unwrap()), ["0001"]);
+    // Raise and clear in one batch, in order: ends CLEARED.
+    let batch = DeviceDataBatch {
+        rows: vec![
+            DeviceDataRow::RaiseAlarm(raise("al-one", "fan", "door", "0008", "MAJOR", 700)),
+            DeviceDataRow::ClearAlarm(AlarmClear {
+                tenant: "al-one".into(),
+                device: "fan".into(),
+                alarm_type: "door".into(),
+                ts: 701,
+            }),
+        ],
+        seen: Vec::new(),
+    };
+    store.insert_device_data_batch(&batch).await.unwrap();
+    assert_eq!(store.get_alarm("al-one", "0008").await.unwrap().status, "CLEARED");
+    // The other tenant's alarm never moved.
+    let theirs = store.get_alarm("al-two", "0004").await.unwrap();
+    assert_eq!((theirs.status.as_str(), theirs.count), ("ACTIVE", 1));
+}
+
+async fn check_silent_devices_and_twins(store: &dyn Store) {
+    create_tenant(store, "sd-one").await;
+    let mut watched = device("sd-one", "watched", None);
+    watched.required_interval_s = Some(10);
+    store.create_device(&watched).await.unwrap();
+    let mut never = device("sd-one", "never", None);
+    never.required_interval_s = Some(10);
+    store.create_device(&never).await.unwrap();
+    store.create_device(&device("sd-one", "free", None)).await.unwrap();
+    store.touch_devices_last_seen(&[seen("sd-one", "watched", 1_000), seen("sd-one", "free", 1_000)]).await.unwrap();
+
+    let silent = |now| async move {
+        store
+            .list_silent_devices(now, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|device| device.tenant == "sd-one")
+            .map(|device| (device.device, device.last_seen, device.required_interval_s))
+            .collect::<Vec<_>>()
+    };
+    assert!(silent(11_000).await.is_empty(), "exactly the interval is not yet silent");
+    assert_eq!(silent(11_001).await, [("watched".to_owned(), 1_000, 10)]);
+    store.raise_alarm(&raise("sd-one", "watched", "unavailable", "0100", "MAJOR", 11_001)).await.unwrap();
+    assert!(silent(20_000).await.is_empty(), "raised once");
+    // New data clears it in the same transaction.
+    let batch = DeviceDataBatch {
+        rows: vec![telemetry_row("sd-one", "watched", 20_000, 1)],
+        seen: vec![seen("sd-one", "watched", 20_000)],
+    };
+    store.insert_device_data_batch(&batch).await.unwrap();
+    assert_eq!(store.get_alarm("sd-one", "0100").await.unwrap().status, "CLEARED");
+    assert!(silent(30_000).await.is_empty());
+    assert_eq!(silent(30_001).await, [("watched".to_owned(), 20_000, 10)]);
+
+    // Reported twin: insert-if-absent, then compare-and-set on the version.
+    assert!(store.get_twin_reported("sd-one", "watched").await.unwrap().is_none());
+    let twin = |version: i64, sealed: &[u8]| TwinReportedRow {
+        tenant: "sd-one".into(),
+        device: "watched".into(),
+        reported_sealed: sealed.to_vec(),
+        reported_version: version,
+        updated_at: version * 10,
+    };
+    store.put_twin_reported(&twin(1, b"one"), 0).await.unwrap();
+    assert_conflict(store.put_twin_reported(&twin(1, b"again"), 0).await);
+    store.put_twin_reported(&twin(2, b"two"), 1).await.unwrap();
+    assert_conflict(store.put_twin_reported(&twin(2, b"stale"), 1).await);
+    let stored = store.get_twin_reported("sd-one", "watched").await.unwrap().unwrap();
+    assert_eq!((stored.reported_version, stored.reported_sealed.as_slice(), stored.updated_at), (2, &b"two"[..], 20));
+}
+
+async fn check_device_data_erasure(store: &dyn Store) {
+    for tenant in ["de-one", "de-two"] {
+        create_tenant(store, tenant).await;
+        store.create_device(&device(tenant, "meter", None)).await.unwrap();
+        let batch = DeviceDataBatch {
+            rows: vec![
+                telemetry_row(tenant, "meter", 1, 1),
+                event_row(tenant, "meter", 1, "ev", "tag"),
+                DeviceDataRow::RaiseAlarm(raise(tenant, "meter", "leak", "0200", "MAJOR", 1)),
+                DeviceDataRow::Attestation(AttestationRow {
+                    tenant: tenant.into(),
+                    device: "meter".into(),
+                    ts: 1,
+                    id: "at".into(),
+                    sealed: vec![1],
+                }),
+            ],
+            seen: Vec::new(),
+        };
+        store.insert_device_data_batch(&batch).await.unwrap();
+        let twin = TwinReportedRow {
+            tenant: tenant.into(),
+            device: "meter".into(),
+            reported_sealed: vec![1],
+            reported_version: 1,
+            updated_at: 1,
+        };
+        store.put_twin_reported(&twin, 0).await.unwrap();
+    }
+    let everything = range(None, None, None, false, 0);
+    store.delete_device("de-one", "meter", 5).await.unwrap();
+    assert!(store.list_telemetry("de-one", "meter", &everything).await.unwrap().is_empty());
+    let events = range(None, None, None::<(i64, String)>, false, 0);
+    assert!(store.list_device_events("de-one", "meter", None, &events).await.unwrap().is_empty());
+    assert!(store.list_attestations("de-one", "meter", 10).await.unwrap().is_empty());
+    assert_not_found(store.get_alarm("de-one", "0200").await);
+    assert!(store.get_twin_reported("de-one", "meter").await.unwrap().is_none());
+    // The same device id in another tenant keeps its data until its tenant goes.
+    assert_eq!(store.list_telemetry("de-two", "meter", &everything).await.unwrap().len(), 1);
+    assert!(store.get_alarm("de-two", "0200").await.is_ok());
+    store.delete_tenant("de-two").await.unwrap();
+    assert!(store.list_telemetry("de-two", "meter", &everything).await.unwrap().is_empty());
+    assert!(store.list_device_events("de-two", "meter", None, &events).await.unwrap().is_empty());
+    assert_not_found(store.get_alarm("de-two", "0200").await);
+    assert!(store.get_twin_reported("de-two", "meter").await.unwrap().is_none());
+    assert!(store.list_attestations("de-two", "meter", 10).await.unwrap().is_empty());
 }

@@ -1,0 +1,344 @@
+//! Rampart's MQTT gateway (SPEC §7): MQTT 3.1.1 and 5.0 over TLS for devices and
+//! applications.
+//!
+//! - [`Gateway::start`] binds the listener and serves every connection in its own task
+//!   (`connection`): TLS and CONNECT within the connect timeout, authentication (tokens,
+//!   tenant-CA and trusted-CA certificates, API keys; `rampart_platform::device_auth`), then
+//!   the sans-IO `rampart_mqtt::Session` drives the protocol.
+//! - `acl` decides every publish and subscription (per-device namespace, tenant topic
+//!   policies, free namespace); denials become `acl_violation` security events.
+//! - Device data on platform topics goes to the [`rampart_data::Ingestor`]; QoS 1/2 are
+//!   acknowledged only after the durable commit. Then `router` delivers to subscribers of the
+//!   same tenant (retained messages, shared subscriptions), through `registry`, which also
+//!   keeps persistent sessions while their clients are away.
+//! - Control events (revocation, quarantine, deleted credentials, policy changes) close the
+//!   affected connections at once.
+//!
+//! The gateway's in-memory state (retained messages, persistent sessions, pending wills) does
+//! not survive a restart yet.
+
+mod acl;
+mod connection;
+mod policy;
+mod registry;
+mod router;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rampart_data::Ingestor;
+use rampart_mqtt::{SessionConfig, reason};
+use rampart_platform::{ControlEvent, Platform};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+pub use tls::{client_cert_verifier, mqtt_server_config};
+
+use crate::policy::PolicyCache;
+use crate::registry::{ClientRef, Credential, Registry};
+use crate::router::Router;
+
+/// How often parked sessions are expired and delayed wills fired.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Tunables of the MQTT listener.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub listen: SocketAddr,
+    /// Largest packet accepted, checked from the fixed header before the payload is read
+    /// (SPEC §7: 256 KiB). Announced to 5.0 clients.
+    pub max_packet_size: u32,
+    /// Cap on the keep alive clients may ask for, in seconds (0 = no cap); 5.0 clients are
+    /// told the capped value (Server Keep Alive).
+    pub max_keep_alive_s: u16,
+    /// TLS handshake and CONNECT must both complete within this (SPEC §10: 10 s).
+    pub connect_timeout: Duration,
+    /// Incoming QoS 1/2 publishes a client may have unacknowledged (our Receive Maximum).
+    pub receive_maximum: u16,
+    /// Outgoing messages kept per session behind the client's inflight window (and while a
+    /// persistent session's client is away).
+    pub max_queued_messages: usize,
+    /// Longest a persistent session is kept after its client left, in seconds; also the
+    /// lifetime of 3.1.1 `clean_session = false` sessions.
+    pub max_session_expiry_s: u32,
+    /// Messages buffered between the router and one connection.
+    pub outbound_channel: usize,
+    /// How long [`Gateway::shutdown`] waits for connections to close.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8883)),
+            max_packet_size: 256 * 1024,
+            max_keep_alive_s: 3600,
+            connect_timeout: Duration::from_secs(10),
+            receive_maximum: 1024,
+            max_queued_messages: 1000,
+            max_session_expiry_s: 3600,
+            outbound_channel: 64,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A snapshot of the gateway's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Sessions known: connected, or persistent and waiting for their client.
+    pub sessions: usize,
+    /// Outgoing messages dropped because a subscriber's queue was full.
+    pub dropped_messages: u64,
+    /// Publishes and subscriptions refused by the ACL.
+    pub acl_denials: u64,
+}
+
+/// Counters of the gateway's work, for metrics and tests.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub dropped: AtomicU64,
+    pub acl_denied: AtomicU64,
+}
+
+/// State shared by the accept loop, every connection and the background tasks.
+pub(crate) struct Shared {
+    pub platform: Arc<Platform>,
+    pub ingestor: Ingestor,
+    pub settings: GatewaySettings,
+    pub session_config: SessionConfig,
+    pub acceptor: TlsAcceptor,
+    pub router: Router,
+    pub registry: Registry,
+    pub policies: PolicyCache,
+    pub stats: Stats,
+    /// The origin of the sessions' monotonic millisecond clock.
+    epoch: Instant,
+}
+
+impl Shared {
+    /// Milliseconds since the gateway started (monotonic): the sessions' `now`.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant of a session deadline given on the `now_ms` scale.
+    pub(crate) fn instant_at(&self, at_ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(at_ms)
+    }
+}
+
+/// A running MQTT listener.
+pub struct Gateway {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    /// Every connection task holds a clone of the sender; `recv` answers `None` when all ended.
+    connections_done: mpsc::Receiver<()>,
+    background: Vec<JoinHandle<()>>,
+    accept_loop: JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Binds `settings.listen` and starts accepting MQTT over TLS (`tls` from
+    /// [`mqtt_server_config`]), plus the tasks that act on control events and expire sessions.
+    pub async fn start(
+        platform: Arc<Platform>,
+        ingestor: Ingestor,
+        tls: Arc<rustls::ServerConfig>,
+        settings: GatewaySettings,
+    ) -> anyhow::Result<Gateway> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|error| anyhow::anyhow!("binding the MQTT listener on {}: {error}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        let session_config = SessionConfig {
+            max_packet_size: settings.max_packet_size,
+            receive_maximum: settings.receive_maximum.max(1),
+            max_keep_alive: settings.max_keep_alive_s,
+            max_queued: settings.max_queued_messages,
+            ..SessionConfig::default()
+        };
+        let control = platform.control.subscribe();
+        let shared = Arc::new(Shared {
+            platform,
+            ingestor,
+            settings,
+            session_config,
+            acceptor: TlsAcceptor::from(tls),
+            router: Router::default(),
+            registry: Registry::default(),
+            policies: PolicyCache::default(),
+            stats: Stats::default(),
+            epoch: Instant::now(),
+        });
+        let (stop, stop_receiver) = watch::channel(false);
+        let (done_sender, connections_done) = mpsc::channel(1);
+        let accept_loop = tokio::spawn(accept_loop(Arc::clone(&shared), listener, stop_receiver, done_sender));
+        let background = vec![
+            tokio::spawn(act_on_control_events(Arc::clone(&shared), control)),
+            tokio::spawn(sweep(Arc::clone(&shared))),
+        ];
+        tracing::info!(%local_addr, "MQTT listener ready");
+        Ok(Gateway { local_addr, shared, stop, connections_done, background, accept_loop })
+    }
+
+    /// Counters of the gateway's work so far.
+    pub fn stats(&self) -> GatewayStats {
+        GatewayStats {
+            sessions: self.shared.registry.len(),
+            dropped_messages: self.shared.stats.dropped.load(Ordering::Relaxed),
+            acl_denials: self.shared.stats.acl_denied.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes every session (5.0: DISCONNECT 0x8B), waits for the
+    /// connections to finish their in-flight stores (up to `shutdown_grace`), and flushes the
+    /// ingestor.
+    pub async fn shutdown(mut self) {
+        let _receivers_may_be_gone = self.stop.send(true);
+        let _accept_loop_ended = self.accept_loop.await;
+        self.shared.registry.close_matching(reason::SERVER_SHUTTING_DOWN, |_, _| true);
+        let grace = self.shared.settings.shutdown_grace;
+        if tokio::time::timeout(grace, self.connections_done.recv()).await.is_err() {
+            tracing::warn!("some MQTT connections did not close within the shutdown grace");
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        self.shared.ingestor.flush().await;
+        tracing::info!("MQTT listener stopped");
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    done_sender: mpsc::Sender<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let shared = Arc::clone(&shared);
+                    let done = done_sender.clone();
+                    tokio::spawn(async move {
+                        connection::serve(shared, tcp, peer).await;
+                        drop(done);
+                    });
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accepting an MQTT connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Closes the connections a control event concerns (within the second SPEC §6 allows: the
+/// close signal is acted on at once) and forgets what the event invalidates.
+async fn act_on_control_events(shared: Arc<Shared>, mut events: broadcast::Receiver<ControlEvent>) {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::error!(missed, "control events were missed; closing every connection to stay safe");
+                shared.registry.close_matching(reason::ADMINISTRATIVE_ACTION, |_, _| true);
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        apply_control_event(&shared, &event);
+    }
+}
+
+fn apply_control_event(shared: &Shared, event: &ControlEvent) {
+    const ADMIN: u8 = reason::ADMINISTRATIVE_ACTION;
+    match event {
+        ControlEvent::DeviceCutOff { tenant, device, .. } => {
+            let key = registry::SessionId { tenant: tenant.clone(), client: ClientRef::Device(device.clone()) };
+            shared.registry.close_matching(ADMIN, |id, _| *id == key);
+            // A revoked device's persistent session and pending will go too.
+            if let Some(entry) = shared.registry.get(&key) {
+                let mut slot = entry.lock();
+                slot.parked = None;
+                slot.pending_will = None;
+                let subscriptions = std::mem::take(&mut slot.subscriptions);
+                drop(slot);
+                for filter in subscriptions.into_keys() {
+                    shared.router.unsubscribe(&entry.key, &filter);
+                }
+                shared.registry.remove_if_idle(&key);
+            }
+        }
+        ControlEvent::DeviceTokenDeleted { tenant, device, token_id } => {
+            shared.registry.close_matching(ADMIN, |id, live| {
+                id.tenant == *tenant
+                    && id.client == ClientRef::Device(device.clone())
+                    && live.credential == (Credential::DeviceToken { token_id: token_id.clone() })
+            });
+        }
+        ControlEvent::ApiKeyRevoked { tenant, key_id } => {
+            shared.registry.close_matching(ADMIN, |id, live| {
+                id.tenant == *tenant && live.credential == (Credential::ApiKey { key_id: key_id.clone() })
+            });
+        }
+        ControlEvent::TenantPolicyChanged { tenant } => shared.policies.invalidate(tenant),
+        ControlEvent::TenantDeleted { tenant } => {
+            shared.registry.close_matching(ADMIN, |id, _| id.tenant == *tenant);
+            shared.router.drop_tenant(tenant);
+            shared.policies.invalidate(tenant);
+        }
+    }
+}
+
+/// Expires parked sessions and fires wills whose delay has passed.
+async fn sweep(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let now = shared.now_ms();
+        for entry in shared.registry.entries(|_| true) {
+            let (will, expired_subscriptions) = {
+                let mut slot = entry.lock();
+                let will = match &slot.pending_will {
+                    Some(pending) if pending.fire_at_ms <= now => slot.pending_will.take().map(|p| p.message),
+                    _ => None,
+                };
+                let expired = slot.live.is_none()
+                    && slot.parked.as_ref().is_some_and(|parked| parked.expires_at_ms.is_some_and(|at| at <= now));
+                let subscriptions = match expired {
+                    true => {
+                        slot.parked = None;
+                        std::mem::take(&mut slot.subscriptions)
+                    }
+                    false => Default::default(),
+                };
+                (will, subscriptions)
+            };
+            for filter in expired_subscriptions.into_keys() {
+                shared.router.unsubscribe(&entry.key, &filter);
+            }
+            if let Some(will) = will {
+                shared.publish_will(&entry.key, will);
+            }
+            shared.registry.remove_if_idle(&entry.key);
+        }
+    }
+}

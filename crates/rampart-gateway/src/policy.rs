@@ -1,0 +1,55 @@
+//! The tenant rules a connection obeys, cached per tenant: the topic policy (SPEC §7) and the
+//! `client_takeover` setting of the tenant policy (SPEC §10). The cache is dropped for a
+//! tenant when the API announces a policy change on the control bus.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use rampart_store::{Store, StoreError};
+
+use crate::acl::TopicPolicy;
+
+/// What the gateway needs of a tenant's policies.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TenantRules {
+    pub topics: TopicPolicy,
+    /// `client_takeover: reject`: a newcomer is refused while the device is connected.
+    pub reject_takeover: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PolicyCache {
+    tenants: RwLock<HashMap<String, Arc<TenantRules>>>,
+}
+
+impl PolicyCache {
+    /// The tenant's rules, read from the store on first use. A stored document that does not
+    /// parse is logged and replaced by the defaults, which add no topic (fail closed).
+    pub(crate) async fn get(&self, store: &dyn Store, tenant: &str) -> Result<Arc<TenantRules>, StoreError> {
+        if let Some(rules) = self.tenants.read().unwrap_or_else(PoisonError::into_inner).get(tenant) {
+            return Ok(Arc::clone(rules));
+        }
+        let topics = match store.get_topic_policy(tenant).await? {
+            None => TopicPolicy::default(),
+            Some(text) => TopicPolicy::from_json(&text).unwrap_or_else(|error| {
+                tracing::error!(%error, tenant, "stored topic policy does not parse; using the defaults");
+                TopicPolicy::default()
+            }),
+        };
+        let reject_takeover = match store.get_tenant_policy(tenant).await? {
+            None => false,
+            Some(text) => serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|policy| policy.get("client_takeover").and_then(|v| v.as_str().map(|s| s == "reject")))
+                .unwrap_or(false),
+        };
+        let rules = Arc::new(TenantRules { topics, reject_takeover });
+        self.tenants.write().unwrap_or_else(PoisonError::into_inner).insert(tenant.to_owned(), Arc::clone(&rules));
+        Ok(rules)
+    }
+
+    /// Forgets the tenant's rules; the next use reads them again.
+    pub(crate) fn invalidate(&self, tenant: &str) {
+        self.tenants.write().unwrap_or_else(PoisonError::into_inner).remove(tenant);
+    }
+}

@@ -1,0 +1,219 @@
+//! The sessions the gateway knows, keyed by tenant and client: the live connection (a channel
+//! to its task and a way to close it), the state of a persistent session while its client is
+//! away, its subscriptions, and a will waiting for its delay.
+//!
+//! Devices and applications are kept apart in the key, so an application choosing a device's
+//! id as its client id can never take over the device's session.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use rampart_mqtt::{OutgoingMessage, SessionState};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::router::{RoutedMessage, SubOptions};
+
+/// Whose session it is. Applications are keyed by their client id (unique per tenant).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ClientRef {
+    Device(String),
+    Application(String),
+}
+
+/// A session's identity: the tenant first, always.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SessionId {
+    pub tenant: String,
+    pub client: ClientRef,
+}
+
+pub(crate) type SessionKey = Arc<SessionId>;
+
+/// What a live connection authenticated with, so a deleted credential closes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
+    DeviceToken { token_id: String },
+    DeviceCertificate,
+    ApiKey { key_id: String },
+}
+
+/// Asks a connection task to close, with a 5.0 reason code.
+#[derive(Debug, Default)]
+pub(crate) struct CloseSignal {
+    reason: AtomicU8,
+    notify: Notify,
+}
+
+impl CloseSignal {
+    /// Asks the connection to close with `reason` (the first request wins).
+    pub(crate) fn close(&self, reason: u8) {
+        let _first_wins = self.reason.compare_exchange(0, reason, Ordering::AcqRel, Ordering::Acquire);
+        self.notify.notify_one();
+    }
+
+    /// The requested reason, once one was requested.
+    pub(crate) fn requested(&self) -> Option<u8> {
+        match self.reason.load(Ordering::Acquire) {
+            0 => None,
+            reason => Some(reason),
+        }
+    }
+
+    pub(crate) async fn wait(&self) {
+        if self.requested().is_some() {
+            return;
+        }
+        self.notify.notified().await;
+    }
+}
+
+/// The connection currently serving a session.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub connection_id: u64,
+    pub sender: mpsc::Sender<Box<OutgoingMessage>>,
+    pub close: Arc<CloseSignal>,
+    pub address: IpAddr,
+    pub credential: Credential,
+    /// Closed (sender dropped) when the connection's task has finished with the session.
+    pub finished: watch::Receiver<()>,
+}
+
+/// A persistent session whose client is away.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub state: SessionState,
+    /// On the gateway's monotonic millisecond scale; `None` never expires.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// A will message waiting for its delay (5.0 Will Delay Interval).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingWill {
+    pub fire_at_ms: u64,
+    pub message: RoutedMessage,
+}
+
+/// Everything known about one session.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    pub live: Option<Live>,
+    pub parked: Option<Parked>,
+    /// Filter (as subscribed, `$share/…` included) → options; mirrors the router.
+    pub subscriptions: HashMap<String, SubOptions>,
+    pub pending_will: Option<PendingWill>,
+}
+
+impl Slot {
+    /// Nothing left worth keeping: no connection, no parked state, no pending will.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.live.is_none() && self.parked.is_none() && self.pending_will.is_none()
+    }
+}
+
+/// One session's entry; its slot is locked briefly, never across an await.
+#[derive(Debug)]
+pub(crate) struct SessionEntry {
+    pub key: SessionKey,
+    slot: Mutex<Slot>,
+}
+
+impl SessionEntry {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How a message offered to a session fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Handed to the live connection, or queued in the parked session.
+    Accepted,
+    /// The connection's channel or the parked queue is full, or nobody is there.
+    Dropped,
+}
+
+/// Every session of every tenant.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    sessions: RwLock<HashMap<SessionKey, Arc<SessionEntry>>>,
+    next_connection_id: AtomicU64,
+}
+
+impl Registry {
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn get(&self, key: &SessionId) -> Option<Arc<SessionEntry>> {
+        self.sessions.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+    }
+
+    pub(crate) fn get_or_create(&self, key: &SessionKey) -> Arc<SessionEntry> {
+        if let Some(entry) = self.get(key) {
+            return entry;
+        }
+        let mut sessions = self.sessions.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            sessions
+                .entry(Arc::clone(key))
+                .or_insert_with(|| Arc::new(SessionEntry { key: Arc::clone(key), slot: Mutex::default() })),
+        )
+    }
+
+    /// Drops the entry if it is still idle (checked under the map's write lock, so a
+    /// connection that just claimed it keeps it).
+    pub(crate) fn remove_if_idle(&self, key: &SessionId) {
+        let mut sessions = self.sessions.write().unwrap_or_else(PoisonError::into_inner);
+        if sessions.get(key).is_some_and(|entry| entry.lock().is_idle()) {
+            sessions.remove(key);
+        }
+    }
+
+    /// Every entry matching `filter` (a snapshot; entries may change meanwhile).
+    pub(crate) fn entries(&self, mut filter: impl FnMut(&SessionId) -> bool) -> Vec<Arc<SessionEntry>> {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        sessions.iter().filter(|(key, _)| filter(key)).map(|(_, entry)| Arc::clone(entry)).collect()
+    }
+
+    /// Offers a message to a session: to its live connection, or into its parked queue.
+    pub(crate) fn offer(&self, key: &SessionId, message: OutgoingMessage, max_queued: usize) -> Offer {
+        let Some(entry) = self.get(key) else { return Offer::Dropped };
+        let mut slot = entry.lock();
+        if let Some(live) = &slot.live {
+            return match live.sender.try_send(Box::new(message)) {
+                Ok(()) => Offer::Accepted,
+                Err(_) => Offer::Dropped,
+            };
+        }
+        match &mut slot.parked {
+            Some(parked) => match parked.state.enqueue(message, max_queued) {
+                true => Offer::Accepted,
+                false => Offer::Dropped,
+            },
+            None => Offer::Dropped,
+        }
+    }
+
+    /// Asks every live connection matching `filter` to close with `reason`.
+    pub(crate) fn close_matching(&self, reason: u8, mut filter: impl FnMut(&SessionId, &Live) -> bool) -> usize {
+        let mut closed = 0;
+        for entry in self.entries(|_| true) {
+            let slot = entry.lock();
+            if let Some(live) = &slot.live
+                && filter(&entry.key, live)
+            {
+                live.close.close(reason);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Number of sessions known (live or parked).
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}

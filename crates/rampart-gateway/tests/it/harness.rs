@@ -1,0 +1,354 @@
+//! The test bench: a real platform over a temporary SQLite store, the real ingestor, the
+//! gateway on 127.0.0.1:0 with a fresh server certificate, and MQTT clients over real TLS
+//! (rumqttc for 3.1.1 and 5.0, plus a raw TLS socket for protocol edge cases).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_crypto::{SecretKey256, generate_ca, issue_server_certificate, random_id, random_secret, sha256};
+use rampart_data::{IngestSettings, Ingestor};
+use rampart_gateway::{Gateway, GatewaySettings, mqtt_server_config};
+use rampart_platform::{Platform, SystemClock};
+use rampart_store::{ApiKey, Device, DeviceToken, Page, SecurityEvent, SecurityEventFilter};
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// How long a test waits for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+pub struct Harness {
+    _dir: tempfile::TempDir,
+    pub platform: Arc<Platform>,
+    pub ingestor: Ingestor,
+    pub gateway: Option<Gateway>,
+    pub addr: SocketAddr,
+    ca_pem: String,
+}
+
+/// A device's or application's client certificate and key, PEM.
+pub struct ClientIdentity {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut GatewaySettings)) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = rampart_store::open_sqlite(&dir.path().join("rampart.db")).await.expect("store");
+        let platform =
+            Arc::new(Platform::open(store, SecretKey256::generate(), Arc::new(SystemClock)).await.expect("platform"));
+        platform.bootstrap("correct horse battery staple").await.expect("bootstrap");
+        for tenant in ["acme", "globex"] {
+            platform.provision_tenant(tenant, tenant, Some("platform")).await.expect("tenant");
+        }
+        let ingestor = Ingestor::start(Arc::clone(&platform), IngestSettings::default());
+        let ca = generate_ca("Gateway test CA").expect("ca");
+        let server =
+            issue_server_certificate(&ca.cert_pem, &ca.key_pem, &["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server certificate");
+        let tls = mqtt_server_config(&format!("{}{}", server.cert_pem, ca.cert_pem), &server.key_pem).expect("tls");
+        let mut settings = GatewaySettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            connect_timeout: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(2),
+            ..GatewaySettings::default()
+        };
+        adjust(&mut settings);
+        let gateway = Gateway::start(Arc::clone(&platform), ingestor.clone(), tls, settings).await.expect("gateway");
+        let addr = gateway.local_addr();
+        Harness { _dir: dir, platform, ingestor, gateway: Some(gateway), addr, ca_pem: ca.cert_pem }
+    }
+
+    /// Registers a device with a token; returns the token.
+    pub async fn device(&self, tenant: &str, id: &str) -> String {
+        let now = self.platform.now_ms();
+        let device = Device {
+            tenant: tenant.to_owned(),
+            id: id.to_owned(),
+            name: id.to_owned(),
+            device_type: None,
+            group: None,
+            attributes_json: "{}".to_owned(),
+            required_interval_s: None,
+            status: "registered".to_owned(),
+            connected: false,
+            last_seen: None,
+            last_address: None,
+            firmware: None,
+            created_at: now,
+        };
+        self.platform.store.create_device(&device).await.expect("device");
+        self.platform.keyring.create_device_key(tenant, id).await.expect("device key");
+        self.token(tenant, id).await
+    }
+
+    /// Issues another token for an existing device.
+    pub async fn token(&self, tenant: &str, id: &str) -> String {
+        let token = random_secret("rdt_", 32).to_string();
+        let row = DeviceToken {
+            tenant: tenant.to_owned(),
+            device: id.to_owned(),
+            id: random_id(8),
+            token_hash: sha256(token.as_bytes()).to_vec(),
+            created_at: self.platform.now_ms(),
+        };
+        self.platform.store.create_device_token(&row).await.expect("token");
+        token
+    }
+
+    /// Creates an API key with `roles`; returns `(id, key)`.
+    pub async fn api_key(&self, tenant: &str, roles: &[&str]) -> (String, String) {
+        let id = random_id(8);
+        let key = random_secret(&format!("rak_{id}_"), 32).to_string();
+        let row = ApiKey {
+            id: id.clone(),
+            tenant: tenant.to_owned(),
+            name: "test".to_owned(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            key_hash: sha256(key.as_bytes()).to_vec(),
+            expires_at: None,
+            created_by: "admin".to_owned(),
+            created_at: self.platform.now_ms(),
+        };
+        self.platform.store.create_api_key(&row).await.expect("api key");
+        (id, key)
+    }
+
+    /// Stores a topic policy and tells the gateway, as the API does.
+    pub async fn topic_policy(&self, tenant: &str, json: &str) {
+        self.platform.store.put_topic_policy(tenant, json).await.expect("topic policy");
+        self.platform.control.publish(rampart_platform::ControlEvent::TenantPolicyChanged { tenant: tenant.to_owned() });
+    }
+
+    /// The tenant's security events of `event_type`, newest first.
+    pub async fn security_events(&self, tenant: &str, event_type: &str) -> Vec<SecurityEvent> {
+        let filter = SecurityEventFilter { event_type: Some(event_type.to_owned()), ..SecurityEventFilter::default() };
+        self.platform.store.list_security_events(tenant, &filter, &Page { after: None, limit: 100 }).await.expect("events")
+    }
+
+    /// Waits until at least `count` events of `event_type` exist (they are raised in the
+    /// background).
+    pub async fn wait_for_events(&self, tenant: &str, event_type: &str, count: usize) -> Vec<SecurityEvent> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let events = self.security_events(tenant, event_type).await;
+            if events.len() >= count || tokio::time::Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A TLS client configuration trusting the gateway's CA, optionally with a client
+    /// certificate.
+    pub fn client_tls(&self, identity: Option<&ClientIdentity>) -> Arc<ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.expect("ca pem")).expect("root");
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some(identity) => {
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(identity.chain_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .expect("client chain");
+                let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).expect("client key");
+                builder.with_client_auth_cert(chain, key).expect("client auth")
+            }
+        };
+        Arc::new(config)
+    }
+
+    /// A raw TLS connection to the gateway.
+    pub async fn raw(&self, identity: Option<&ClientIdentity>) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.expect("tcp");
+        let connector = TlsConnector::from(self.client_tls(identity));
+        connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("tls")
+    }
+
+    fn v3_options(&self, client_id: &str, credentials: Option<(&str, &str)>, identity: Option<&ClientIdentity>) -> rumqttc::MqttOptions {
+        let mut options = rumqttc::MqttOptions::new(client_id, "localhost", self.addr.port());
+        if let Some((username, password)) = credentials {
+            options.set_credentials(username, password);
+        }
+        options.set_keep_alive(Duration::from_secs(30));
+        let tls = rumqttc::TlsConfiguration::Rustls(self.client_tls(identity));
+        options.set_transport(rumqttc::Transport::tls_with_config(tls));
+        options
+    }
+
+    /// Connects with MQTT 3.1.1 (rumqttc); `Err` carries the refusal.
+    pub async fn connect_v3(
+        &self,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<V3Client, rumqttc::ConnectionError> {
+        self.connect_v3_with(self.v3_options(client_id, credentials, identity)).await
+    }
+
+    pub async fn connect_v3_with(&self, options: rumqttc::MqttOptions) -> Result<V3Client, rumqttc::ConnectionError> {
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+        loop {
+            match tokio::time::timeout(PATIENCE, eventloop.poll()).await.expect("CONNACK in time")? {
+                rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)) => break,
+                _ => continue,
+            }
+        }
+        let (sender, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let event = eventloop.poll().await;
+                let failed = event.is_err();
+                if sender.send(event.map_err(|e| e.to_string())).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(V3Client { client, events, task })
+    }
+
+    /// Connects with MQTT 5.0 (rumqttc); `Err` carries the refusal.
+    pub async fn connect_v5(
+        &self,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<V5Client, rumqttc::v5::ConnectionError> {
+        let mut options = rumqttc::v5::MqttOptions::new(client_id, "localhost", self.addr.port());
+        if let Some((username, password)) = credentials {
+            options.set_credentials(username, password);
+        }
+        options.set_keep_alive(Duration::from_secs(30));
+        let tls = rumqttc::TlsConfiguration::Rustls(self.client_tls(identity));
+        options.set_transport(rumqttc::Transport::tls_with_config(tls));
+        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 64);
+        loop {
+            match tokio::time::timeout(PATIENCE, eventloop.poll()).await.expect("CONNACK in time")? {
+                rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_)) => break,
+                _ => continue,
+            }
+        }
+        let (sender, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let event = eventloop.poll().await;
+                let failed = event.is_err();
+                if sender.send(event.map_err(|e| e.to_string())).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(V5Client { client, events, task })
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // The runtime ends with the test; the gateway's tasks end with it.
+        self.gateway.take();
+    }
+}
+
+/// A connected MQTT 3.1.1 client whose event loop runs in the background.
+pub struct V3Client {
+    pub client: rumqttc::AsyncClient,
+    events: mpsc::UnboundedReceiver<Result<rumqttc::Event, String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for V3Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl V3Client {
+    /// The next incoming packet matching `pick`, skipping others; `None` on timeout.
+    pub async fn next_incoming<T>(&mut self, wait: Duration, mut pick: impl FnMut(&rumqttc::Packet) -> Option<T>) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Ok(rumqttc::Event::Incoming(packet)))) => {
+                    if let Some(found) = pick(&packet) {
+                        return Some(found);
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits until the connection fails (closed by the server); answers whether it did.
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// A connected MQTT 5.0 client whose event loop runs in the background.
+pub struct V5Client {
+    pub client: rumqttc::v5::AsyncClient,
+    events: mpsc::UnboundedReceiver<Result<rumqttc::v5::Event, String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for V5Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl V5Client {
+    pub async fn next_incoming<T>(
+        &mut self,
+        wait: Duration,
+        mut pick: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Ok(rumqttc::v5::Event::Incoming(packet)))) => {
+                    if let Some(found) = pick(&packet) {
+                        return Some(found);
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
