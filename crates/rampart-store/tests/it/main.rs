@@ -1570,7 +1570,7 @@ async fn check_alarms(store: &dyn Store) {
     assert_not_found(store.get_alarm("al-one", "0002").await);
     assert_not_found(store.get_alarm("al-two", "0001").await);
     // A repeat without text keeps the old text; an older time does not move last_ts back.
-    let mut quiet = raise("al-one", "pump", "overheat", "0005", "MAJOR", 50);
+    let mut quiet = raise("al-one", "pump", "overheat", "0005", "CRITICAL", 50);
     quiet.text_sealed = None;
     store.raise_alarm(&quiet).await.unwrap();
     let pump = store.get_alarm("al-one", "0001").await.unwrap();

@@ -1,0 +1,103 @@
+//! Protocol edges over a raw TLS socket, with our own codec on the client side: garbage,
+//! oversized packets refused from the fixed header, keep-alive, the CONNECT deadline.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rampart_mqtt::{Connect, Packet, Properties, Protocol, decode, encode, reason};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Harness, PATIENCE};
+
+fn connect_packet(protocol: Protocol, client_id: &str, username: &str, password: &str, keep_alive: u16) -> Packet {
+    Packet::Connect(Box::new(Connect {
+        protocol,
+        clean_start: true,
+        keep_alive,
+        client_id: client_id.to_owned(),
+        will: None,
+        username: Some(username.to_owned()),
+        password: Some(Bytes::copy_from_slice(password.as_bytes())),
+        properties: Properties::default(),
+    }))
+}
+
+async fn send(stream: &mut (impl AsyncWriteExt + Unpin), packet: &Packet, protocol: Protocol) {
+    let mut out = BytesMut::new();
+    encode(packet, protocol, &mut out).expect("encode");
+    stream.write_all(&out).await.expect("write");
+    stream.flush().await.expect("flush");
+}
+
+/// Reads packets until the server closes; returns them and how long it took.
+async fn read_until_closed(stream: &mut (impl AsyncReadExt + Unpin), protocol: Protocol, wait: Duration) -> Option<(Vec<Packet>, Duration)> {
+    let started = Instant::now();
+    let mut buffer = BytesMut::new();
+    let mut packets = Vec::new();
+    loop {
+        while let Ok(Some(packet)) = decode(&mut buffer, Some(protocol), 1 << 20) {
+            packets.push(packet);
+        }
+        match tokio::time::timeout(wait.saturating_sub(started.elapsed()), stream.read_buf(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some((packets, started.elapsed())),
+            Ok(Ok(_)) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn garbage_closes_the_connection_and_the_gateway_keeps_serving() {
+    let harness = Harness::start().await;
+    let mut raw = harness.raw(None).await;
+    raw.write_all(&[0xff; 64]).await.expect("write");
+    raw.flush().await.expect("flush");
+    assert!(read_until_closed(&mut raw, Protocol::V311, PATIENCE).await.is_some(), "closed");
+    // Not TLS at all.
+    let mut plain = tokio::net::TcpStream::connect(harness.addr).await.expect("tcp");
+    plain.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, plain.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "plain text closed");
+    let token = harness.device("acme", "ok").await;
+    assert!(harness.connect_v3("ok", Some(("acme/ok", &token)), None).await.is_ok());
+}
+
+#[tokio::test]
+async fn oversized_packets_are_refused_from_the_fixed_header() {
+    let harness = Harness::start_with(|settings| settings.max_packet_size = 1024).await;
+    let token = harness.device("acme", "big").await;
+    let mut raw = harness.raw(None).await;
+    send(&mut raw, &connect_packet(Protocol::V5, "big", "acme/big", &token, 30), Protocol::V5).await;
+    // A PUBLISH header announcing 1 MiB, and not a byte of its body: the gateway must not wait
+    // for the payload.
+    raw.write_all(&[0x30, 0x80, 0x80, 0x40]).await.expect("write header");
+    raw.flush().await.expect("flush");
+    let (packets, _) = read_until_closed(&mut raw, Protocol::V5, PATIENCE).await.expect("closed without the payload");
+    assert!(matches!(packets.first(), Some(Packet::ConnAck(ack)) if ack.code == reason::SUCCESS), "{packets:?}");
+    assert!(
+        matches!(packets.last(), Some(Packet::Disconnect(d)) if d.reason == reason::PACKET_TOO_LARGE),
+        "{packets:?}"
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_is_enforced_at_one_and_a_half_times() {
+    let harness = Harness::start().await;
+    let token = harness.device("acme", "sleepy").await;
+    let mut raw = harness.raw(None).await;
+    send(&mut raw, &connect_packet(Protocol::V311, "sleepy", "acme/sleepy", &token, 1), Protocol::V311).await;
+    let (packets, elapsed) = read_until_closed(&mut raw, Protocol::V311, PATIENCE).await.expect("closed");
+    assert!(matches!(packets.first(), Some(Packet::ConnAck(_))));
+    assert!(elapsed >= Duration::from_millis(1400), "closed too early: {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(2500), "closed too late: {elapsed:?}");
+}
+
+#[tokio::test]
+async fn connect_must_arrive_within_the_connect_timeout() {
+    let harness = Harness::start_with(|settings| settings.connect_timeout = Duration::from_millis(500)).await;
+    let mut raw = harness.raw(None).await;
+    let (packets, elapsed) = read_until_closed(&mut raw, Protocol::V311, PATIENCE).await.expect("closed");
+    assert!(packets.is_empty());
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+}
