@@ -67,7 +67,13 @@ impl Principal {
     }
 
     /// Records a refused or failed action by this caller in the audit chain.
-    pub async fn audit_failure(&self, state: &AppState, action: &str, target: impl Into<String>, details: serde_json::Value) {
+    pub async fn audit_failure(
+        &self,
+        state: &AppState,
+        action: &str,
+        target: impl Into<String>,
+        details: serde_json::Value,
+    ) {
         let entry = AuditEntry::failure(&self.tenant, self.actor(), action, target)
             .from_ip(self.source_ip.clone())
             .with_details(details);

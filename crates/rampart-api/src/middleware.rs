@@ -34,11 +34,8 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 /// the streamed body passes it (the extractor then answers 413).
 pub async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = state.settings.body_limit_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         let mut response = ApiError::PayloadTooLarge.into_response();
         // The unread rest of the body makes the connection unusable for another request.

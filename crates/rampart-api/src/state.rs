@@ -26,11 +26,19 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub platform: Arc<Platform>,
     pub settings: ApiSettings,
+    /// Device data (queries, alarms, live stream); `None` until [`AppState::with_ingestor`].
+    pub ingestor: Option<rampart_data::Ingestor>,
 }
 
 impl AppState {
     pub fn new(platform: Arc<Platform>, settings: ApiSettings) -> Self {
-        AppState(Arc::new(Inner { platform, settings }))
+        AppState(Arc::new(Inner { platform, settings, ingestor: None }))
+    }
+
+    /// The same state with the device data service the §8 routes use.
+    pub fn with_ingestor(self, ingestor: rampart_data::Ingestor) -> Self {
+        let Inner { platform, settings, .. } = &*self.0;
+        AppState(Arc::new(Inner { platform: Arc::clone(platform), settings: settings.clone(), ingestor: Some(ingestor) }))
     }
 }
 

@@ -314,7 +314,8 @@ pub(crate) fn authorize_subscribe(policy: &TopicPolicy, requester: &Requester<'_
         || rules_for(policy, requester, true, RuleEffect::Allow).any(|rule| filter_covers(&rule, filter));
     match requester {
         Requester::Device(own) => {
-            let own_topic = filter == format!("devices/{own}/operations") || filter == format!("devices/{own}/twin/desired");
+            let own_topic =
+                filter == format!("devices/{own}/operations") || filter == format!("devices/{own}/twin/desired");
             if own_topic && !shared {
                 return SubscribeDecision::Allowed;
             }
@@ -378,7 +379,11 @@ mod tests {
 
     fn check_subscribe(policy: &TopicPolicy, requester: Requester<'_>, filter: &str, allowed: bool) {
         let decision = authorize_subscribe(policy, &requester, filter);
-        assert_eq!(decision == SubscribeDecision::Allowed, allowed, "subscribe {filter:?} by {requester:?}: {decision:?}");
+        assert_eq!(
+            decision == SubscribeDecision::Allowed,
+            allowed,
+            "subscribe {filter:?} by {requester:?}: {decision:?}"
+        );
     }
 
     const DENIED: PublishDecision = PublishDecision::Denied("");
@@ -449,7 +454,11 @@ mod tests {
     fn the_free_namespace_opens_everything_outside_devices() {
         let open = policy(r#"{"free_namespace":{"applications":true,"devices":true}}"#);
         let apps_only = policy(r#"{"free_namespace":{"applications":true}}"#);
-        let read_all: PermissionSet = [Permission::TelemetryRead, Permission::AlarmsRead].into_iter().collect();
+        let read_all: PermissionSet =
+            [Permission::TelemetryRead, Permission::AlarmsRead, Permission::OperationsRead, Permission::DevicesRead]
+                .into_iter()
+                .collect();
+        let telemetry_only: PermissionSet = [Permission::TelemetryRead].into_iter().collect();
         let device = Requester::Device("d1");
         let app = Requester::Application(&read_all);
 
@@ -466,6 +475,7 @@ mod tests {
         check_subscribe(&apps_only, device, "plant/#", false);
         check_subscribe(&open, app, "plant/#", true);
         check_subscribe(&open, app, "#", true);
+        check_subscribe(&open, Requester::Application(&telemetry_only), "#", false);
         check_subscribe(&TopicPolicy::default(), app, "plant/#", false);
         check_subscribe(&TopicPolicy::default(), app, "#", false);
     }
@@ -540,6 +550,9 @@ mod tests {
     #[test]
     fn stored_policies_parse_with_defaults() {
         assert_eq!(policy("{}"), TopicPolicy::default());
-        assert!(TopicPolicy::from_json(r#"{"rules":[{"principal":"robot","action":"all","topic":"x","effect":"allow"}]}"#).is_err());
+        assert!(
+            TopicPolicy::from_json(r#"{"rules":[{"principal":"robot","action":"all","topic":"x","effect":"allow"}]}"#)
+                .is_err()
+        );
     }
 }

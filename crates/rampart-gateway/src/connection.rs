@@ -33,7 +33,9 @@ use crate::acl::{
     authorize_subscribe,
 };
 use crate::policy::TenantRules;
-use crate::registry::{ClientRef, CloseSignal, Credential, Live, Parked, PendingWill, SessionEntry, SessionId, SessionKey};
+use crate::registry::{
+    ClientRef, CloseSignal, Credential, Live, Parked, PendingWill, SessionEntry, SessionId, SessionKey,
+};
 use crate::router::{RoutedMessage, SubOptions};
 
 /// Initial read buffer: enough for a CONNECT and small publishes.
@@ -44,6 +46,8 @@ const SHRINK_ABOVE: usize = 8 * 1024;
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 /// How long a closing connection waits for its outstanding stores.
 const STORE_DRAIN_WAIT: Duration = Duration::from_secs(10);
+/// How long a server-sent DISCONNECT waits for the client to close first.
+const DISCONNECT_LINGER: Duration = Duration::from_millis(250);
 
 type Stream = TlsStream<TcpStream>;
 type StoreFuture = Pin<Box<dyn Future<Output = StoreOutcome> + Send>>;
@@ -160,12 +164,20 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr)
 }
 
 fn refused_connack(refusal: Refusal, protocol: Protocol) -> Packet {
-    Packet::ConnAck(ConnAck { session_present: false, code: connack_code(refusal, protocol), properties: Properties::default() })
+    Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: connack_code(refusal, protocol),
+        properties: Properties::default(),
+    })
 }
 
 /// Reads until a whole CONNECT is decoded. `Err(Some(packet))`: answer with it and close;
 /// `Err(None)`: just close.
-async fn read_connect(stream: &mut Stream, buffer: &mut BytesMut, max_packet_size: usize) -> Result<Connect, Option<Packet>> {
+async fn read_connect(
+    stream: &mut Stream,
+    buffer: &mut BytesMut,
+    max_packet_size: usize,
+) -> Result<Connect, Option<Packet>> {
     loop {
         match decode(buffer, None, max_packet_size) {
             Ok(Some(Packet::Connect(connect))) => return Ok(*connect),
@@ -325,7 +337,7 @@ enum Wake {
     Closed(u8),
     Read(std::io::Result<usize>),
     Deliver(Box<OutgoingMessage>),
-    Stored(StoreOutcome),
+    Stored(Box<StoreOutcome>),
     Tick,
 }
 
@@ -351,6 +363,7 @@ struct Connection {
     pending: FuturesUnordered<StoreFuture>,
     will: Option<Will>,
     closing: Option<Ending>,
+    sent_disconnect: bool,
 }
 
 impl Connection {
@@ -373,14 +386,15 @@ impl Connection {
             Ok(rules) => rules,
             Err(error) => {
                 tracing::error!(%error, "loading the tenant policy failed");
-                let _best_effort = write_packets(&mut stream, &[refused_connack(Refusal::Unavailable, protocol)], protocol).await;
+                let _best_effort =
+                    write_packets(&mut stream, &[refused_connack(Refusal::Unavailable, protocol)], protocol).await;
                 return;
             }
         };
-        let entry = shared.registry.get_or_create(&key);
-        if let Err(refusal) = take_over(&shared, &entry, &identity, &rules, peer).await {
+        if let Some(entry) = shared.registry.get(&key)
+            && let Err(refusal) = take_over(&shared, &entry, &identity, &rules, peer).await
+        {
             let _best_effort = write_packets(&mut stream, &[refused_connack(refusal, protocol)], protocol).await;
-            shared.registry.remove_if_idle(&key);
             return;
         }
         let (sender, receiver) = mpsc::channel(shared.settings.outbound_channel.max(1));
@@ -388,35 +402,33 @@ impl Connection {
         let (finished_sender, finished) = watch::channel(());
         let connection_id = shared.registry.next_connection_id();
         let now = shared.now_ms();
-        let claimed = {
-            let mut slot = entry.lock();
-            match slot.live {
+        let (entry, claimed) = shared.registry.with_slot(&key, |slot| {
+            if slot.live.is_some() {
                 // Another newcomer won the race for this session.
-                Some(_) => None,
-                None => {
-                    slot.live = Some(Live {
-                        connection_id,
-                        sender,
-                        close: Arc::clone(&close),
-                        address: peer.ip(),
-                        credential,
-                        finished,
-                    });
-                    // A will still waiting for its delay is cancelled by the reconnect.
-                    slot.pending_will = None;
-                    let parked = slot.parked.take().filter(|parked| parked.expires_at_ms.is_none_or(|at| at > now));
-                    if connect.clean_start || parked.is_none() {
-                        for filter in std::mem::take(&mut slot.subscriptions).into_keys() {
-                            shared.router.unsubscribe(&key, &filter);
-                        }
-                    }
-                    Some(parked.map(|parked| parked.state))
+                return None;
+            }
+            slot.live = Some(Live {
+                connection_id,
+                sender,
+                close: Arc::clone(&close),
+                address: peer.ip(),
+                credential,
+                finished,
+            });
+            // A will still waiting for its delay is cancelled by the reconnect.
+            slot.pending_will = None;
+            let parked = slot.parked.take().filter(|parked| parked.expires_at_ms.is_none_or(|at| at > now));
+            if connect.clean_start || parked.is_none() {
+                for filter in std::mem::take(&mut slot.subscriptions).into_keys() {
+                    shared.router.unsubscribe(&key, &filter);
                 }
             }
-        };
+            Some(parked.map(|parked| parked.state))
+        });
         let Some(resumed) = claimed else {
             let _best_effort =
                 write_packets(&mut stream, &[refused_connack(Refusal::NotAuthorized, protocol)], protocol).await;
+            shared.registry.remove_if_idle(&key);
             return;
         };
         let (session, mut connack, actions) = Session::accept(&connect, shared.session_config, resumed, now);
@@ -436,6 +448,7 @@ impl Connection {
             pending: FuturesUnordered::new(),
             will: connect.will,
             closing: None,
+            sent_disconnect: false,
         };
         connection.encode(&Packet::ConnAck(connack));
         if let Identity::Device { tenant, device } = &connection.identity {
@@ -461,6 +474,8 @@ impl Connection {
         close: &CloseSignal,
     ) {
         let max_packet_size = self.shared.settings.max_packet_size as usize;
+        // Packets the client sent right behind its CONNECT may already be buffered.
+        self.decode_all(&mut buffer, max_packet_size).await;
         while self.closing.is_none() {
             if !self.out.is_empty() {
                 let written = stream.write_all(&self.out).await;
@@ -485,7 +500,7 @@ impl Connection {
             let wake = tokio::select! {
                 biased;
                 () = close.wait() => Wake::Closed(close.requested().unwrap_or(reason::ADMINISTRATIVE_ACTION)),
-                Some(outcome) = self.pending.next(), if !self.pending.is_empty() => Wake::Stored(outcome),
+                Some(outcome) = self.pending.next(), if !self.pending.is_empty() => Wake::Stored(Box::new(outcome)),
                 result = stream.read_buf(&mut buffer) => Wake::Read(result),
                 Some(message) = receiver.recv() => Wake::Deliver(message),
                 () = sleep_until_opt(deadline) => Wake::Tick,
@@ -504,7 +519,7 @@ impl Connection {
                     let actions = self.session.publish(*message, now);
                     self.carry_out(actions).await;
                 }
-                Wake::Stored(outcome) => self.stored(outcome).await,
+                Wake::Stored(outcome) => self.stored(*outcome).await,
                 Wake::Tick => {
                     let now = self.shared.now_ms();
                     let actions = self.session.tick(now);
@@ -515,6 +530,15 @@ impl Connection {
         if !self.out.is_empty() {
             let _best_effort = stream.write_all(&self.out).await;
             let _best_effort = stream.flush().await;
+            if self.sent_disconnect {
+                // Some clients stop reading at end of stream before handling what came with
+                // it; give them a moment to read the reason and close first.
+                let _peer_closed_or_timed_out = timeout(DISCONNECT_LINGER, async {
+                    let mut scratch = [0u8; 256];
+                    while matches!(stream.read(&mut scratch).await, Ok(n) if n > 0) {}
+                })
+                .await;
+            }
         }
         let _best_effort = stream.shutdown().await;
         drop(stream);
@@ -565,7 +589,11 @@ impl Connection {
                 }
                 Action::Close { reason: reason_code, send, will } => {
                     if send {
-                        self.encode(&Packet::Disconnect(Disconnect { reason: reason_code, properties: Properties::default() }));
+                        self.encode(&Packet::Disconnect(Disconnect {
+                            reason: reason_code,
+                            properties: Properties::default(),
+                        }));
+                        self.sent_disconnect = true;
                     }
                     self.closing = Some(Ending::Session { will });
                 }
@@ -648,7 +676,9 @@ impl Connection {
                     Ok(()) => {
                         self.shared.route(&self.key, message);
                     }
-                    Err(IngestError::Malformed(why)) => tracing::debug!(tenant, device, %why, "malformed QoS 0 payload"),
+                    Err(IngestError::Malformed(why)) => {
+                        tracing::debug!(tenant, device, %why, "malformed QoS 0 payload")
+                    }
                     Err(error) => tracing::warn!(tenant, device, %error, "QoS 0 message not stored"),
                 }
                 return Vec::new();
@@ -918,10 +948,7 @@ async fn take_over(
     }
     close.close(reason::SESSION_TAKEN_OVER);
     // `changed` fails once the old connection dropped its end: it is done with the session.
-    let _done_or_timed_out = timeout(TAKEOVER_WAIT, async {
-        while finished.changed().await.is_ok() {}
-    })
-    .await;
+    let _done_or_timed_out = timeout(TAKEOVER_WAIT, async { while finished.changed().await.is_ok() {} }).await;
     Ok(())
 }
 
@@ -974,7 +1001,8 @@ impl Shared {
             };
             if let Some(kind) = kind {
                 let now = self.platform.now_ms();
-                if let Err(error) = self.ingestor.submit_nowait(&publisher.tenant, device, kind, &message.payload, now) {
+                if let Err(error) = self.ingestor.submit_nowait(&publisher.tenant, device, kind, &message.payload, now)
+                {
                     tracing::debug!(%error, "will message not stored");
                     return;
                 }
@@ -984,7 +1012,14 @@ impl Shared {
     }
 
     /// Records an `acl_violation` security event without holding up the connection.
-    pub(crate) fn acl_violation(&self, identity: &Identity, topic: &str, action: &str, why: &str, peer: Option<SocketAddr>) {
+    pub(crate) fn acl_violation(
+        &self,
+        identity: &Identity,
+        topic: &str,
+        action: &str,
+        why: &str,
+        peer: Option<SocketAddr>,
+    ) {
         self.stats.acl_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut draft = SecurityEventDraft::new(identity.tenant(), "acl_violation", Severity::Minor);
         draft.source_ip = peer.map(|peer| peer.ip().to_string());

@@ -151,16 +151,17 @@ impl Registry {
         self.sessions.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 
-    pub(crate) fn get_or_create(&self, key: &SessionKey) -> Arc<SessionEntry> {
-        if let Some(entry) = self.get(key) {
-            return entry;
-        }
+    /// Runs `change` on the session's slot (created if missing) while the entry is certainly
+    /// in the map: [`Registry::remove_if_idle`] cannot drop it in between.
+    pub(crate) fn with_slot<R>(&self, key: &SessionKey, change: impl FnOnce(&mut Slot) -> R) -> (Arc<SessionEntry>, R) {
         let mut sessions = self.sessions.write().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(
+        let entry = Arc::clone(
             sessions
                 .entry(Arc::clone(key))
                 .or_insert_with(|| Arc::new(SessionEntry { key: Arc::clone(key), slot: Mutex::default() })),
-        )
+        );
+        let result = change(&mut entry.lock());
+        (entry, result)
     }
 
     /// Drops the entry if it is still idle (checked under the map's write lock, so a

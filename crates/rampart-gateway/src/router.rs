@@ -304,7 +304,9 @@ mod tests {
     #[test]
     fn wildcards_match_like_the_spec_says() {
         let router = Router::default();
-        for (client, filter) in [("hash", "#"), ("a-hash", "a/#"), ("a-plus", "a/+"), ("exact", "a/b"), ("sys", "$SYS/#")] {
+        for (client, filter) in
+            [("hash", "#"), ("a-hash", "a/#"), ("a-plus", "a/+"), ("exact", "a/b"), ("sys", "$SYS/#")]
+        {
             router.subscribe(&session("t1", client), filter, options(QoS::AtMostOnce, None));
         }
         assert_eq!(receivers(&router, "t1", "a/b"), ["a-hash", "a-plus", "exact", "hash"]);

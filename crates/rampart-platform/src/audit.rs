@@ -87,7 +87,8 @@ impl AuditEntry {
 
 /// The JSON form of a record, exactly as hashed (`with_hash = false`) or shown and exported.
 pub fn record_json(record: &AuditRecord, with_hash: bool) -> Value {
-    let details: Value = serde_json::from_str(&record.details_json).unwrap_or(Value::String(record.details_json.clone()));
+    let details: Value =
+        serde_json::from_str(&record.details_json).unwrap_or(Value::String(record.details_json.clone()));
     let mut value = json!({
         "seq": record.seq,
         "ts": format_rfc3339_ms(record.ts),
@@ -127,7 +128,8 @@ pub enum ExportLine {
 /// Parses one export line back into a record or a checkpoint.
 pub fn parse_export_line(line: &str) -> Result<ExportLine, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned).ok_or(format!("missing {key}"));
+    let text =
+        |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned).ok_or(format!("missing {key}"));
     let int = |v: &Value, key: &str| v.get(key).and_then(Value::as_i64).ok_or(format!("missing {key}"));
     let ts = |v: &Value| text(v, "ts").and_then(|t| parse_timestamp(&t).ok_or("bad ts".to_owned()));
     if let Some(cp) = value.get("checkpoint") {
@@ -197,13 +199,8 @@ impl ChainVerifier {
     /// `checkpoints` are verified against `public_key_base64` first; a bad signature fails the
     /// chain at that checkpoint's seq.
     pub fn new(tenant: &str, checkpoints: &[AuditCheckpoint], public_key_base64: &str) -> Self {
-        let mut verifier = ChainVerifier {
-            tenant: tenant.to_owned(),
-            signed: BTreeMap::new(),
-            last: None,
-            records: 0,
-            failure: None,
-        };
+        let mut verifier =
+            ChainVerifier { tenant: tenant.to_owned(), signed: BTreeMap::new(), last: None, records: 0, failure: None };
         for cp in checkpoints {
             if cp.tenant != tenant || !verify_checkpoint(public_key_base64, tenant, cp.seq, &cp.hash, &cp.signature) {
                 verifier.fail(cp.seq, "checkpoint signature does not verify");
@@ -380,7 +377,11 @@ impl AuditLog {
 }
 
 /// Verifies a tenant's chain straight from a store (also used offline by the CLI).
-pub async fn verify_stored_chain(store: &dyn Store, tenant: &str, public_key_base64: &str) -> PlatformResult<VerifyReport> {
+pub async fn verify_stored_chain(
+    store: &dyn Store,
+    tenant: &str,
+    public_key_base64: &str,
+) -> PlatformResult<VerifyReport> {
     let checkpoints = store.list_audit_checkpoints(tenant).await?;
     let mut verifier = ChainVerifier::new(tenant, &checkpoints, public_key_base64);
     let mut page = Page { after: None, limit: VERIFY_PAGE };

@@ -90,11 +90,7 @@ impl From<StoreError> for DeviceAuthError {
 
 impl DeviceAuthError {
     fn bad(tenant: Option<&str>, device: Option<&str>, reason: &'static str) -> Self {
-        DeviceAuthError::BadCredentials {
-            tenant: tenant.map(str::to_owned),
-            device: device.map(str::to_owned),
-            reason,
-        }
+        DeviceAuthError::BadCredentials { tenant: tenant.map(str::to_owned), device: device.map(str::to_owned), reason }
     }
 }
 
@@ -280,7 +276,9 @@ impl Platform {
             return Err(DeviceAuthError::bad(None, None, "malformed certificate"));
         };
         match leaf.rampart_san.clone() {
-            Some((tenant, device)) => self.authenticate_tenant_ca_certificate(chain, &leaf, &tenant, &device, now_ms).await,
+            Some((tenant, device)) => {
+                self.authenticate_tenant_ca_certificate(chain, &leaf, &tenant, &device, now_ms).await
+            }
             None => self.authenticate_trusted_ca_certificate(chain, &leaf, now_ms).await,
         }
     }
@@ -425,7 +423,9 @@ impl Platform {
         key_id: &str,
         key: &[u8],
     ) -> Result<AuthenticatedApplication, DeviceAuthError> {
-        let bad = |reason| DeviceAuthError::bad(Some(tenant).filter(|t| validate_id(IdKind::Tenant, t).is_ok()), None, reason);
+        let bad = |reason| {
+            DeviceAuthError::bad(Some(tenant).filter(|t| validate_id(IdKind::Tenant, t).is_ok()), None, reason)
+        };
         let Ok(key_text) = std::str::from_utf8(key) else { return Err(bad("malformed key")) };
         let Some((id_in_key, _)) = key_text.strip_prefix(API_KEY_PREFIX).and_then(|rest| rest.split_once('_')) else {
             return Err(bad("malformed key"));

@@ -109,8 +109,7 @@ impl Keyring {
         let (key_id, tenant_key) = self.active_tenant_key(tenant).await?;
         let device_key = SecretKey256::generate();
         let wrapped = tenant_key.wrap(&device_key, &device_key_aad(tenant, device));
-        let row =
-            DeviceKey { tenant: tenant.to_owned(), device: device.to_owned(), tenant_key_id: key_id, wrapped };
+        let row = DeviceKey { tenant: tenant.to_owned(), device: device.to_owned(), tenant_key_id: key_id, wrapped };
         self.store.put_device_key(&row).await?;
         Ok(())
     }

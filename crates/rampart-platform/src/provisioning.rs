@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rampart_core::PLATFORM_TENANT;
 use rampart_crypto::{AuditSigningKey, SecretKey256, TokenSigningKey, generate_ca, hash_password};
-use rampart_store::{Store, StoreError, TenantCa, Tenant, User};
+use rampart_store::{Store, StoreError, Tenant, TenantCa, User};
 use zeroize::Zeroizing;
 
 use crate::audit::{Actor, AuditEntry, AuditLog};
@@ -48,7 +48,8 @@ impl Platform {
     /// Creates a tenant with its data key and its device CA. On failure nothing is left behind.
     pub async fn provision_tenant(&self, id: &str, name: &str, parent: Option<&str>) -> PlatformResult<()> {
         let now = self.now_ms();
-        let tenant = Tenant { id: id.to_owned(), name: name.to_owned(), parent: parent.map(str::to_owned), created_at: now };
+        let tenant =
+            Tenant { id: id.to_owned(), name: name.to_owned(), parent: parent.map(str::to_owned), created_at: now };
         self.store.create_tenant(&tenant).await?;
         if let Err(error) = self.provision_tenant_keys(id, now).await {
             if let Err(cleanup) = self.delete_tenant(id).await {
@@ -101,7 +102,9 @@ impl Platform {
         let now = self.now_ms();
         let admin = new_user(PLATFORM_TENANT, "admin", hash_password(admin_password)?, vec!["admin".to_owned()], now);
         self.store.create_user(&admin).await?;
-        self.audit.append(AuditEntry::success(PLATFORM_TENANT, Actor::System, "tenant.create", "tenant:platform")).await?;
+        self.audit
+            .append(AuditEntry::success(PLATFORM_TENANT, Actor::System, "tenant.create", "tenant:platform"))
+            .await?;
         self.audit.append(AuditEntry::success(PLATFORM_TENANT, Actor::System, "user.create", "user:admin")).await?;
         Ok(true)
     }

@@ -103,7 +103,8 @@ impl GatewayStore for SqlStore {
 
     async fn mark_device_disconnected(&self, tenant: &str, device: &str, at_ms: i64) -> StoreResult<()> {
         let sql = "UPDATE devices SET connected = ?, last_seen = ? WHERE tenant = ? AND id = ?";
-        let params = vec![Value::from(false), Value::Int(at_ms), Value::Text(tenant.to_owned()), Value::Text(device.to_owned())];
+        let params =
+            vec![Value::from(false), Value::Int(at_ms), Value::Text(tenant.to_owned()), Value::Text(device.to_owned())];
         match self.driver.execute(sql, params).await? {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),

@@ -58,11 +58,7 @@ pub trait Store: GatewayStore + SecurityStore + Send + Sync + 'static {
     // ---- platform-wide secrets (sealed under the master key by the caller) ----
     async fn get_platform_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Inserts if absent; returns the value that is stored afterwards (first writer wins).
-    async fn put_platform_secret_if_absent(
-        &self,
-        name: &str,
-        sealed: &[u8],
-    ) -> StoreResult<Vec<u8>>;
+    async fn put_platform_secret_if_absent(&self, name: &str, sealed: &[u8]) -> StoreResult<Vec<u8>>;
     /// Every platform secret, for master-key rotation.
     async fn list_platform_secrets(&self) -> StoreResult<Vec<(String, Vec<u8>)>>;
     async fn replace_platform_secret(&self, name: &str, sealed: &[u8]) -> StoreResult<()>;
@@ -85,12 +81,7 @@ pub trait Store: GatewayStore + SecurityStore + Send + Sync + 'static {
     async fn insert_tenant_key(&self, key: &TenantKey) -> StoreResult<()>;
     /// Every key of the tenant, newest first; the first one is the active key.
     async fn list_tenant_keys(&self, tenant: &str) -> StoreResult<Vec<TenantKey>>;
-    async fn rewrap_tenant_key(
-        &self,
-        tenant: &str,
-        key_id: &str,
-        wrapped: &[u8],
-    ) -> StoreResult<()>;
+    async fn rewrap_tenant_key(&self, tenant: &str, key_id: &str, wrapped: &[u8]) -> StoreResult<()>;
 
     // ---- users ----
     async fn create_user(&self, user: &User) -> StoreResult<()>;
@@ -124,12 +115,7 @@ pub trait Store: GatewayStore + SecurityStore + Send + Sync + 'static {
     // ---- devices ----
     async fn create_device(&self, device: &Device) -> StoreResult<()>;
     async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Device>;
-    async fn list_devices(
-        &self,
-        tenant: &str,
-        filter: &DeviceFilter,
-        page: &Page,
-    ) -> StoreResult<Vec<Device>>;
+    async fn list_devices(&self, tenant: &str, filter: &DeviceFilter, page: &Page) -> StoreResult<Vec<Device>>;
     /// Replaces every mutable column of the device identified by (tenant, id).
     async fn update_device(&self, device: &Device) -> StoreResult<()>;
     /// Deletes the device, its tokens and its key; its certificates are marked revoked (they
@@ -144,24 +130,15 @@ pub trait Store: GatewayStore + SecurityStore + Send + Sync + 'static {
 
     // ---- device tokens ----
     async fn create_device_token(&self, token: &DeviceToken) -> StoreResult<()>;
-    async fn list_device_tokens(&self, tenant: &str, device: &str)
-    -> StoreResult<Vec<DeviceToken>>;
+    async fn list_device_tokens(&self, tenant: &str, device: &str) -> StoreResult<Vec<DeviceToken>>;
     async fn delete_device_token(&self, tenant: &str, device: &str, id: &str) -> StoreResult<()>;
 
     // ---- device certificates and the tenant CA ----
     async fn put_tenant_ca(&self, ca: &TenantCa) -> StoreResult<()>;
     async fn get_tenant_ca(&self, tenant: &str) -> StoreResult<TenantCa>;
     async fn create_device_certificate(&self, cert: &DeviceCertificate) -> StoreResult<()>;
-    async fn list_device_certificates(
-        &self,
-        tenant: &str,
-        device: &str,
-    ) -> StoreResult<Vec<DeviceCertificate>>;
-    async fn get_device_certificate(
-        &self,
-        tenant: &str,
-        serial: &str,
-    ) -> StoreResult<DeviceCertificate>;
+    async fn list_device_certificates(&self, tenant: &str, device: &str) -> StoreResult<Vec<DeviceCertificate>>;
+    async fn get_device_certificate(&self, tenant: &str, serial: &str) -> StoreResult<DeviceCertificate>;
     /// Every revoked certificate of the tenant, for the CRL.
     async fn list_revoked_certificates(&self, tenant: &str) -> StoreResult<Vec<DeviceCertificate>>;
 
@@ -177,12 +154,7 @@ pub trait Store: GatewayStore + SecurityStore + Send + Sync + 'static {
     async fn insert_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Records of the tenant matching the filter, ordered by seq ascending, after `page.after`
     /// (a seq as decimal text).
-    async fn list_audit(
-        &self,
-        tenant: &str,
-        filter: &AuditFilter,
-        page: &Page,
-    ) -> StoreResult<Vec<AuditRecord>>;
+    async fn list_audit(&self, tenant: &str, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditRecord>>;
     /// Every tenant id that has audit records (including deleted tenants).
     async fn list_audit_tenants(&self) -> StoreResult<Vec<String>>;
     async fn insert_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> StoreResult<()>;
@@ -199,8 +171,12 @@ pub trait Store: GatewayStore + SecurityStore + Send + Sync + 'static {
     /// those columns (no lost update against API edits or the gateway's connect bookkeeping).
     async fn touch_devices_last_seen(&self, seen: &[DeviceSeen]) -> StoreResult<()>;
     /// Telemetry rows of one device ordered by (ts, seq), ascending or descending.
-    async fn list_telemetry(&self, tenant: &str, device: &str, range: &TimeRange<i64>)
-    -> StoreResult<Vec<TelemetryRow>>;
+    async fn list_telemetry(
+        &self,
+        tenant: &str,
+        device: &str,
+        range: &TimeRange<i64>,
+    ) -> StoreResult<Vec<TelemetryRow>>;
     /// Event rows of one device ordered by (ts, id); `type_tag` filters when set.
     async fn list_device_events(
         &self,

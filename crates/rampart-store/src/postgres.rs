@@ -35,9 +35,8 @@ impl PostgresDriver {
     /// connection uses it as its search path (tests use one fresh schema per run).
     pub(crate) async fn connect(url: &str, schema: Option<&str>) -> StoreResult<Self> {
         // The URL may hold a password: never echo it.
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|_| StoreError::Backend("invalid PostgreSQL URL".into()))?;
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|_| StoreError::Backend("invalid PostgreSQL URL".into()))?;
         if let Some(schema) = schema {
             if !is_plain_identifier(schema) {
                 return Err(StoreError::Backend("invalid PostgreSQL schema name".into()));
@@ -53,9 +52,7 @@ impl PostgresDriver {
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
@@ -79,32 +76,21 @@ impl PostgresDriver {
     async fn migrate(&self) -> StoreResult<()> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(map_error)?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await.map_err(map_error)?;
         transaction
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
-            .await
-            .map_err(map_error)?;
-        transaction
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
-            )
+            .batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
             .await
             .map_err(map_error)?;
         for (version, ddl) in MIGRATIONS {
             let applied = transaction
-                .query_opt(
-                    "SELECT version FROM schema_migrations WHERE version = $1",
-                    &[version],
-                )
+                .query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[version])
                 .await
                 .map_err(map_error)?;
             if applied.is_none() {
                 tracing::info!(version, "applying PostgreSQL schema migration");
                 transaction.batch_execute(ddl).await.map_err(map_error)?;
                 transaction
-                    .execute(
-                        "INSERT INTO schema_migrations (version) VALUES ($1)",
-                        &[version],
-                    )
+                    .execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
                     .await
                     .map_err(map_error)?;
             }
@@ -121,29 +107,17 @@ impl SqlDriver for PostgresDriver {
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&number_placeholders(sql))
-            .await
-            .map_err(map_error)?;
+        let statement = client.prepare_cached(&number_placeholders(sql)).await.map_err(map_error)?;
         let params = bind(&statement, params)?;
-        let rows = client
-            .query(&statement, &param_refs(&params))
-            .await
-            .map_err(map_error)?;
+        let rows = client.query(&statement, &param_refs(&params)).await.map_err(map_error)?;
         rows.iter().map(read_row).collect()
     }
 
     async fn execute(&self, sql: &str, params: Vec<Value>) -> StoreResult<u64> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&number_placeholders(sql))
-            .await
-            .map_err(map_error)?;
+        let statement = client.prepare_cached(&number_placeholders(sql)).await.map_err(map_error)?;
         let params = bind(&statement, params)?;
-        client
-            .execute(&statement, &param_refs(&params))
-            .await
-            .map_err(map_error)
+        client.execute(&statement, &param_refs(&params)).await.map_err(map_error)
     }
 
     async fn transaction(&self, statements: Vec<Statement>) -> StoreResult<()> {
@@ -151,15 +125,9 @@ impl SqlDriver for PostgresDriver {
         // Dropping the transaction without commit rolls it back.
         let transaction = client.transaction().await.map_err(map_error)?;
         for statement in statements {
-            let prepared = transaction
-                .prepare_cached(&number_placeholders(&statement.sql))
-                .await
-                .map_err(map_error)?;
+            let prepared = transaction.prepare_cached(&number_placeholders(&statement.sql)).await.map_err(map_error)?;
             let params = bind(&prepared, statement.params)?;
-            let changed = transaction
-                .execute(&prepared, &param_refs(&params))
-                .await
-                .map_err(map_error)?;
+            let changed = transaction.execute(&prepared, &param_refs(&params)).await.map_err(map_error)?;
             if statement.must_change_row && changed == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -209,62 +177,35 @@ fn is_plain_identifier(name: &str) -> bool {
 fn bind(statement: &tokio_postgres::Statement, values: Vec<Value>) -> StoreResult<Vec<Param>> {
     let types = statement.params();
     if types.len() != values.len() {
-        return Err(StoreError::Backend(format!(
-            "statement has {} parameters, {} given",
-            types.len(),
-            values.len()
-        )));
+        return Err(StoreError::Backend(format!("statement has {} parameters, {} given", types.len(), values.len())));
     }
-    values
-        .into_iter()
-        .zip(types)
-        .enumerate()
-        .map(|(index, (value, ty))| to_param(index, value, ty))
-        .collect()
+    values.into_iter().zip(types).enumerate().map(|(index, (value, ty))| to_param(index, value, ty)).collect()
 }
 
 fn to_param(index: usize, value: Value, ty: &Type) -> StoreResult<Param> {
-    let mismatch =
-        || StoreError::Backend(format!("parameter {} does not fit type {ty}", index + 1));
+    let mismatch = || StoreError::Backend(format!("parameter {} does not fit type {ty}", index + 1));
     let int = |value: Option<i64>| -> StoreResult<Param> {
         match *ty {
             Type::INT8 => Ok(Box::new(value)),
-            Type::INT4 => Ok(Box::new(
-                value
-                    .map(i32::try_from)
-                    .transpose()
-                    .map_err(|_| mismatch())?,
-            )),
-            Type::INT2 => Ok(Box::new(
-                value
-                    .map(i16::try_from)
-                    .transpose()
-                    .map_err(|_| mismatch())?,
-            )),
+            Type::INT4 => Ok(Box::new(value.map(i32::try_from).transpose().map_err(|_| mismatch())?)),
+            Type::INT2 => Ok(Box::new(value.map(i16::try_from).transpose().map_err(|_| mismatch())?)),
             Type::BOOL => Ok(Box::new(value.map(|value| value != 0))),
             _ => Err(mismatch()),
         }
     };
     match (value, ty) {
-        (Value::Null, &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME) => {
-            Ok(Box::new(None::<String>))
-        }
+        (Value::Null, &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME) => Ok(Box::new(None::<String>)),
         (Value::Null, &Type::BYTEA) => Ok(Box::new(None::<Vec<u8>>)),
         (Value::Null, _) => int(None),
         (Value::Int(value), _) => int(Some(value)),
-        (Value::Text(value), &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME) => {
-            Ok(Box::new(value))
-        }
+        (Value::Text(value), &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME) => Ok(Box::new(value)),
         (Value::Blob(value), &Type::BYTEA) => Ok(Box::new(value)),
         _ => Err(mismatch()),
     }
 }
 
 fn param_refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
-        .collect()
+    params.iter().map(|param| param.as_ref() as &(dyn ToSql + Sync)).collect()
 }
 
 fn read_row(row: &tokio_postgres::Row) -> StoreResult<Row> {
@@ -273,32 +214,18 @@ fn read_row(row: &tokio_postgres::Row) -> StoreResult<Row> {
         .iter()
         .enumerate()
         .map(|(index, column)| {
-            let corrupt =
-                |_| StoreError::Corrupt(format!("column {} could not be decoded", index + 1));
+            let corrupt = |_| StoreError::Corrupt(format!("column {} could not be decoded", index + 1));
             match *column.type_() {
-                Type::INT8 => row
-                    .try_get::<_, Option<i64>>(index)
-                    .map(|value| value.map(Value::Int)),
-                Type::INT4 => row
-                    .try_get::<_, Option<i32>>(index)
-                    .map(|value| value.map(|v| Value::Int(v.into()))),
-                Type::INT2 => row
-                    .try_get::<_, Option<i16>>(index)
-                    .map(|value| value.map(|v| Value::Int(v.into()))),
-                Type::BOOL => row
-                    .try_get::<_, Option<bool>>(index)
-                    .map(|value| value.map(|v| Value::Int(v.into()))),
-                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => row
-                    .try_get::<_, Option<String>>(index)
-                    .map(|value| value.map(Value::Text)),
-                Type::BYTEA => row
-                    .try_get::<_, Option<Vec<u8>>>(index)
-                    .map(|value| value.map(Value::Blob)),
+                Type::INT8 => row.try_get::<_, Option<i64>>(index).map(|value| value.map(Value::Int)),
+                Type::INT4 => row.try_get::<_, Option<i32>>(index).map(|value| value.map(|v| Value::Int(v.into()))),
+                Type::INT2 => row.try_get::<_, Option<i16>>(index).map(|value| value.map(|v| Value::Int(v.into()))),
+                Type::BOOL => row.try_get::<_, Option<bool>>(index).map(|value| value.map(|v| Value::Int(v.into()))),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                    row.try_get::<_, Option<String>>(index).map(|value| value.map(Value::Text))
+                }
+                Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(index).map(|value| value.map(Value::Blob)),
                 ref other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "column {} has unsupported type {other}",
-                        index + 1
-                    )));
+                    return Err(StoreError::Corrupt(format!("column {} has unsupported type {other}", index + 1)));
                 }
             }
             .map(|value| value.unwrap_or(Value::Null))
@@ -312,9 +239,7 @@ fn read_row(row: &tokio_postgres::Row) -> StoreResult<Row> {
 /// key values) is left out; code and message are enough for the log.
 fn map_error(error: tokio_postgres::Error) -> StoreError {
     match error.as_db_error() {
-        Some(db) if *db.code() == SqlState::UNIQUE_VIOLATION => {
-            StoreError::Conflict("duplicate key".into())
-        }
+        Some(db) if *db.code() == SqlState::UNIQUE_VIOLATION => StoreError::Conflict("duplicate key".into()),
         Some(db) if *db.code() == SqlState::FOREIGN_KEY_VIOLATION => {
             StoreError::Conflict("referenced row is missing or still referenced".into())
         }
@@ -336,22 +261,12 @@ mod tests {
 
     #[test]
     fn placeholders_are_numbered_outside_quotes() {
-        let check =
-            |sql: &str, expected: &str| assert_eq!(number_placeholders(sql), expected, "{sql}");
+        let check = |sql: &str, expected: &str| assert_eq!(number_placeholders(sql), expected, "{sql}");
         check("SELECT 1", "SELECT 1");
-        check(
-            "SELECT a FROM t WHERE b = ? AND c = ?",
-            "SELECT a FROM t WHERE b = $1 AND c = $2",
-        );
+        check("SELECT a FROM t WHERE b = ? AND c = ?", "SELECT a FROM t WHERE b = $1 AND c = $2");
         check("SELECT '?' , ? FROM t", "SELECT '?' , $1 FROM t");
         check("SELECT 'it''s ?', ?", "SELECT 'it''s ?', $1");
-        check(
-            "SELECT \"odd?name\" FROM t WHERE x IN (?, ?, ?)",
-            "SELECT \"odd?name\" FROM t WHERE x IN ($1, $2, $3)",
-        );
-        check(
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-        );
+        check("SELECT \"odd?name\" FROM t WHERE x IN (?, ?, ?)", "SELECT \"odd?name\" FROM t WHERE x IN ($1, $2, $3)");
+        check("VALUES (?,?,?,?,?,?,?,?,?,?,?)", "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)");
     }
 }

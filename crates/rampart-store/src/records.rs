@@ -24,10 +24,7 @@ pub struct TenantKey {
 
 impl fmt::Debug for TenantKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantKey")
-            .field("tenant", &self.tenant)
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("TenantKey").field("tenant", &self.tenant).field("key_id", &self.key_id).finish_non_exhaustive()
     }
 }
 
@@ -158,10 +155,7 @@ pub struct DeviceKey {
 
 impl fmt::Debug for DeviceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceKey")
-            .field("tenant", &self.tenant)
-            .field("device", &self.device)
-            .finish_non_exhaustive()
+        f.debug_struct("DeviceKey").field("tenant", &self.tenant).field("device", &self.device).finish_non_exhaustive()
     }
 }
 
@@ -198,9 +192,7 @@ pub struct TenantCa {
 
 impl fmt::Debug for TenantCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantCa")
-            .field("tenant", &self.tenant)
-            .finish_non_exhaustive()
+        f.debug_struct("TenantCa").field("tenant", &self.tenant).finish_non_exhaustive()
     }
 }
 

@@ -15,27 +15,21 @@ use crate::*;
 /// `DATA_DIR/rampart.db`. The file is created readable by its owner only.
 pub async fn open_sqlite(path: &Path) -> StoreResult<Arc<dyn Store>> {
     let driver = SqliteDriver::open(path).await?;
-    Ok(Arc::new(SqlStore {
-        driver: Box::new(driver),
-    }))
+    Ok(Arc::new(SqlStore { driver: Box::new(driver) }))
 }
 
 /// Connects to PostgreSQL (`postgres://user@host:port/db` or `postgresql://…`) and migrates the
 /// schema; several processes may do this at once.
 pub async fn open_postgres(url: &str) -> StoreResult<Arc<dyn Store>> {
     let driver = PostgresDriver::connect(url, None).await?;
-    Ok(Arc::new(SqlStore {
-        driver: Box::new(driver),
-    }))
+    Ok(Arc::new(SqlStore { driver: Box::new(driver) }))
 }
 
 /// Like [`open_postgres`], with every table in `schema` (which must already exist; lower-case
 /// letters, digits and `_`). Meant for tests, which isolate each run in a fresh schema.
 pub async fn open_postgres_in_schema(url: &str, schema: &str) -> StoreResult<Arc<dyn Store>> {
     let driver = PostgresDriver::connect(url, Some(schema)).await?;
-    Ok(Arc::new(SqlStore {
-        driver: Box::new(driver),
-    }))
+    Ok(Arc::new(SqlStore { driver: Box::new(driver) }))
 }
 
 /// Opens the store named by `--storage`: `sqlite` (or empty) for `data_dir/rampart.db`,
@@ -43,13 +37,9 @@ pub async fn open_postgres_in_schema(url: &str, schema: &str) -> StoreResult<Arc
 pub async fn open(spec: &str, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
     match spec {
         "" | "sqlite" => open_sqlite(&data_dir.join("rampart.db")).await,
-        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            open_postgres(url).await
-        }
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => open_postgres(url).await,
         // The spec may hold a password: never echo it.
-        _ => Err(StoreError::Backend(
-            "unknown storage: expected `sqlite` or a postgres:// URL".into(),
-        )),
+        _ => Err(StoreError::Backend("unknown storage: expected `sqlite` or a postgres:// URL".into())),
     }
 }
 
@@ -134,21 +124,11 @@ macro_rules! checkpoint_columns {
 }
 
 fn tenant_from_row(mut row: Row) -> StoreResult<Tenant> {
-    Ok(Tenant {
-        id: row.text()?,
-        name: row.text()?,
-        parent: row.opt_text()?,
-        created_at: row.int()?,
-    })
+    Ok(Tenant { id: row.text()?, name: row.text()?, parent: row.opt_text()?, created_at: row.int()? })
 }
 
 fn tenant_key_from_row(mut row: Row) -> StoreResult<TenantKey> {
-    Ok(TenantKey {
-        tenant: row.text()?,
-        key_id: row.text()?,
-        wrapped: row.blob()?,
-        created_at: row.int()?,
-    })
+    Ok(TenantKey { tenant: row.text()?, key_id: row.text()?, wrapped: row.blob()?, created_at: row.int()? })
 }
 
 fn user_from_row(mut row: Row) -> StoreResult<User> {
@@ -194,12 +174,7 @@ fn user_mutable_values(user: &User) -> StoreResult<Vec<Value>> {
 }
 
 fn role_from_row(mut row: Row) -> StoreResult<Role> {
-    Ok(Role {
-        tenant: row.text()?,
-        name: row.text()?,
-        permissions: row.list()?,
-        created_at: row.int()?,
-    })
+    Ok(Role { tenant: row.text()?, name: row.text()?, permissions: row.list()?, created_at: row.int()? })
 }
 
 fn group_from_row(mut row: Row) -> StoreResult<Group> {
@@ -260,12 +235,7 @@ fn device_mutable_values(device: &Device) -> Vec<Value> {
 }
 
 fn device_key_from_row(mut row: Row) -> StoreResult<DeviceKey> {
-    Ok(DeviceKey {
-        tenant: row.text()?,
-        device: row.text()?,
-        tenant_key_id: row.text()?,
-        wrapped: row.blob()?,
-    })
+    Ok(DeviceKey { tenant: row.text()?, device: row.text()?, tenant_key_id: row.text()?, wrapped: row.blob()? })
 }
 
 fn device_token_from_row(mut row: Row) -> StoreResult<DeviceToken> {
@@ -346,10 +316,7 @@ struct Select {
 
 impl Select {
     fn new(sql: &str, params: Vec<Value>) -> Self {
-        Select {
-            sql: sql.to_owned(),
-            params,
-        }
+        Select { sql: sql.to_owned(), params }
     }
 
     fn and(&mut self, condition: &str, value: impl Into<Value>) {
@@ -374,31 +341,12 @@ impl Select {
 }
 
 impl SqlStore {
-    async fn all<T>(
-        &self,
-        sql: &str,
-        params: Vec<Value>,
-        decode: fn(Row) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>> {
-        self.driver
-            .query(sql, params)
-            .await?
-            .into_iter()
-            .map(decode)
-            .collect()
+    async fn all<T>(&self, sql: &str, params: Vec<Value>, decode: fn(Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+        self.driver.query(sql, params).await?.into_iter().map(decode).collect()
     }
 
-    async fn one<T>(
-        &self,
-        sql: &str,
-        params: Vec<Value>,
-        decode: fn(Row) -> StoreResult<T>,
-    ) -> StoreResult<T> {
-        self.all(sql, params, decode)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(StoreError::NotFound)
+    async fn one<T>(&self, sql: &str, params: Vec<Value>, decode: fn(Row) -> StoreResult<T>) -> StoreResult<T> {
+        self.all(sql, params, decode).await?.into_iter().next().ok_or(StoreError::NotFound)
     }
 
     async fn exists(&self, sql: &str, params: Vec<Value>) -> StoreResult<bool> {
@@ -439,11 +387,7 @@ impl Store for SqlStore {
         }
     }
 
-    async fn put_platform_secret_if_absent(
-        &self,
-        name: &str,
-        sealed: &[u8],
-    ) -> StoreResult<Vec<u8>> {
+    async fn put_platform_secret_if_absent(&self, name: &str, sealed: &[u8]) -> StoreResult<Vec<u8>> {
         let sql = "INSERT INTO platform_secrets (name, sealed) VALUES (?, ?) ON CONFLICT (name) DO NOTHING";
         self.insert(sql, vec![name.into(), sealed.into()]).await?;
         let stored = self.get_platform_secret(name).await?;
@@ -452,8 +396,7 @@ impl Store for SqlStore {
 
     async fn list_platform_secrets(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
         let sql = "SELECT name, sealed FROM platform_secrets ORDER BY name";
-        self.all(sql, vec![], |mut row| Ok((row.text()?, row.blob()?)))
-            .await
+        self.all(sql, vec![], |mut row| Ok((row.text()?, row.blob()?))).await
     }
 
     async fn replace_platform_secret(&self, name: &str, sealed: &[u8]) -> StoreResult<()> {
@@ -464,17 +407,9 @@ impl Store for SqlStore {
     // ---- tenants ----
 
     async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO tenants (",
-            tenant_columns!(),
-            ") VALUES (?, ?, ?, ?)"
-        );
-        let params = vec![
-            (&tenant.id).into(),
-            (&tenant.name).into(),
-            tenant.parent.as_ref().into(),
-            tenant.created_at.into(),
-        ];
+        let sql = concat!("INSERT INTO tenants (", tenant_columns!(), ") VALUES (?, ?, ?, ?)");
+        let params =
+            vec![(&tenant.id).into(), (&tenant.name).into(), tenant.parent.as_ref().into(), tenant.created_at.into()];
         self.insert(sql, params).await
     }
 
@@ -484,15 +419,9 @@ impl Store for SqlStore {
     }
 
     async fn list_child_tenants(&self, parent: &str, page: &Page) -> StoreResult<Vec<Tenant>> {
-        let select = Select::new(
-            concat!(
-                "SELECT ",
-                tenant_columns!(),
-                " FROM tenants WHERE parent = ?"
-            ),
-            vec![parent.into()],
-        )
-        .page("id", page.after.as_ref().map(Value::from), page.limit);
+        let select =
+            Select::new(concat!("SELECT ", tenant_columns!(), " FROM tenants WHERE parent = ?"), vec![parent.into()])
+                .page("id", page.after.as_ref().map(Value::from), page.limit);
         self.all(&select.sql, select.params, tenant_from_row).await
     }
 
@@ -503,13 +432,7 @@ impl Store for SqlStore {
 
     async fn delete_tenant(&self, id: &str) -> StoreResult<()> {
         // The foreign key on tenants.parent backs this check up against a concurrent insert.
-        if self
-            .exists(
-                "SELECT 1 FROM tenants WHERE parent = ? LIMIT 1",
-                vec![id.into()],
-            )
-            .await?
-        {
+        if self.exists("SELECT 1 FROM tenants WHERE parent = ? LIMIT 1", vec![id.into()]).await? {
             return Err(StoreError::Conflict("tenant has sub-tenants".into()));
         }
         // Children before parents (foreign keys); audit tables are append-only and stay.
@@ -532,22 +455,15 @@ impl Store for SqlStore {
             "DELETE FROM tenant_keys WHERE tenant = ?",
             "DELETE FROM tenant_policies WHERE tenant = ?",
         ];
-        let mut statements: Vec<Statement> = owned_tables
-            .iter()
-            .map(|sql| Statement::new(*sql, vec![id.into()]))
-            .collect();
-        statements.push(
-            Statement::new("DELETE FROM tenants WHERE id = ?", vec![id.into()]).must_change_row(),
-        );
+        let mut statements: Vec<Statement> =
+            owned_tables.iter().map(|sql| Statement::new(*sql, vec![id.into()])).collect();
+        statements.push(Statement::new("DELETE FROM tenants WHERE id = ?", vec![id.into()]).must_change_row());
         self.driver.transaction(statements).await
     }
 
     async fn get_tenant_policy(&self, tenant: &str) -> StoreResult<Option<String>> {
         let sql = "SELECT policy_json FROM tenant_policies WHERE tenant = ?";
-        match self
-            .one(sql, vec![tenant.into()], |mut row| row.text())
-            .await
-        {
+        match self.one(sql, vec![tenant.into()], |mut row| row.text()).await {
             Ok(policy) => Ok(Some(policy)),
             Err(StoreError::NotFound) => Ok(None),
             Err(error) => Err(error),
@@ -557,24 +473,14 @@ impl Store for SqlStore {
     async fn put_tenant_policy(&self, tenant: &str, policy_json: &str) -> StoreResult<()> {
         let sql = "INSERT INTO tenant_policies (tenant, policy_json) VALUES (?, ?) \
                    ON CONFLICT (tenant) DO UPDATE SET policy_json = excluded.policy_json";
-        self.insert(sql, vec![tenant.into(), policy_json.into()])
-            .await
+        self.insert(sql, vec![tenant.into(), policy_json.into()]).await
     }
 
     // ---- tenant data keys ----
 
     async fn insert_tenant_key(&self, key: &TenantKey) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO tenant_keys (",
-            tenant_key_columns!(),
-            ") VALUES (?, ?, ?, ?)"
-        );
-        let params = vec![
-            (&key.tenant).into(),
-            (&key.key_id).into(),
-            (&key.wrapped).into(),
-            key.created_at.into(),
-        ];
+        let sql = concat!("INSERT INTO tenant_keys (", tenant_key_columns!(), ") VALUES (?, ?, ?, ?)");
+        let params = vec![(&key.tenant).into(), (&key.key_id).into(), (&key.wrapped).into(), key.created_at.into()];
         self.insert(sql, params).await
     }
 
@@ -584,19 +490,12 @@ impl Store for SqlStore {
             tenant_key_columns!(),
             " FROM tenant_keys WHERE tenant = ? ORDER BY created_at DESC, key_id DESC"
         );
-        self.all(sql, vec![tenant.into()], tenant_key_from_row)
-            .await
+        self.all(sql, vec![tenant.into()], tenant_key_from_row).await
     }
 
-    async fn rewrap_tenant_key(
-        &self,
-        tenant: &str,
-        key_id: &str,
-        wrapped: &[u8],
-    ) -> StoreResult<()> {
+    async fn rewrap_tenant_key(&self, tenant: &str, key_id: &str, wrapped: &[u8]) -> StoreResult<()> {
         let sql = "UPDATE tenant_keys SET wrapped = ? WHERE tenant = ? AND key_id = ?";
-        self.change_one(sql, vec![wrapped.into(), tenant.into(), key_id.into()])
-            .await
+        self.change_one(sql, vec![wrapped.into(), tenant.into(), key_id.into()]).await
     }
 
     // ---- users ----
@@ -614,13 +513,8 @@ impl Store for SqlStore {
     }
 
     async fn get_user(&self, tenant: &str, username: &str) -> StoreResult<User> {
-        let sql = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE tenant = ? AND username = ?"
-        );
-        self.one(sql, vec![tenant.into(), username.into()], user_from_row)
-            .await
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE tenant = ? AND username = ?");
+        self.one(sql, vec![tenant.into(), username.into()], user_from_row).await
     }
 
     async fn list_users(&self, tenant: &str, page: &Page) -> StoreResult<Vec<User>> {
@@ -644,43 +538,25 @@ impl Store for SqlStore {
 
     async fn delete_user(&self, tenant: &str, username: &str) -> StoreResult<()> {
         let sql = "DELETE FROM users WHERE tenant = ? AND username = ?";
-        self.change_one(sql, vec![tenant.into(), username.into()])
-            .await
+        self.change_one(sql, vec![tenant.into(), username.into()]).await
     }
 
     // ---- custom roles ----
 
     async fn create_role(&self, role: &Role) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO roles (",
-            role_columns!(),
-            ") VALUES (?, ?, ?, ?)"
-        );
-        let params = vec![
-            (&role.tenant).into(),
-            (&role.name).into(),
-            list_value(&role.permissions)?,
-            role.created_at.into(),
-        ];
+        let sql = concat!("INSERT INTO roles (", role_columns!(), ") VALUES (?, ?, ?, ?)");
+        let params =
+            vec![(&role.tenant).into(), (&role.name).into(), list_value(&role.permissions)?, role.created_at.into()];
         self.insert(sql, params).await
     }
 
     async fn get_role(&self, tenant: &str, name: &str) -> StoreResult<Role> {
-        let sql = concat!(
-            "SELECT ",
-            role_columns!(),
-            " FROM roles WHERE tenant = ? AND name = ?"
-        );
-        self.one(sql, vec![tenant.into(), name.into()], role_from_row)
-            .await
+        let sql = concat!("SELECT ", role_columns!(), " FROM roles WHERE tenant = ? AND name = ?");
+        self.one(sql, vec![tenant.into(), name.into()], role_from_row).await
     }
 
     async fn list_roles(&self, tenant: &str) -> StoreResult<Vec<Role>> {
-        let sql = concat!(
-            "SELECT ",
-            role_columns!(),
-            " FROM roles WHERE tenant = ? ORDER BY name"
-        );
+        let sql = concat!("SELECT ", role_columns!(), " FROM roles WHERE tenant = ? ORDER BY name");
         self.all(sql, vec![tenant.into()], role_from_row).await
     }
 
@@ -692,11 +568,7 @@ impl Store for SqlStore {
     // ---- device groups ----
 
     async fn create_group(&self, group: &Group) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO device_groups (",
-            group_columns!(),
-            ") VALUES (?, ?, ?, ?, ?)"
-        );
+        let sql = concat!("INSERT INTO device_groups (", group_columns!(), ") VALUES (?, ?, ?, ?, ?)");
         let params = vec![
             (&group.tenant).into(),
             (&group.id).into(),
@@ -708,60 +580,31 @@ impl Store for SqlStore {
     }
 
     async fn get_group(&self, tenant: &str, id: &str) -> StoreResult<Group> {
-        let sql = concat!(
-            "SELECT ",
-            group_columns!(),
-            " FROM device_groups WHERE tenant = ? AND id = ?"
-        );
-        self.one(sql, vec![tenant.into(), id.into()], group_from_row)
-            .await
+        let sql = concat!("SELECT ", group_columns!(), " FROM device_groups WHERE tenant = ? AND id = ?");
+        self.one(sql, vec![tenant.into(), id.into()], group_from_row).await
     }
 
     async fn list_groups(&self, tenant: &str) -> StoreResult<Vec<Group>> {
-        let sql = concat!(
-            "SELECT ",
-            group_columns!(),
-            " FROM device_groups WHERE tenant = ? ORDER BY id"
-        );
+        let sql = concat!("SELECT ", group_columns!(), " FROM device_groups WHERE tenant = ? ORDER BY id");
         self.all(sql, vec![tenant.into()], group_from_row).await
     }
 
     async fn delete_group(&self, tenant: &str, id: &str) -> StoreResult<()> {
         // Foreign keys back these checks up against concurrent inserts.
         let key = || vec![tenant.into(), id.into()];
-        if self
-            .exists(
-                "SELECT 1 FROM device_groups WHERE tenant = ? AND parent = ? LIMIT 1",
-                key(),
-            )
-            .await?
-        {
+        if self.exists("SELECT 1 FROM device_groups WHERE tenant = ? AND parent = ? LIMIT 1", key()).await? {
             return Err(StoreError::Conflict("group has sub-groups".into()));
         }
-        if self
-            .exists(
-                "SELECT 1 FROM devices WHERE tenant = ? AND group_id = ? LIMIT 1",
-                key(),
-            )
-            .await?
-        {
+        if self.exists("SELECT 1 FROM devices WHERE tenant = ? AND group_id = ? LIMIT 1", key()).await? {
             return Err(StoreError::Conflict("group has devices".into()));
         }
-        self.change_one(
-            "DELETE FROM device_groups WHERE tenant = ? AND id = ?",
-            key(),
-        )
-        .await
+        self.change_one("DELETE FROM device_groups WHERE tenant = ? AND id = ?", key()).await
     }
 
     // ---- API keys ----
 
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO api_keys (",
-            api_key_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        );
+        let sql = concat!("INSERT INTO api_keys (", api_key_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
         let params = vec![
             (&key.id).into(),
             (&key.tenant).into(),
@@ -781,11 +624,7 @@ impl Store for SqlStore {
     }
 
     async fn list_api_keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
-        let sql = concat!(
-            "SELECT ",
-            api_key_columns!(),
-            " FROM api_keys WHERE tenant = ? ORDER BY id"
-        );
+        let sql = concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE tenant = ? ORDER BY id");
         self.all(sql, vec![tenant.into()], api_key_from_row).await
     }
 
@@ -797,11 +636,8 @@ impl Store for SqlStore {
     // ---- devices ----
 
     async fn create_device(&self, device: &Device) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO devices (",
-            device_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        );
+        let sql =
+            concat!("INSERT INTO devices (", device_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         let mut params = vec![(&device.tenant).into(), (&device.id).into()];
         params.extend(device_mutable_values(device));
         params.push(device.created_at.into());
@@ -809,29 +645,13 @@ impl Store for SqlStore {
     }
 
     async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Device> {
-        let sql = concat!(
-            "SELECT ",
-            device_columns!(),
-            " FROM devices WHERE tenant = ? AND id = ?"
-        );
-        self.one(sql, vec![tenant.into(), id.into()], device_from_row)
-            .await
+        let sql = concat!("SELECT ", device_columns!(), " FROM devices WHERE tenant = ? AND id = ?");
+        self.one(sql, vec![tenant.into(), id.into()], device_from_row).await
     }
 
-    async fn list_devices(
-        &self,
-        tenant: &str,
-        filter: &DeviceFilter,
-        page: &Page,
-    ) -> StoreResult<Vec<Device>> {
-        let mut select = Select::new(
-            concat!(
-                "SELECT ",
-                device_columns!(),
-                " FROM devices WHERE tenant = ?"
-            ),
-            vec![tenant.into()],
-        );
+    async fn list_devices(&self, tenant: &str, filter: &DeviceFilter, page: &Page) -> StoreResult<Vec<Device>> {
+        let mut select =
+            Select::new(concat!("SELECT ", device_columns!(), " FROM devices WHERE tenant = ?"), vec![tenant.into()]);
         if let Some(group) = &filter.group {
             select.and("group_id = ?", group);
         }
@@ -839,10 +659,7 @@ impl Store for SqlStore {
             if groups.is_empty() {
                 return Ok(Vec::new());
             }
-            select.sql.push_str(&format!(
-                " AND group_id IN ({})",
-                placeholders(groups.len())
-            ));
+            select.sql.push_str(&format!(" AND group_id IN ({})", placeholders(groups.len())));
             select.params.extend(groups.iter().map(Value::from));
         }
         if let Some(status) = &filter.status {
@@ -871,22 +688,15 @@ impl Store for SqlStore {
                 "UPDATE device_certificates SET revoked_at = ? WHERE tenant = ? AND device = ? AND revoked_at IS NULL",
                 vec![now_ms.into(), tenant.into(), id.into()],
             ),
-            Statement::new(
-                "DELETE FROM device_tokens WHERE tenant = ? AND device = ?",
-                key(),
-            ),
-            Statement::new(
-                "DELETE FROM device_keys WHERE tenant = ? AND device = ?",
-                key(),
-            ),
+            Statement::new("DELETE FROM device_tokens WHERE tenant = ? AND device = ?", key()),
+            Statement::new("DELETE FROM device_keys WHERE tenant = ? AND device = ?", key()),
             // The device's data (sealed under the key deleted above) goes with it.
             Statement::new("DELETE FROM device_telemetry WHERE tenant = ? AND device = ?", key()),
             Statement::new("DELETE FROM device_events WHERE tenant = ? AND device = ?", key()),
             Statement::new("DELETE FROM device_attestations WHERE tenant = ? AND device = ?", key()),
             Statement::new("DELETE FROM device_twins WHERE tenant = ? AND device = ?", key()),
             Statement::new("DELETE FROM alarms WHERE tenant = ? AND device = ?", key()),
-            Statement::new("DELETE FROM devices WHERE tenant = ? AND id = ?", key())
-                .must_change_row(),
+            Statement::new("DELETE FROM devices WHERE tenant = ? AND id = ?", key()).must_change_row(),
         ];
         self.driver.transaction(statements).await
     }
@@ -894,15 +704,9 @@ impl Store for SqlStore {
     async fn revoke_device(&self, tenant: &str, id: &str, now_ms: i64) -> StoreResult<Device> {
         let key = || vec![tenant.into(), id.into()];
         let statements = vec![
-            Statement::new(
-                "UPDATE devices SET status = 'revoked' WHERE tenant = ? AND id = ?",
-                key(),
-            )
-            .must_change_row(),
-            Statement::new(
-                "DELETE FROM device_tokens WHERE tenant = ? AND device = ?",
-                key(),
-            ),
+            Statement::new("UPDATE devices SET status = 'revoked' WHERE tenant = ? AND id = ?", key())
+                .must_change_row(),
+            Statement::new("DELETE FROM device_tokens WHERE tenant = ? AND device = ?", key()),
             Statement::new(
                 "UPDATE device_certificates SET revoked_at = ? WHERE tenant = ? AND device = ? AND revoked_at IS NULL",
                 vec![now_ms.into(), tenant.into(), id.into()],
@@ -921,23 +725,14 @@ impl Store for SqlStore {
             ") VALUES (?, ?, ?, ?) ON CONFLICT (tenant, device) DO UPDATE \
              SET tenant_key_id = excluded.tenant_key_id, wrapped = excluded.wrapped"
         );
-        let params = vec![
-            (&key.tenant).into(),
-            (&key.device).into(),
-            (&key.tenant_key_id).into(),
-            (&key.wrapped).into(),
-        ];
+        let params =
+            vec![(&key.tenant).into(), (&key.device).into(), (&key.tenant_key_id).into(), (&key.wrapped).into()];
         self.insert(sql, params).await
     }
 
     async fn get_device_key(&self, tenant: &str, device: &str) -> StoreResult<DeviceKey> {
-        let sql = concat!(
-            "SELECT ",
-            device_key_columns!(),
-            " FROM device_keys WHERE tenant = ? AND device = ?"
-        );
-        self.one(sql, vec![tenant.into(), device.into()], device_key_from_row)
-            .await
+        let sql = concat!("SELECT ", device_key_columns!(), " FROM device_keys WHERE tenant = ? AND device = ?");
+        self.one(sql, vec![tenant.into(), device.into()], device_key_from_row).await
     }
 
     // ---- device tokens ----
@@ -953,11 +748,7 @@ impl Store for SqlStore {
         {
             return Err(StoreError::NotFound);
         }
-        let sql = concat!(
-            "INSERT INTO device_tokens (",
-            device_token_columns!(),
-            ") VALUES (?, ?, ?, ?, ?)"
-        );
+        let sql = concat!("INSERT INTO device_tokens (", device_token_columns!(), ") VALUES (?, ?, ?, ?, ?)");
         let params = vec![
             (&token.tenant).into(),
             (&token.device).into(),
@@ -968,28 +759,18 @@ impl Store for SqlStore {
         self.insert(sql, params).await
     }
 
-    async fn list_device_tokens(
-        &self,
-        tenant: &str,
-        device: &str,
-    ) -> StoreResult<Vec<DeviceToken>> {
+    async fn list_device_tokens(&self, tenant: &str, device: &str) -> StoreResult<Vec<DeviceToken>> {
         let sql = concat!(
             "SELECT ",
             device_token_columns!(),
             " FROM device_tokens WHERE tenant = ? AND device = ? ORDER BY created_at, id"
         );
-        self.all(
-            sql,
-            vec![tenant.into(), device.into()],
-            device_token_from_row,
-        )
-        .await
+        self.all(sql, vec![tenant.into(), device.into()], device_token_from_row).await
     }
 
     async fn delete_device_token(&self, tenant: &str, device: &str, id: &str) -> StoreResult<()> {
         let sql = "DELETE FROM device_tokens WHERE tenant = ? AND device = ? AND id = ?";
-        self.change_one(sql, vec![tenant.into(), device.into(), id.into()])
-            .await
+        self.change_one(sql, vec![tenant.into(), device.into(), id.into()]).await
     }
 
     // ---- device certificates and the tenant CA ----
@@ -1012,20 +793,13 @@ impl Store for SqlStore {
     }
 
     async fn get_tenant_ca(&self, tenant: &str) -> StoreResult<TenantCa> {
-        let sql = concat!(
-            "SELECT ",
-            tenant_ca_columns!(),
-            " FROM tenant_cas WHERE tenant = ?"
-        );
+        let sql = concat!("SELECT ", tenant_ca_columns!(), " FROM tenant_cas WHERE tenant = ?");
         self.one(sql, vec![tenant.into()], tenant_ca_from_row).await
     }
 
     async fn create_device_certificate(&self, cert: &DeviceCertificate) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO device_certificates (",
-            certificate_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?)"
-        );
+        let sql =
+            concat!("INSERT INTO device_certificates (", certificate_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?)");
         let params = vec![
             (&cert.tenant).into(),
             (&cert.device).into(),
@@ -1038,40 +812,19 @@ impl Store for SqlStore {
         self.insert(sql, params).await
     }
 
-    async fn list_device_certificates(
-        &self,
-        tenant: &str,
-        device: &str,
-    ) -> StoreResult<Vec<DeviceCertificate>> {
+    async fn list_device_certificates(&self, tenant: &str, device: &str) -> StoreResult<Vec<DeviceCertificate>> {
         let sql = concat!(
             "SELECT ",
             certificate_columns!(),
             " FROM device_certificates WHERE tenant = ? AND device = ? ORDER BY created_at, serial"
         );
-        self.all(
-            sql,
-            vec![tenant.into(), device.into()],
-            certificate_from_row,
-        )
-        .await
+        self.all(sql, vec![tenant.into(), device.into()], certificate_from_row).await
     }
 
-    async fn get_device_certificate(
-        &self,
-        tenant: &str,
-        serial: &str,
-    ) -> StoreResult<DeviceCertificate> {
-        let sql = concat!(
-            "SELECT ",
-            certificate_columns!(),
-            " FROM device_certificates WHERE tenant = ? AND serial = ?"
-        );
-        self.one(
-            sql,
-            vec![tenant.into(), serial.into()],
-            certificate_from_row,
-        )
-        .await
+    async fn get_device_certificate(&self, tenant: &str, serial: &str) -> StoreResult<DeviceCertificate> {
+        let sql =
+            concat!("SELECT ", certificate_columns!(), " FROM device_certificates WHERE tenant = ? AND serial = ?");
+        self.one(sql, vec![tenant.into(), serial.into()], certificate_from_row).await
     }
 
     async fn list_revoked_certificates(&self, tenant: &str) -> StoreResult<Vec<DeviceCertificate>> {
@@ -1080,18 +833,13 @@ impl Store for SqlStore {
             certificate_columns!(),
             " FROM device_certificates WHERE tenant = ? AND revoked_at IS NOT NULL ORDER BY serial"
         );
-        self.all(sql, vec![tenant.into()], certificate_from_row)
-            .await
+        self.all(sql, vec![tenant.into()], certificate_from_row).await
     }
 
     // ---- trusted external CAs ----
 
     async fn create_trusted_ca(&self, ca: &TrustedCa) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO trusted_cas (",
-            trusted_ca_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?)"
-        );
+        let sql = concat!("INSERT INTO trusted_cas (", trusted_ca_columns!(), ") VALUES (?, ?, ?, ?, ?, ?)");
         let params = vec![
             (&ca.tenant).into(),
             (&ca.id).into(),
@@ -1104,13 +852,8 @@ impl Store for SqlStore {
     }
 
     async fn list_trusted_cas(&self, tenant: &str) -> StoreResult<Vec<TrustedCa>> {
-        let sql = concat!(
-            "SELECT ",
-            trusted_ca_columns!(),
-            " FROM trusted_cas WHERE tenant = ? ORDER BY id"
-        );
-        self.all(sql, vec![tenant.into()], trusted_ca_from_row)
-            .await
+        let sql = concat!("SELECT ", trusted_ca_columns!(), " FROM trusted_cas WHERE tenant = ? ORDER BY id");
+        self.all(sql, vec![tenant.into()], trusted_ca_from_row).await
     }
 
     async fn delete_trusted_ca(&self, tenant: &str, id: &str) -> StoreResult<()> {
@@ -1121,24 +864,14 @@ impl Store for SqlStore {
     // ---- audit ----
 
     async fn audit_head(&self, tenant: &str) -> StoreResult<Option<AuditRecord>> {
-        let sql = concat!(
-            "SELECT ",
-            audit_columns!(),
-            " FROM audit_records WHERE tenant = ? ORDER BY seq DESC LIMIT 1"
-        );
-        Ok(self
-            .all(sql, vec![tenant.into()], audit_from_row)
-            .await?
-            .into_iter()
-            .next())
+        let sql =
+            concat!("SELECT ", audit_columns!(), " FROM audit_records WHERE tenant = ? ORDER BY seq DESC LIMIT 1");
+        Ok(self.all(sql, vec![tenant.into()], audit_from_row).await?.into_iter().next())
     }
 
     async fn insert_audit(&self, record: &AuditRecord) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO audit_records (",
-            audit_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        );
+        let sql =
+            concat!("INSERT INTO audit_records (", audit_columns!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         let params = vec![
             (&record.tenant).into(),
             record.seq.into(),
@@ -1156,24 +889,17 @@ impl Store for SqlStore {
         self.insert(sql, params).await
     }
 
-    async fn list_audit(
-        &self,
-        tenant: &str,
-        filter: &AuditFilter,
-        page: &Page,
-    ) -> StoreResult<Vec<AuditRecord>> {
+    async fn list_audit(&self, tenant: &str, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditRecord>> {
         let after = match &page.after {
-            Some(after) => Some(after.parse::<i64>().map_err(|_| {
-                StoreError::Backend("audit cursor is not a sequence number".into())
-            })?),
+            Some(after) => Some(
+                after
+                    .parse::<i64>()
+                    .map_err(|_| StoreError::Backend("audit cursor is not a sequence number".into()))?,
+            ),
             None => None,
         };
         let mut select = Select::new(
-            concat!(
-                "SELECT ",
-                audit_columns!(),
-                " FROM audit_records WHERE tenant = ?"
-            ),
+            concat!("SELECT ", audit_columns!(), " FROM audit_records WHERE tenant = ?"),
             vec![tenant.into()],
         );
         if let Some(from) = filter.from {
@@ -1198,11 +924,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> StoreResult<()> {
-        let sql = concat!(
-            "INSERT INTO audit_checkpoints (",
-            checkpoint_columns!(),
-            ") VALUES (?, ?, ?, ?, ?)"
-        );
+        let sql = concat!("INSERT INTO audit_checkpoints (", checkpoint_columns!(), ") VALUES (?, ?, ?, ?, ?)");
         let params = vec![
             (&checkpoint.tenant).into(),
             checkpoint.seq.into(),
@@ -1214,13 +936,8 @@ impl Store for SqlStore {
     }
 
     async fn list_audit_checkpoints(&self, tenant: &str) -> StoreResult<Vec<AuditCheckpoint>> {
-        let sql = concat!(
-            "SELECT ",
-            checkpoint_columns!(),
-            " FROM audit_checkpoints WHERE tenant = ? ORDER BY seq"
-        );
-        self.all(sql, vec![tenant.into()], checkpoint_from_row)
-            .await
+        let sql = concat!("SELECT ", checkpoint_columns!(), " FROM audit_checkpoints WHERE tenant = ? ORDER BY seq");
+        self.all(sql, vec![tenant.into()], checkpoint_from_row).await
     }
 
     // ---- device data ----
@@ -1301,7 +1018,8 @@ impl Store for SqlStore {
     }
 
     async fn touch_devices_last_seen(&self, seen: &[DeviceSeen]) -> StoreResult<()> {
-        let statements: Vec<Statement> = latest_seen(seen).into_iter().map(touch_statement).collect();
+        // Only the `last_seen` half of `seen_statements` (every other statement).
+        let statements: Vec<Statement> = seen_statements(seen).into_iter().step_by(2).collect();
         if statements.is_empty() {
             return Ok(());
         }
@@ -1612,24 +1330,40 @@ fn latest_seen(seen: &[DeviceSeen]) -> Vec<&DeviceSeen> {
     latest.into_values().collect()
 }
 
-fn touch_statement(seen: &DeviceSeen) -> Statement {
-    Statement::new(
-        "UPDATE devices SET last_seen = CASE WHEN last_seen IS NULL OR last_seen < ? THEN ? ELSE last_seen END, \
-         status = CASE WHEN status = 'registered' THEN 'active' ELSE status END WHERE tenant = ? AND id = ?",
-        vec![seen.at_ms.into(), seen.at_ms.into(), (&seen.tenant).into(), (&seen.device).into()],
-    )
-}
-
-/// `last_seen` updates plus the clearing of each device's open `unavailable` alarm.
+/// `last_seen` updates plus the clearing of each device's open `unavailable` alarm: two
+/// statements per chunk of devices (not per device), so a batch costs few round trips.
 fn seen_statements(seen: &[DeviceSeen]) -> Vec<Statement> {
+    let latest = latest_seen(seen);
     let mut statements = Vec::new();
-    for entry in latest_seen(seen) {
-        statements.push(touch_statement(entry));
+    let mut rest = latest.as_slice();
+    while !rest.is_empty() {
+        let size = [100, 10, 1].into_iter().find(|size| rest.len() >= *size).unwrap_or(1);
+        let (chunk, tail) = rest.split_at(size);
+        // Explicit casts: PostgreSQL cannot infer the types of bare parameters in VALUES.
+        let rows = vec!["(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT))"; size].join(", ");
+        let mut params = Vec::with_capacity(size * 3);
+        for entry in chunk {
+            params.extend([(&entry.tenant).into(), (&entry.device).into(), entry.at_ms.into()]);
+        }
         statements.push(Statement::new(
-            "UPDATE alarms SET status = 'CLEARED', updated_at = ? WHERE tenant = ? AND device = ? \
-             AND alarm_type = 'unavailable' AND status <> 'CLEARED'",
-            vec![entry.at_ms.into(), (&entry.tenant).into(), (&entry.device).into()],
+            format!(
+                "UPDATE devices SET \
+                 last_seen = CASE WHEN devices.last_seen IS NULL OR devices.last_seen < seen.column3 \
+                 THEN seen.column3 ELSE devices.last_seen END, \
+                 status = CASE WHEN devices.status = 'registered' THEN 'active' ELSE devices.status END \
+                 FROM (VALUES {rows}) AS seen WHERE devices.tenant = seen.column1 AND devices.id = seen.column2"
+            ),
+            params.clone(),
         ));
+        statements.push(Statement::new(
+            format!(
+                "UPDATE alarms SET status = 'CLEARED', updated_at = seen.column3 \
+                 FROM (VALUES {rows}) AS seen WHERE alarms.tenant = seen.column1 AND alarms.device = seen.column2 \
+                 AND alarms.alarm_type = 'unavailable' AND alarms.status <> 'CLEARED'"
+            ),
+            params,
+        ));
+        rest = tail;
     }
     statements
 }

@@ -41,9 +41,7 @@ impl SqliteDriver {
         })
         .await
         .map_err(|error| StoreError::Backend(format!("sqlite open task: {error}")))??;
-        Ok(SqliteDriver {
-            connection: Arc::new(Mutex::new(connection)),
-        })
+        Ok(SqliteDriver { connection: Arc::new(Mutex::new(connection)) })
     }
 
     async fn with_connection<T, F>(&self, work: F) -> StoreResult<T>
@@ -53,9 +51,8 @@ impl SqliteDriver {
     {
         let connection = Arc::clone(&self.connection);
         tokio::task::spawn_blocking(move || {
-            let mut connection = connection
-                .lock()
-                .map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
+            let mut connection =
+                connection.lock().map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
             work(&mut connection)
         })
         .await
@@ -65,8 +62,7 @@ impl SqliteDriver {
 
 /// Creates the database file readable by its owner only, and tightens an existing one.
 fn create_private_file(path: &Path) -> StoreResult<()> {
-    let io_error =
-        |error: std::io::Error| StoreError::Backend(format!("creating the database file: {error}"));
+    let io_error = |error: std::io::Error| StoreError::Backend(format!("creating the database file: {error}"));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -82,31 +78,18 @@ fn create_private_file(path: &Path) -> StoreResult<()> {
 }
 
 fn migrate(connection: &mut Connection) -> StoreResult<()> {
-    let transaction = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(map_error)?;
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
     transaction
-        .execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY NOT NULL)",
-        )
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY NOT NULL)")
         .map_err(map_error)?;
     for (version, ddl) in MIGRATIONS {
         let applied: i64 = transaction
-            .query_row(
-                "SELECT COUNT(*) FROM schema_migrations WHERE version = ?",
-                [version],
-                |row| row.get(0),
-            )
+            .query_row("SELECT COUNT(*) FROM schema_migrations WHERE version = ?", [version], |row| row.get(0))
             .map_err(map_error)?;
         if applied == 0 {
             tracing::info!(version, "applying SQLite schema migration");
             transaction.execute_batch(ddl).map_err(map_error)?;
-            transaction
-                .execute(
-                    "INSERT INTO schema_migrations (version) VALUES (?)",
-                    [version],
-                )
-                .map_err(map_error)?;
+            transaction.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version]).map_err(map_error)?;
         }
     }
     transaction.commit().map_err(map_error)
@@ -131,18 +114,14 @@ fn read_value(value: ValueRef<'_>) -> StoreResult<Value> {
             .map(Value::Text)
             .map_err(|_| StoreError::Corrupt("text column is not UTF-8".into())),
         ValueRef::Blob(bytes) => Ok(Value::Blob(bytes.to_vec())),
-        ValueRef::Real(_) => Err(StoreError::Corrupt(
-            "unexpected floating-point column".into(),
-        )),
+        ValueRef::Real(_) => Err(StoreError::Corrupt("unexpected floating-point column".into())),
     }
 }
 
 fn run_query(connection: &Connection, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>> {
     let mut statement = connection.prepare_cached(sql).map_err(map_error)?;
     let columns = statement.column_count();
-    let mut rows = statement
-        .query(params_from_iter(params))
-        .map_err(map_error)?;
+    let mut rows = statement.query(params_from_iter(params)).map_err(map_error)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(map_error)? {
         let values = (0..columns)
@@ -155,9 +134,7 @@ fn run_query(connection: &Connection, sql: &str, params: &[Value]) -> StoreResul
 
 fn run_execute(connection: &Connection, sql: &str, params: &[Value]) -> StoreResult<u64> {
     let mut statement = connection.prepare_cached(sql).map_err(map_error)?;
-    let changed = statement
-        .execute(params_from_iter(params))
-        .map_err(map_error)?;
+    let changed = statement.execute(params_from_iter(params)).map_err(map_error)?;
     Ok(changed as u64)
 }
 
@@ -169,22 +146,19 @@ impl SqlDriver for SqliteDriver {
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>> {
         let sql = sql.to_owned();
-        self.with_connection(move |connection| run_query(connection, &sql, &params))
-            .await
+        self.with_connection(move |connection| run_query(connection, &sql, &params)).await
     }
 
     async fn execute(&self, sql: &str, params: Vec<Value>) -> StoreResult<u64> {
         let sql = sql.to_owned();
-        self.with_connection(move |connection| run_execute(connection, &sql, &params))
-            .await
+        self.with_connection(move |connection| run_execute(connection, &sql, &params)).await
     }
 
     async fn transaction(&self, statements: Vec<Statement>) -> StoreResult<()> {
         self.with_connection(move |connection| {
             // Dropping the transaction without commit rolls it back.
-            let transaction = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map_error)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
             for statement in &statements {
                 let changed = run_execute(&transaction, &statement.sql, &statement.params)?;
                 if statement.must_change_row && changed == 0 {
@@ -200,9 +174,7 @@ impl SqlDriver for SqliteDriver {
 /// Maps a SQLite error to a short [`StoreError`] without SQL text or parameter values.
 fn map_error(error: rusqlite::Error) -> StoreError {
     match &error {
-        rusqlite::Error::SqliteFailure(failure, message)
-            if failure.code == ErrorCode::ConstraintViolation =>
-        {
+        rusqlite::Error::SqliteFailure(failure, message) if failure.code == ErrorCode::ConstraintViolation => {
             match failure.extended_code {
                 ffi::SQLITE_CONSTRAINT_PRIMARYKEY | ffi::SQLITE_CONSTRAINT_UNIQUE => {
                     StoreError::Conflict("duplicate key".into())
@@ -210,17 +182,12 @@ fn map_error(error: rusqlite::Error) -> StoreError {
                 ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
                     StoreError::Conflict("referenced row is missing or still referenced".into())
                 }
-                _ => StoreError::Backend(format!(
-                    "sqlite constraint: {}",
-                    message.as_deref().unwrap_or("violated")
-                )),
+                _ => StoreError::Backend(format!("sqlite constraint: {}", message.as_deref().unwrap_or("violated"))),
             }
         }
-        rusqlite::Error::SqliteFailure(failure, message) => StoreError::Backend(format!(
-            "sqlite {:?}: {}",
-            failure.code,
-            message.as_deref().unwrap_or("no message")
-        )),
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            StoreError::Backend(format!("sqlite {:?}: {}", failure.code, message.as_deref().unwrap_or("no message")))
+        }
         rusqlite::Error::SqlInputError { msg, offset, .. } => {
             StoreError::Backend(format!("sqlite SQL error at {offset}: {msg}"))
         }

@@ -72,11 +72,7 @@ pub(crate) struct Statement {
 
 impl Statement {
     pub(crate) fn new(sql: impl Into<String>, params: Vec<Value>) -> Self {
-        Statement {
-            sql: sql.into(),
-            params,
-            must_change_row: false,
-        }
+        Statement { sql: sql.into(), params, must_change_row: false }
     }
 
     pub(crate) fn must_change_row(mut self) -> Self {
@@ -106,17 +102,12 @@ pub(crate) struct Row {
 
 impl Row {
     pub(crate) fn new(values: Vec<Value>) -> Self {
-        Row {
-            values: values.into_iter(),
-            column: 0,
-        }
+        Row { values: values.into_iter(), column: 0 }
     }
 
     fn next(&mut self) -> StoreResult<Value> {
         self.column += 1;
-        self.values
-            .next()
-            .ok_or_else(|| StoreError::Corrupt(format!("missing column {}", self.column)))
+        self.values.next().ok_or_else(|| StoreError::Corrupt(format!("missing column {}", self.column)))
     }
 
     fn mismatch(&self, expected: &str, found: &Value) -> StoreError {
@@ -126,10 +117,7 @@ impl Row {
             Value::Text(_) => "text",
             Value::Blob(_) => "blob",
         };
-        StoreError::Corrupt(format!(
-            "column {}: expected {expected}, found {found}",
-            self.column
-        ))
+        StoreError::Corrupt(format!("column {}: expected {expected}, found {found}", self.column))
     }
 
     pub(crate) fn int(&mut self) -> StoreResult<i64> {
@@ -151,10 +139,7 @@ impl Row {
         match self.int()? {
             0 => Ok(false),
             1 => Ok(true),
-            other => Err(StoreError::Corrupt(format!(
-                "column {}: {other} is not a boolean",
-                self.column
-            ))),
+            other => Err(StoreError::Corrupt(format!("column {}: {other} is not a boolean", self.column))),
         }
     }
 
@@ -191,12 +176,8 @@ impl Row {
     /// A list of strings stored as JSON text.
     pub(crate) fn list(&mut self) -> StoreResult<Vec<String>> {
         let text = self.text()?;
-        serde_json::from_str(&text).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "column {}: not a JSON list of strings",
-                self.column
-            ))
-        })
+        serde_json::from_str(&text)
+            .map_err(|_| StoreError::Corrupt(format!("column {}: not a JSON list of strings", self.column)))
     }
 }
 

@@ -202,7 +202,8 @@ async fn delete_api_key(
     principal.require(&state, Permission::UsersWrite).await?;
     check_key_id(&id)?;
     state.platform.store.delete_api_key(&principal.tenant, &id).await?;
-    let revoked = rampart_platform::ControlEvent::ApiKeyRevoked { tenant: principal.tenant.clone(), key_id: id.clone() };
+    let revoked =
+        rampart_platform::ControlEvent::ApiKeyRevoked { tenant: principal.tenant.clone(), key_id: id.clone() };
     state.platform.control.publish(revoked);
     principal.audit(&state, "api_key.delete", format!("api_key:{id}"), json!({})).await;
     Ok(StatusCode::NO_CONTENT)

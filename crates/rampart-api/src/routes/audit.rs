@@ -21,10 +21,7 @@ use crate::state::AppState;
 const MAX_FILTER_CHARS: usize = 256;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_audit))
-        .routes(routes!(verify_audit))
-        .routes(routes!(audit_public_key))
+    OpenApiRouter::new().routes(routes!(list_audit)).routes(routes!(verify_audit)).routes(routes!(audit_public_key))
 }
 
 /// `GET /api/v1/audit` query.
@@ -57,20 +54,16 @@ pub struct AuditPublicKey {
 fn timestamp(field: &str, value: Option<&str>) -> ApiResult<Option<i64>> {
     match value {
         None => Ok(None),
-        Some(text) => parse_timestamp(text).map(Some).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "{field} must be an RFC 3339 time or epoch milliseconds"
-            ))
-        }),
+        Some(text) => parse_timestamp(text)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(format!("{field} must be an RFC 3339 time or epoch milliseconds"))),
     }
 }
 
 fn text_filter(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
     match value {
         Some(text) if text.is_empty() || text.chars().count() > MAX_FILTER_CHARS => {
-            Err(ApiError::invalid(format!(
-                "{field} must be 1 to {MAX_FILTER_CHARS} characters"
-            )))
+            Err(ApiError::invalid(format!("{field} must be 1 to {MAX_FILTER_CHARS} characters")))
         }
         other => Ok(other),
     }
@@ -102,10 +95,7 @@ async fn list_audit(
         action: text_filter("action", query.action)?,
         actor: text_filter("actor", query.actor)?,
     };
-    let list = ListQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    };
+    let list = ListQuery { limit: query.limit, cursor: query.cursor };
     let page = list.page()?;
     // The cursor is a sequence number; anything else is a forged cursor, not a storage failure.
     if let Some(after) = &page.after
@@ -113,17 +103,8 @@ async fn list_audit(
     {
         return Err(ApiError::invalid("invalid cursor"));
     }
-    let rows = state
-        .platform
-        .store
-        .list_audit(&principal.tenant, &filter, &page)
-        .await?;
-    Ok(Json(paginate(
-        &list,
-        rows,
-        |record| record.seq.to_string(),
-        |record| record_json(&record, true),
-    )?))
+    let rows = state.platform.store.list_audit(&principal.tenant, &filter, &page).await?;
+    Ok(Json(paginate(&list, rows, |record| record.seq.to_string(), |record| record_json(&record, true))?))
 }
 
 /// Verifies the tenant's audit chain: links, hashes and signed checkpoints.
@@ -138,16 +119,9 @@ async fn list_audit(
     ),
     security(("bearer" = []))
 )]
-async fn verify_audit(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> ApiResult<Json<Value>> {
+async fn verify_audit(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require(&state, Permission::AuditRead).await?;
-    let report = state
-        .platform
-        .audit
-        .verify_tenant(&principal.tenant)
-        .await?;
+    let report = state.platform.audit.verify_tenant(&principal.tenant).await?;
     Ok(Json(report.to_json()))
 }
 
@@ -163,13 +137,7 @@ async fn verify_audit(
     ),
     security(("bearer" = []))
 )]
-async fn audit_public_key(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> ApiResult<Json<AuditPublicKey>> {
+async fn audit_public_key(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<AuditPublicKey>> {
     principal.require(&state, Permission::AuditRead).await?;
-    Ok(Json(AuditPublicKey {
-        algorithm: "ed25519",
-        public_key: state.platform.audit.public_key_base64(),
-    }))
+    Ok(Json(AuditPublicKey { algorithm: "ed25519", public_key: state.platform.audit.public_key_base64() }))
 }

@@ -107,9 +107,7 @@ impl From<TrustedCa> for TrustedCaDto {
             id: ca.id,
             subject: ca.subject,
             auto_register: ca.auto_register,
-            not_after: info
-                .as_ref()
-                .map(|info| format_rfc3339_ms(info.not_after_ms)),
+            not_after: info.as_ref().map(|info| format_rfc3339_ms(info.not_after_ms)),
             fingerprint_sha256: info.map(|info| info.fingerprint_sha256),
             created_at: format_rfc3339_ms(ca.created_at),
         }
@@ -118,18 +116,13 @@ impl From<TrustedCa> for TrustedCaDto {
 
 fn pem_response(pem: String) -> Response {
     let mut response = pem.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(PEM_CONTENT_TYPE),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PEM_CONTENT_TYPE));
     response
 }
 
 fn check_pem_size(field: &str, pem: &str) -> ApiResult<()> {
     if pem.len() > MAX_PEM_BYTES {
-        return Err(ApiError::invalid(format!(
-            "{field} is larger than {MAX_PEM_BYTES} bytes"
-        )));
+        return Err(ApiError::invalid(format!("{field} is larger than {MAX_PEM_BYTES} bytes")));
     }
     Ok(())
 }
@@ -137,9 +130,7 @@ fn check_pem_size(field: &str, pem: &str) -> ApiResult<()> {
 /// Trusted CA ids are the hex of 8 random bytes; anything far from that is malformed.
 fn check_trusted_ca_id(id: &str) -> ApiResult<()> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ApiError::invalid(
-            "trusted CA id must be 1 to 64 letters or digits",
-        ));
+        return Err(ApiError::invalid("trusted CA id must be 1 to 64 letters or digits"));
     }
     Ok(())
 }
@@ -151,9 +142,7 @@ async fn require_whole_tenant(state: &AppState, principal: &Principal) -> ApiRes
         return Ok(());
     }
     let details = json!({"reason": "caller is confined to device groups"});
-    principal
-        .audit_failure(state, "access.denied", "trusted_ca", details)
-        .await;
+    principal.audit_failure(state, "access.denied", "trusted_ca", details).await;
     Err(ApiError::Forbidden)
 }
 
@@ -171,11 +160,7 @@ async fn require_whole_tenant(state: &AppState, principal: &Principal) -> ApiRes
 )]
 async fn get_ca(State(state): State<AppState>, principal: Principal) -> ApiResult<Response> {
     principal.require(&state, Permission::DevicesRead).await?;
-    let ca = state
-        .platform
-        .store
-        .get_tenant_ca(&principal.tenant)
-        .await?;
+    let ca = state.platform.store.get_tenant_ca(&principal.tenant).await?;
     Ok(pem_response(ca.cert_pem))
 }
 
@@ -203,8 +188,7 @@ async fn get_crl(State(state): State<AppState>, principal: Principal) -> ApiResu
         .filter_map(|cert| cert.revoked_at.map(|at| (cert.serial, at)))
         .collect();
     let crl_number = ca.crl_number.saturating_add(1).max(1);
-    let number = u64::try_from(crl_number)
-        .map_err(|_| ApiError::Internal("negative CRL number".to_owned()))?;
+    let number = u64::try_from(crl_number).map_err(|_| ApiError::Internal("negative CRL number".to_owned()))?;
     let pem = build_crl(&ca.cert_pem, &key_pem, &revoked, number, platform.now_ms())?;
     ca.crl_number = crl_number;
     platform.store.put_tenant_ca(&ca).await?;
@@ -270,14 +254,7 @@ async fn issue_certificate(
     };
     platform.store.create_device_certificate(&row).await?;
     let details = json!({"serial": row.serial, "not_after": format_rfc3339_ms(row.not_after)});
-    principal
-        .audit(
-            &state,
-            "certificate.issue",
-            format!("device:{}", device.id),
-            details,
-        )
-        .await;
+    principal.audit(&state, "certificate.issue", format!("device:{}", device.id), details).await;
     let answer = IssuedCertificateDto {
         certificate: row.cert_pem,
         ca_chain: ca.cert_pem,
@@ -310,17 +287,8 @@ async fn list_certificates(
 ) -> ApiResult<Json<Paginated<CertificateDto>>> {
     principal.require(&state, Permission::DevicesRead).await?;
     let device = visible_device(&state, &principal, &id).await?;
-    let rows = state
-        .platform
-        .store
-        .list_device_certificates(&principal.tenant, &device.id)
-        .await?;
-    Ok(Json(paginate_in_memory(
-        &query,
-        rows,
-        |cert| cert.serial.clone(),
-        CertificateDto::from,
-    )?))
+    let rows = state.platform.store.list_device_certificates(&principal.tenant, &device.id).await?;
+    Ok(Json(paginate_in_memory(&query, rows, |cert| cert.serial.clone(), CertificateDto::from)?))
 }
 
 /// Trusts an external CA for device certificates.
@@ -352,18 +320,15 @@ async fn create_trusted_ca(
         Ok(info) => info,
         Err(CryptoError::InvalidCertificate { reason }) => {
             // The reasons are fixed sentences of our own ("not a CA certificate", "expired").
-            return Err(ApiError::invalid(format!(
-                "certificate is not a usable CA certificate: {reason}"
-            )));
+            return Err(ApiError::invalid(format!("certificate is not a usable CA certificate: {reason}")));
         }
         Err(other) => return Err(other.into()),
     };
     let existing = platform.store.list_trusted_cas(&principal.tenant).await?;
-    let duplicate = existing.into_iter().map(TrustedCaDto::from).any(|ca| {
-        ca.fingerprint_sha256
-            .as_deref()
-            .is_some_and(|fingerprint| fingerprint == info.fingerprint_sha256)
-    });
+    let duplicate = existing
+        .into_iter()
+        .map(TrustedCaDto::from)
+        .any(|ca| ca.fingerprint_sha256.as_deref().is_some_and(|fingerprint| fingerprint == info.fingerprint_sha256));
     if duplicate {
         return Err(ApiError::Conflict("this CA is already trusted".to_owned()));
     }
@@ -381,14 +346,7 @@ async fn create_trusted_ca(
         "fingerprint_sha256": info.fingerprint_sha256,
         "auto_register": row.auto_register,
     });
-    principal
-        .audit(
-            &state,
-            "trusted_ca.create",
-            format!("trusted_ca:{}", row.id),
-            details,
-        )
-        .await;
+    principal.audit(&state, "trusted_ca.create", format!("trusted_ca:{}", row.id), details).await;
     let answer = TrustedCaDto {
         id: row.id,
         subject: row.subject,
@@ -420,17 +378,8 @@ async fn list_trusted_cas(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Paginated<TrustedCaDto>>> {
     principal.require(&state, Permission::DevicesRead).await?;
-    let rows = state
-        .platform
-        .store
-        .list_trusted_cas(&principal.tenant)
-        .await?;
-    Ok(Json(paginate_in_memory(
-        &query,
-        rows,
-        |ca| ca.id.clone(),
-        TrustedCaDto::from,
-    )?))
+    let rows = state.platform.store.list_trusted_cas(&principal.tenant).await?;
+    Ok(Json(paginate_in_memory(&query, rows, |ca| ca.id.clone(), TrustedCaDto::from)?))
 }
 
 /// Stops trusting an external CA.
@@ -456,22 +405,12 @@ async fn delete_trusted_ca(
     principal.require(&state, Permission::DevicesWrite).await?;
     require_whole_tenant(&state, &principal).await?;
     check_trusted_ca_id(&id)?;
+    state.platform.store.delete_trusted_ca(&principal.tenant, &id).await?;
+    // Sessions authenticated through this CA re-check their chain on the policy change.
     state
         .platform
-        .store
-        .delete_trusted_ca(&principal.tenant, &id)
-        .await?;
-    // Sessions authenticated through this CA re-check their chain on the policy change.
-    state.platform.control.publish(rampart_platform::ControlEvent::TenantPolicyChanged {
-        tenant: principal.tenant.clone(),
-    });
-    principal
-        .audit(
-            &state,
-            "trusted_ca.delete",
-            format!("trusted_ca:{id}"),
-            json!({}),
-        )
-        .await;
+        .control
+        .publish(rampart_platform::ControlEvent::TenantPolicyChanged { tenant: principal.tenant.clone() });
+    principal.audit(&state, "trusted_ca.delete", format!("trusted_ca:{id}"), json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -27,9 +27,7 @@ const TOKEN_PREFIX: &str = "rdt_";
 const TOKEN_BYTES: usize = 32;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_token, list_tokens))
-        .routes(routes!(delete_token))
+    OpenApiRouter::new().routes(routes!(create_token, list_tokens)).routes(routes!(delete_token))
 }
 
 /// A freshly issued token: the only answer that ever carries the secret. No `Debug`, so the
@@ -58,9 +56,7 @@ pub struct TokenDto {
 /// Token ids are the hex of 8 random bytes; anything far from that is a malformed request.
 fn check_token_id(id: &str) -> ApiResult<()> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ApiError::invalid(
-            "token id must be 1 to 64 letters or digits",
-        ));
+        return Err(ApiError::invalid("token id must be 1 to 64 letters or digits"));
     }
     Ok(())
 }
@@ -99,22 +95,8 @@ async fn create_token(
     };
     state.platform.store.create_device_token(&row).await?;
     let details = json!({"token_id": row.id});
-    principal
-        .audit(
-            &state,
-            "device_token.create",
-            format!("device:{}", device.id),
-            details,
-        )
-        .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(IssuedTokenDto {
-            id: row.id,
-            token,
-            created_at: format_rfc3339_ms(row.created_at),
-        }),
-    ))
+    principal.audit(&state, "device_token.create", format!("device:{}", device.id), details).await;
+    Ok((StatusCode::CREATED, Json(IssuedTokenDto { id: row.id, token, created_at: format_rfc3339_ms(row.created_at) })))
 }
 
 /// Lists the device's tokens (ids and creation times only).
@@ -140,19 +122,12 @@ async fn list_tokens(
 ) -> ApiResult<Json<Paginated<TokenDto>>> {
     principal.require(&state, Permission::DevicesRead).await?;
     let device = visible_device(&state, &principal, &id).await?;
-    let rows = state
-        .platform
-        .store
-        .list_device_tokens(&principal.tenant, &device.id)
-        .await?;
+    let rows = state.platform.store.list_device_tokens(&principal.tenant, &device.id).await?;
     let page = paginate_in_memory(
         &query,
         rows,
         |row| row.id.clone(),
-        |row| TokenDto {
-            id: row.id,
-            created_at: format_rfc3339_ms(row.created_at),
-        },
+        |row| TokenDto { id: row.id, created_at: format_rfc3339_ms(row.created_at) },
     )?;
     Ok(Json(page))
 }
@@ -180,24 +155,13 @@ async fn delete_token(
     principal.require(&state, Permission::DevicesWrite).await?;
     let device = visible_device(&state, &principal, &id).await?;
     check_token_id(&token_id)?;
-    state
-        .platform
-        .store
-        .delete_device_token(&principal.tenant, &device.id, &token_id)
-        .await?;
+    state.platform.store.delete_device_token(&principal.tenant, &device.id, &token_id).await?;
     state.platform.control.publish(rampart_platform::ControlEvent::DeviceTokenDeleted {
         tenant: principal.tenant.clone(),
         device: device.id.clone(),
         token_id: token_id.clone(),
     });
     let details = json!({"token_id": token_id});
-    principal
-        .audit(
-            &state,
-            "device_token.delete",
-            format!("device:{}", device.id),
-            details,
-        )
-        .await;
+    principal.audit(&state, "device_token.delete", format!("device:{}", device.id), details).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -56,10 +56,8 @@ pub struct DeviceDto {
 
 impl From<Device> for DeviceDto {
     fn from(device: Device) -> Self {
-        let attributes = serde_json::from_str(&device.attributes_json)
-            .ok()
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
+        let attributes =
+            serde_json::from_str(&device.attributes_json).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
         DeviceDto {
             id: device.id,
             name: device.name,
@@ -113,9 +111,7 @@ pub struct PatchDevice {
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from an absent one (`None`, via `default`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
@@ -139,17 +135,9 @@ pub struct DeviceListQuery {
 
 /// Loads a device the caller may see: checks the id's syntax, reads it within the caller's
 /// tenant and hides it (404) when it lies outside the caller's group scope.
-pub(crate) async fn visible_device(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-) -> ApiResult<Device> {
+pub(crate) async fn visible_device(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Device> {
     validate_id(IdKind::Device, id)?;
-    let device = state
-        .platform
-        .store
-        .get_device(&principal.tenant, id)
-        .await?;
+    let device = state.platform.store.get_device(&principal.tenant, id).await?;
     let scope = principal.device_scope(state).await?;
     if !Principal::sees_group(&scope, device.group.as_deref()) {
         return Err(ApiError::NotFound);
@@ -160,10 +148,9 @@ pub(crate) async fn visible_device(
 /// Whether a device in this status may receive new credentials (tokens, certificates).
 pub(crate) fn ensure_may_get_credentials(device: &Device) -> ApiResult<()> {
     match device.status.as_str() {
-        "revoked" | "quarantined" => Err(ApiError::Conflict(format!(
-            "the device is {}; it cannot get new credentials",
-            device.status
-        ))),
+        "revoked" | "quarantined" => {
+            Err(ApiError::Conflict(format!("the device is {}; it cannot get new credentials", device.status)))
+        }
         _ => Ok(()),
     }
 }
@@ -197,9 +184,7 @@ fn check_label(field: &str, value: &str) -> ApiResult<()> {
 
 fn check_interval(value: i64) -> ApiResult<()> {
     if value <= 0 {
-        return Err(ApiError::invalid(
-            "required_interval_s must be a positive number of seconds",
-        ));
+        return Err(ApiError::invalid("required_interval_s must be a positive number of seconds"));
     }
     Ok(())
 }
@@ -221,12 +206,7 @@ async fn check_group(
 ) -> ApiResult<()> {
     validate_id(IdKind::Group, group)?;
     let unknown = || ApiError::invalid(format!("unknown group {group:?}"));
-    match state
-        .platform
-        .store
-        .get_group(&principal.tenant, group)
-        .await
-    {
+    match state.platform.store.get_group(&principal.tenant, group).await {
         Ok(_) => {}
         Err(StoreError::NotFound) => return Err(unknown()),
         Err(other) => return Err(other.into()),
@@ -276,9 +256,7 @@ async fn create_device(
     match &body.group {
         Some(group) => check_group(&state, &principal, &scope, group).await?,
         None if scope.is_some() => {
-            return Err(ApiError::invalid(
-                "group is required: you may only register devices in your groups",
-            ));
+            return Err(ApiError::invalid("group is required: you may only register devices in your groups"));
         }
         None => {}
     }
@@ -299,30 +277,15 @@ async fn create_device(
         created_at: platform.now_ms(),
     };
     platform.store.create_device(&device).await?;
-    if let Err(error) = platform
-        .keyring
-        .create_device_key(&device.tenant, &device.id)
-        .await
-    {
+    if let Err(error) = platform.keyring.create_device_key(&device.tenant, &device.id).await {
         // Nothing half-stored: a device without its data key must not exist.
-        if let Err(cleanup) = platform
-            .store
-            .delete_device(&device.tenant, &device.id, platform.now_ms())
-            .await
-        {
+        if let Err(cleanup) = platform.store.delete_device(&device.tenant, &device.id, platform.now_ms()).await {
             tracing::error!(%cleanup, tenant = %device.tenant, device = %device.id, "could not remove half-created device");
         }
         return Err(error.into());
     }
     let details = json!({"name": device.name, "type": device.device_type, "group": device.group});
-    principal
-        .audit(
-            &state,
-            "device.create",
-            format!("device:{}", device.id),
-            details,
-        )
-        .await;
+    principal.audit(&state, "device.create", format!("device:{}", device.id), details).await;
     Ok((StatusCode::CREATED, Json(device.into())))
 }
 
@@ -352,36 +315,15 @@ async fn list_devices(
     if let Some(status) = &query.status
         && !STATUSES.contains(&status.as_str())
     {
-        return Err(ApiError::invalid(
-            "status must be one of registered, active, revoked, quarantined",
-        ));
+        return Err(ApiError::invalid("status must be one of registered, active, revoked, quarantined"));
     }
-    let list = ListQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    };
+    let list = ListQuery { limit: query.limit, cursor: query.cursor };
     let page = list.page()?;
-    let within_groups = principal
-        .device_scope(&state)
-        .await?
-        .map(|scope| scope.into_iter().collect());
-    let filter = DeviceFilter {
-        group: query.group,
-        within_groups,
-        status: query.status,
-        device_type: query.device_type,
-    };
-    let rows = state
-        .platform
-        .store
-        .list_devices(&principal.tenant, &filter, &page)
-        .await?;
-    Ok(Json(paginate(
-        &list,
-        rows,
-        |device| device.id.clone(),
-        DeviceDto::from,
-    )?))
+    let within_groups = principal.device_scope(&state).await?.map(|scope| scope.into_iter().collect());
+    let filter =
+        DeviceFilter { group: query.group, within_groups, status: query.status, device_type: query.device_type };
+    let rows = state.platform.store.list_devices(&principal.tenant, &filter, &page).await?;
+    Ok(Json(paginate(&list, rows, |device| device.id.clone(), DeviceDto::from)?))
 }
 
 /// Reads one device.
@@ -451,9 +393,7 @@ async fn patch_device(
         match &group {
             Some(group) => check_group(&state, &principal, &scope, group).await?,
             None if scope.is_some() => {
-                return Err(ApiError::invalid(
-                    "group is required: devices must stay in your groups",
-                ));
+                return Err(ApiError::invalid("group is required: devices must stay in your groups"));
             }
             None => {}
         }
@@ -473,14 +413,7 @@ async fn patch_device(
     }
     state.platform.store.update_device(&device).await?;
     let details = json!({"changed": changed, "group": device.group});
-    principal
-        .audit(
-            &state,
-            "device.update",
-            format!("device:{}", device.id),
-            details,
-        )
-        .await;
+    principal.audit(&state, "device.update", format!("device:{}", device.id), details).await;
     Ok(Json(device.into()))
 }
 
@@ -508,19 +441,9 @@ async fn delete_device(
     principal.require(&state, Permission::DevicesWrite).await?;
     let device = visible_device(&state, &principal, &id).await?;
     let platform = &state.platform;
-    platform
-        .store
-        .delete_device(&principal.tenant, &device.id, platform.now_ms())
-        .await?;
+    platform.store.delete_device(&principal.tenant, &device.id, platform.now_ms()).await?;
     cut_off(&state, &principal.tenant, &device.id, CutOffReason::Deleted);
-    principal
-        .audit(
-            &state,
-            "device.delete",
-            format!("device:{}", device.id),
-            json!({"group": device.group}),
-        )
-        .await;
+    principal.audit(&state, "device.delete", format!("device:{}", device.id), json!({"group": device.group})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -547,20 +470,10 @@ async fn revoke_device(
     principal.require(&state, Permission::DevicesWrite).await?;
     let device = visible_device(&state, &principal, &id).await?;
     let platform = &state.platform;
-    let revoked = platform
-        .store
-        .revoke_device(&principal.tenant, &device.id, platform.now_ms())
-        .await?;
+    let revoked = platform.store.revoke_device(&principal.tenant, &device.id, platform.now_ms()).await?;
     cut_off(&state, &principal.tenant, &revoked.id, CutOffReason::Revoked);
     let details = json!({"previous_status": device.status});
-    principal
-        .audit(
-            &state,
-            "device.revoke",
-            format!("device:{}", revoked.id),
-            details,
-        )
-        .await;
+    principal.audit(&state, "device.revoke", format!("device:{}", revoked.id), details).await;
     Ok(Json(revoked.into()))
 }
 
@@ -588,27 +501,12 @@ async fn reinstate_device(
     principal.require(&state, Permission::DevicesWrite).await?;
     let mut device = visible_device(&state, &principal, &id).await?;
     if device.status != "revoked" {
-        return Err(ApiError::Conflict(format!(
-            "only a revoked device can be reinstated; it is {}",
-            device.status
-        )));
+        return Err(ApiError::Conflict(format!("only a revoked device can be reinstated; it is {}", device.status)));
     }
-    device.status = if device.last_seen.is_none() {
-        "registered"
-    } else {
-        "active"
-    }
-    .to_owned();
+    device.status = if device.last_seen.is_none() { "registered" } else { "active" }.to_owned();
     state.platform.store.update_device(&device).await?;
     let details = json!({"status": device.status});
-    principal
-        .audit(
-            &state,
-            "device.reinstate",
-            format!("device:{}", device.id),
-            details,
-        )
-        .await;
+    principal.audit(&state, "device.reinstate", format!("device:{}", device.id), details).await;
     Ok(Json(device.into()))
 }
 

@@ -1,21 +1,23 @@
 //! Every route of the API, one module per resource; each exposes `routes()`.
 
-mod health;
+mod api_keys;
+mod audit;
 mod auth_login;
+mod certificates;
+mod data;
+mod device_tokens;
+mod devices;
+mod groups;
+mod health;
 mod me;
 mod policy;
-mod api_keys;
-mod tenants;
-mod users;
 mod roles;
 mod security_events;
+mod stream;
 mod tenant_keys;
-mod groups;
-mod devices;
-mod device_tokens;
-mod certificates;
-mod audit;
+mod tenants;
 mod topic_policies;
+mod users;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -40,4 +42,6 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(certificates::routes())
         .merge(audit::routes())
         .merge(topic_policies::routes())
+        .merge(data::routes())
+        .merge(stream::routes())
 }

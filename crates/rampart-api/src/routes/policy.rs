@@ -179,7 +179,10 @@ async fn put_policy(
     apply(&mut policy, patch)?;
     let text = serde_json::to_string(&policy).map_err(|e| ApiError::Internal(e.to_string()))?;
     store.put_tenant_policy(&principal.tenant, &text).await?;
-    state.platform.control.publish(rampart_platform::ControlEvent::TenantPolicyChanged { tenant: principal.tenant.clone() });
+    state
+        .platform
+        .control
+        .publish(rampart_platform::ControlEvent::TenantPolicyChanged { tenant: principal.tenant.clone() });
     let details = json!({"before": before, "after": policy});
     principal.audit(&state, "policy.update", format!("tenant:{}", principal.tenant), details).await;
     Ok(Json(policy))

@@ -98,7 +98,9 @@ async fn list_security_events(
     }
     let since = match &query.since {
         None => None,
-        Some(text) => Some(parse_timestamp(text).ok_or_else(|| ApiError::invalid("since must be RFC 3339 or epoch ms"))?),
+        Some(text) => {
+            Some(parse_timestamp(text).ok_or_else(|| ApiError::invalid("since must be RFC 3339 or epoch ms"))?)
+        }
     };
     let list = ListQuery { limit: query.limit, cursor: query.cursor };
     let filter =

@@ -20,12 +20,7 @@ const RSA_1024_CSR: &str = include_str!("../../../rampart-crypto/tests/fixtures/
 
 /// A signed access token for an existing user, as the login route would issue it.
 async fn mint(h: &Harness, tenant: &str, username: &str) -> String {
-    let user = h
-        .platform
-        .store
-        .get_user(tenant, username)
-        .await
-        .expect("user exists");
+    let user = h.platform.store.get_user(tenant, username).await.expect("user exists");
     let now = h.platform.now_ms() / 1000;
     let claims = AccessClaims {
         tenant: tenant.to_owned(),
@@ -39,36 +34,17 @@ async fn mint(h: &Harness, tenant: &str, username: &str) -> String {
 }
 
 /// Creates a user (who never logs in with a password) and returns an access token for it.
-async fn user(
-    h: &Harness,
-    tenant: &str,
-    username: &str,
-    roles: &[&str],
-    groups: &[&str],
-) -> String {
+async fn user(h: &Harness, tenant: &str, username: &str, roles: &[&str], groups: &[&str]) -> String {
     let roles = roles.iter().map(|r| (*r).to_owned()).collect();
-    let mut row = new_user(
-        tenant,
-        username,
-        "$argon2id$not-a-real-hash".to_owned(),
-        roles,
-        h.platform.now_ms(),
-    );
+    let mut row = new_user(tenant, username, "$argon2id$not-a-real-hash".to_owned(), roles, h.platform.now_ms());
     row.groups = groups.iter().map(|g| (*g).to_owned()).collect();
-    h.platform
-        .store
-        .create_user(&row)
-        .await
-        .expect("create user");
+    h.platform.store.create_user(&row).await.expect("create user");
     mint(h, tenant, username).await
 }
 
 /// Provisions sub-tenant `id` of `platform` and returns a token of its admin.
 async fn tenant(h: &Harness, id: &str) -> String {
-    h.platform
-        .provision_tenant(id, id, Some("platform"))
-        .await
-        .expect("provision tenant");
+    h.platform.provision_tenant(id, id, Some("platform")).await.expect("provision tenant");
     user(h, id, "admin", &["admin"], &[]).await
 }
 
@@ -80,11 +56,7 @@ async fn group(h: &Harness, tenant: &str, id: &str, parent: Option<&str>) {
         parent: parent.map(str::to_owned),
         created_at: h.platform.now_ms(),
     };
-    h.platform
-        .store
-        .create_group(&row)
-        .await
-        .expect("create group");
+    h.platform.store.create_group(&row).await.expect("create group");
 }
 
 async fn create_device(h: &Harness, token: &str, body: Value) -> Value {
@@ -102,13 +74,7 @@ async fn delete(h: &Harness, path: &str, token: &str) -> (StatusCode, Value) {
 }
 
 /// A request whose answer is not JSON (PEM) or whose body is not JSON.
-async fn raw(
-    h: &Harness,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: &str,
-) -> (StatusCode, HeaderMap, String) {
+async fn raw(h: &Harness, method: Method, path: &str, token: &str, body: &str) -> (StatusCode, HeaderMap, String) {
     let request = Request::builder()
         .method(method)
         .uri(path)
@@ -119,14 +85,8 @@ async fn raw(
     let response = h.app.clone().oneshot(request).await.expect("response");
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    (
-        status,
-        headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn assert_error(status: StatusCode, answer: &Value, expected: StatusCode, code: &str) {
@@ -136,30 +96,19 @@ fn assert_error(status: StatusCode, answer: &Value, expected: StatusCode, code: 
 }
 
 fn ids(answer: &Value) -> Vec<String> {
-    answer["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|d| d["id"].as_str().expect("id").to_owned())
-        .collect()
+    answer["items"].as_array().expect("items").iter().map(|d| d["id"].as_str().expect("id").to_owned()).collect()
 }
 
 /// Audit records of the tenant for `action`, read through the API.
 async fn audit_records(h: &Harness, token: &str, action: &str) -> Vec<Value> {
-    let (status, answer) = h
-        .get(&format!("/api/v1/audit?action={action}&limit=1000"), token)
-        .await;
+    let (status, answer) = h.get(&format!("/api/v1/audit?action={action}&limit=1000"), token).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     answer["items"].as_array().expect("items").clone()
 }
 
 fn csr(key: &rcgen::KeyPair) -> String {
     let params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .serialize_request(key)
-        .expect("csr")
-        .pem()
-        .expect("pem")
+    params.serialize_request(key).expect("csr").pem().expect("pem")
 }
 
 fn strip_zeros(hex: &str) -> &str {
@@ -185,33 +134,14 @@ async fn device_crud_filters_and_pagination() {
     assert_eq!(created["attributes"], json!({"floor": 2}));
     assert_eq!(created["required_interval_s"], 60);
     let created_at = created["created_at"].as_str().expect("created_at");
-    assert!(
-        created_at.ends_with('Z') && created_at.len() == 24,
-        "{created_at}"
-    );
-    h.platform
-        .keyring
-        .device_key("acme", "sensor-1")
-        .await
-        .expect("the device got its data key");
+    assert!(created_at.ends_with('Z') && created_at.len() == 24, "{created_at}");
+    h.platform.keyring.device_key("acme", "sensor-1").await.expect("the device got its data key");
 
-    let (status, answer) = h
-        .post("/api/v1/devices", &admin, json!({"id": "sensor-1"}))
-        .await;
+    let (status, answer) = h.post("/api/v1/devices", &admin, json!({"id": "sensor-1"})).await;
     assert_error(status, &answer, StatusCode::CONFLICT, "conflict");
 
-    for (id, kind) in [
-        ("sensor-2", "meter"),
-        ("sensor-3", "meter"),
-        ("sensor-4", "thermo"),
-        ("sensor-5", "meter"),
-    ] {
-        create_device(
-            &h,
-            &admin,
-            json!({"id": id, "name": format!("Sensor {id}"), "type": kind}),
-        )
-        .await;
+    for (id, kind) in [("sensor-2", "meter"), ("sensor-3", "meter"), ("sensor-4", "thermo"), ("sensor-5", "meter")] {
+        create_device(&h, &admin, json!({"id": id, "name": format!("Sensor {id}"), "type": kind})).await;
     }
 
     // Walk the cursor two by two.
@@ -234,18 +164,13 @@ async fn device_crud_filters_and_pagination() {
         assert!(pages < 10, "the cursor never ends");
     }
     assert_eq!(pages, 3);
-    assert_eq!(
-        seen,
-        ["sensor-1", "sensor-2", "sensor-3", "sensor-4", "sensor-5"]
-    );
+    assert_eq!(seen, ["sensor-1", "sensor-2", "sensor-3", "sensor-4", "sensor-5"]);
 
     let (_, answer) = h.get("/api/v1/devices?type=thermo", &admin).await;
     assert_eq!(ids(&answer), ["sensor-1", "sensor-4"]);
     let (_, answer) = h.get("/api/v1/devices?group=plant-1", &admin).await;
     assert_eq!(ids(&answer), ["sensor-1"]);
-    let (_, answer) = h
-        .get("/api/v1/devices?status=registered&type=meter", &admin)
-        .await;
+    let (_, answer) = h.get("/api/v1/devices?status=registered&type=meter", &admin).await;
     assert_eq!(ids(&answer), ["sensor-2", "sensor-3", "sensor-5"]);
     assert_eq!(answer["next_cursor"], Value::Null);
     let (_, answer) = h.get("/api/v1/devices?status=revoked", &admin).await;
@@ -270,13 +195,8 @@ async fn device_crud_filters_and_pagination() {
     assert_eq!(answer["group"], Value::Null);
     assert_eq!(answer["type"], "thermo", "absent fields stay");
     assert_eq!(answer["attributes"], json!({"floor": 2}));
-    let (status, answer) = patch(
-        &h,
-        "/api/v1/devices/sensor-1",
-        &admin,
-        json!({"attributes": {"floor": 3}, "group": "plant-1"}),
-    )
-    .await;
+    let (status, answer) =
+        patch(&h, "/api/v1/devices/sensor-1", &admin, json!({"attributes": {"floor": 3}, "group": "plant-1"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["attributes"], json!({"floor": 3}));
     assert_eq!(answer["group"], "plant-1");
@@ -297,14 +217,7 @@ async fn device_crud_filters_and_pagination() {
     assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
     let (status, answer) = delete(&h, "/api/v1/devices/sensor-1", &admin).await;
     assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
-    assert!(
-        h.platform
-            .keyring
-            .device_key("acme", "sensor-1")
-            .await
-            .is_err(),
-        "the data key is destroyed"
-    );
+    assert!(h.platform.keyring.device_key("acme", "sensor-1").await.is_err(), "the data key is destroyed");
 
     assert_eq!(audit_records(&h, &admin, "device.create").await.len(), 5);
     let updates = audit_records(&h, &admin, "device.update").await;
@@ -358,9 +271,7 @@ async fn malformed_requests_answer_400_401_or_413() {
         let (status, answer) = h.get(path, &admin).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
-    let (status, answer) = h
-        .post("/api/v1/devices/bad%20id/revoke", &admin, json!({}))
-        .await;
+    let (status, answer) = h.post("/api/v1/devices/bad%20id/revoke", &admin, json!({})).await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     let (status, answer) = delete(&h, "/api/v1/devices/ok/tokens/not-hex!", &admin).await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
@@ -368,12 +279,7 @@ async fn malformed_requests_answer_400_401_or_413() {
     // Over 1 MiB: 413 before anything is stored.
     let huge = json!({"id": "huge", "attributes": {"blob": "x".repeat(1_100_000)}});
     let (status, answer) = h.post("/api/v1/devices", &admin, huge).await;
-    assert_error(
-        status,
-        &answer,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    );
+    assert_error(status, &answer, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     let (status, _) = h.get("/api/v1/devices/huge", &admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -408,9 +314,7 @@ async fn another_tenants_device_is_not_found_on_every_route() {
     let globex = h.tenant_admin("globex").await;
     let platform_admin = h.admin_token().await;
     create_device(&h, &acme, json!({"id": "dev-a"})).await;
-    let (status, token) = h
-        .post("/api/v1/devices/dev-a/tokens", &acme, json!({}))
-        .await;
+    let (status, token) = h.post("/api/v1/devices/dev-a/tokens", &acme, json!({})).await;
     assert_eq!(status, StatusCode::CREATED);
     let token_id = token["id"].as_str().expect("id").to_owned();
     let key = rcgen::KeyPair::generate().expect("key");
@@ -418,45 +322,21 @@ async fn another_tenants_device_is_not_found_on_every_route() {
 
     // The parent tenant cannot read its child's data either.
     for intruder in [&globex, &platform_admin] {
-        let get_paths = [
-            "/api/v1/devices/dev-a",
-            "/api/v1/devices/dev-a/tokens",
-            "/api/v1/devices/dev-a/certificates",
-        ];
+        let get_paths = ["/api/v1/devices/dev-a", "/api/v1/devices/dev-a/tokens", "/api/v1/devices/dev-a/certificates"];
         for path in get_paths {
             let (status, answer) = h.get(path, intruder).await;
             assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
         }
-        let (status, answer) = patch(
-            &h,
-            "/api/v1/devices/dev-a",
-            intruder,
-            json!({"name": "mine"}),
-        )
-        .await;
+        let (status, answer) = patch(&h, "/api/v1/devices/dev-a", intruder, json!({"name": "mine"})).await;
         assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
-        for path in [
-            "/api/v1/devices/dev-a/revoke",
-            "/api/v1/devices/dev-a/reinstate",
-            "/api/v1/devices/dev-a/tokens",
-        ] {
+        for path in ["/api/v1/devices/dev-a/revoke", "/api/v1/devices/dev-a/reinstate", "/api/v1/devices/dev-a/tokens"]
+        {
             let (status, answer) = h.post(path, intruder, json!({})).await;
             assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
         }
-        let (status, answer) = h
-            .post(
-                "/api/v1/devices/dev-a/certificates",
-                intruder,
-                json!({"csr": request}),
-            )
-            .await;
+        let (status, answer) = h.post("/api/v1/devices/dev-a/certificates", intruder, json!({"csr": request})).await;
         assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
-        let (status, answer) = delete(
-            &h,
-            &format!("/api/v1/devices/dev-a/tokens/{token_id}"),
-            intruder,
-        )
-        .await;
+        let (status, answer) = delete(&h, &format!("/api/v1/devices/dev-a/tokens/{token_id}"), intruder).await;
         assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
         let (status, answer) = delete(&h, "/api/v1/devices/dev-a", intruder).await;
         assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
@@ -484,20 +364,13 @@ async fn group_scoped_user_sees_only_devices_in_their_groups() {
     let h = Harness::new().await;
     let admin = tenant(&h, "acme").await;
     // Groups and the scoped user through the API, as an operator of the platform would.
-    for body in [
-        json!({"id": "north"}),
-        json!({"id": "north-a", "parent": "north"}),
-        json!({"id": "south"}),
-    ] {
+    for body in [json!({"id": "north"}), json!({"id": "north-a", "parent": "north"}), json!({"id": "south"})] {
         let (status, answer) = h.post("/api/v1/groups", &admin, body).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
     }
-    for (id, group) in [
-        ("d-north", Some("north")),
-        ("d-north-a", Some("north-a")),
-        ("d-south", Some("south")),
-        ("d-none", None),
-    ] {
+    for (id, group) in
+        [("d-north", Some("north")), ("d-north-a", Some("north-a")), ("d-south", Some("south")), ("d-none", None)]
+    {
         create_device(&h, &admin, json!({"id": id, "group": group})).await;
     }
     let password = "Long-scoped-passphrase-77";
@@ -531,11 +404,9 @@ async fn group_scoped_user_sees_only_devices_in_their_groups() {
     }
 
     // Registering outside the scope, or moving a device out of it, is refused.
-    for body in [
-        json!({"id": "d-new", "group": "south"}),
-        json!({"id": "d-new"}),
-        json!({"id": "d-new", "group": "ghost"}),
-    ] {
+    for body in
+        [json!({"id": "d-new", "group": "south"}), json!({"id": "d-new"}), json!({"id": "d-new", "group": "ghost"})]
+    {
         let (status, answer) = h.post("/api/v1/devices", &operator, body).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
@@ -544,19 +415,11 @@ async fn group_scoped_user_sees_only_devices_in_their_groups() {
         let (status, answer) = patch(&h, "/api/v1/devices/d-north", &operator, body).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
-    let (status, _) = h
-        .post("/api/v1/devices/d-north/tokens", &operator, json!({}))
-        .await;
+    let (status, _) = h.post("/api/v1/devices/d-north/tokens", &operator, json!({})).await;
     assert_eq!(status, StatusCode::CREATED);
 
     // Tenant-wide trust anchors are not for a group-scoped caller.
-    let (status, answer) = h
-        .post(
-            "/api/v1/ca/trusted",
-            &operator,
-            json!({"certificate": test_ca("Olga CA").0}),
-        )
-        .await;
+    let (status, answer) = h.post("/api/v1/ca/trusted", &operator, json!({"certificate": test_ca("Olga CA").0})).await;
     assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
 }
 
@@ -567,45 +430,26 @@ async fn device_tokens_are_random_hashed_several_and_deletable() {
     let viewer = user(&h, "acme", "vera", &["viewer"], &[]).await;
     create_device(&h, &admin, json!({"id": "meter-7"})).await;
 
-    let (status, first) = h
-        .post("/api/v1/devices/meter-7/tokens", &admin, json!({}))
-        .await;
+    let (status, first) = h.post("/api/v1/devices/meter-7/tokens", &admin, json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
-    let (status, second) = h
-        .post("/api/v1/devices/meter-7/tokens", &admin, json!({}))
-        .await;
+    let (status, second) = h.post("/api/v1/devices/meter-7/tokens", &admin, json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{second}");
     assert_ne!(first["id"], second["id"]);
     assert_ne!(first["token"], second["token"]);
     let mut secrets = Vec::new();
     for issued in [&first, &second] {
         let token = issued["token"].as_str().expect("token");
-        let random = URL_SAFE_NO_PAD
-            .decode(token.strip_prefix("rdt_").expect("rdt_ prefix"))
-            .expect("base64url");
-        assert!(
-            random.len() * 8 >= 128,
-            "only {} random bits",
-            random.len() * 8
-        );
+        let random = URL_SAFE_NO_PAD.decode(token.strip_prefix("rdt_").expect("rdt_ prefix")).expect("base64url");
+        assert!(random.len() * 8 >= 128, "only {} random bits", random.len() * 8);
         assert!(issued["created_at"].is_string());
         secrets.push(token.to_owned());
     }
 
     // Stored as SHA-256 only.
-    let stored = h
-        .platform
-        .store
-        .list_device_tokens("acme", "meter-7")
-        .await
-        .expect("tokens");
+    let stored = h.platform.store.list_device_tokens("acme", "meter-7").await.expect("tokens");
     assert_eq!(stored.len(), 2);
     for secret in &secrets {
-        assert!(
-            stored
-                .iter()
-                .any(|row| row.token_hash == sha256(secret.as_bytes()))
-        );
+        assert!(stored.iter().any(|row| row.token_hash == sha256(secret.as_bytes())));
         assert!(stored.iter().all(|row| row.token_hash != secret.as_bytes()));
     }
 
@@ -613,20 +457,17 @@ async fn device_tokens_are_random_hashed_several_and_deletable() {
     assert_eq!(status, StatusCode::OK, "{listed}");
     let items = listed["items"].as_array().expect("items");
     assert_eq!(items.len(), 2);
-    assert!(items.iter().all(|item| item.get("token").is_none()
-        && item["id"].is_string()
-        && item["created_at"].is_string()));
+    assert!(
+        items
+            .iter()
+            .all(|item| item.get("token").is_none() && item["id"].is_string() && item["created_at"].is_string())
+    );
     assert!(!listed.to_string().contains("rdt_"));
 
     // A viewer may not issue or delete tokens; the refusal is audited.
-    let (status, answer) = h
-        .post("/api/v1/devices/meter-7/tokens", &viewer, json!({}))
-        .await;
+    let (status, answer) = h.post("/api/v1/devices/meter-7/tokens", &viewer, json!({})).await;
     assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
-    let path = format!(
-        "/api/v1/devices/meter-7/tokens/{}",
-        first["id"].as_str().expect("id")
-    );
+    let path = format!("/api/v1/devices/meter-7/tokens/{}", first["id"].as_str().expect("id"));
     let (status, _) = delete(&h, &path, &viewer).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let denied = audit_records(&h, &admin, "access.denied").await;
@@ -643,14 +484,8 @@ async fn device_tokens_are_random_hashed_several_and_deletable() {
     assert_eq!(listed["items"][0]["id"], second["id"]);
 
     // The audit log names token ids, never the secrets.
-    assert_eq!(
-        audit_records(&h, &admin, "device_token.create").await.len(),
-        2
-    );
-    assert_eq!(
-        audit_records(&h, &admin, "device_token.delete").await.len(),
-        1
-    );
+    assert_eq!(audit_records(&h, &admin, "device_token.create").await.len(), 2);
+    assert_eq!(audit_records(&h, &admin, "device_token.delete").await.len(), 1);
     let (_, audit) = h.get("/api/v1/audit?limit=1000", &admin).await;
     for secret in &secrets {
         assert!(!audit.to_string().contains(secret.as_str()));
@@ -666,41 +501,21 @@ async fn certificates_are_issued_from_csrs_and_weak_keys_are_refused() {
     let (status, headers, ca_pem) = raw(&h, Method::GET, "/api/v1/ca", &admin, "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/x-pem-file");
-    assert!(
-        ca_pem.starts_with("-----BEGIN CERTIFICATE-----"),
-        "{ca_pem}"
-    );
+    assert!(ca_pem.starts_with("-----BEGIN CERTIFICATE-----"), "{ca_pem}");
 
     let key = rcgen::KeyPair::generate().expect("key");
-    let (status, issued) = h
-        .post(
-            "/api/v1/devices/cam-1/certificates",
-            &admin,
-            json!({"csr": csr(&key)}),
-        )
-        .await;
+    let (status, issued) = h.post("/api/v1/devices/cam-1/certificates", &admin, json!({"csr": csr(&key)})).await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
     assert_eq!(issued["ca_chain"], ca_pem.as_str());
-    assert!(
-        issued["not_after"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z'))
-    );
+    assert!(issued["not_after"].as_str().is_some_and(|t| t.ends_with('Z')));
     let serial = issued["serial"].as_str().expect("serial").to_owned();
 
     let certificate = issued["certificate"].as_str().expect("certificate");
     let (_, pem) = x509_parser::pem::parse_x509_pem(certificate.as_bytes()).expect("PEM");
     let cert = pem.parse_x509().expect("X.509");
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok());
+    let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok());
     assert_eq!(cn, Some("cam-1"));
-    let san = cert
-        .subject_alternative_name()
-        .expect("SAN parses")
-        .expect("SAN present");
+    let san = cert.subject_alternative_name().expect("SAN parses").expect("SAN present");
     let uris: Vec<&str> = san
         .value
         .general_names
@@ -711,11 +526,7 @@ async fn certificates_are_issued_from_csrs_and_weak_keys_are_refused() {
         })
         .collect();
     assert_eq!(uris, ["urn:rampart:acme:cam-1"]);
-    let cert_serial: String = cert
-        .raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let cert_serial: String = cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(strip_zeros(&cert_serial), strip_zeros(&serial));
     let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).expect("CA PEM");
     assert_eq!(cert.issuer(), ca.parse_x509().expect("CA").subject());
@@ -726,13 +537,7 @@ async fn certificates_are_issued_from_csrs_and_weak_keys_are_refused() {
     assert_eq!(listed["items"][0]["serial"], serial.as_str());
     assert_eq!(listed["items"][0]["revoked_at"], Value::Null);
 
-    let (status, answer) = h
-        .post(
-            "/api/v1/devices/cam-1/certificates",
-            &admin,
-            json!({"csr": RSA_1024_CSR}),
-        )
-        .await;
+    let (status, answer) = h.post("/api/v1/devices/cam-1/certificates", &admin, json!({"csr": RSA_1024_CSR})).await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     assert_eq!(answer["message"], "RSA keys under 2048 bits are refused");
 
@@ -746,17 +551,11 @@ async fn certificates_are_issued_from_csrs_and_weak_keys_are_refused() {
         json!({"csr": csr(&key), "extra": true}),
     ];
     for body in garbage {
-        let (status, answer) = h
-            .post("/api/v1/devices/cam-1/certificates", &admin, body)
-            .await;
+        let (status, answer) = h.post("/api/v1/devices/cam-1/certificates", &admin, body).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
     let (_, listed) = h.get("/api/v1/devices/cam-1/certificates", &admin).await;
-    assert_eq!(
-        listed["items"].as_array().map(Vec::len),
-        Some(1),
-        "nothing stored for refused requests"
-    );
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "nothing stored for refused requests");
 
     let issues = audit_records(&h, &admin, "certificate.issue").await;
     assert_eq!(issues.len(), 1);
@@ -769,30 +568,18 @@ async fn revoke_removes_credentials_and_lists_certificates_in_the_crl() {
     let admin = tenant(&h, "acme").await;
     create_device(&h, &admin, json!({"id": "gw-1"})).await;
     for _ in 0..2 {
-        let (status, _) = h
-            .post("/api/v1/devices/gw-1/tokens", &admin, json!({}))
-            .await;
+        let (status, _) = h.post("/api/v1/devices/gw-1/tokens", &admin, json!({})).await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let key = rcgen::KeyPair::generate().expect("key");
-    let (status, issued) = h
-        .post(
-            "/api/v1/devices/gw-1/certificates",
-            &admin,
-            json!({"csr": csr(&key)}),
-        )
-        .await;
+    let (status, issued) = h.post("/api/v1/devices/gw-1/certificates", &admin, json!({"csr": csr(&key)})).await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
     let serial = issued["serial"].as_str().expect("serial").to_owned();
 
-    let (status, answer) = h
-        .post("/api/v1/devices/gw-1/reinstate", &admin, json!({}))
-        .await;
+    let (status, answer) = h.post("/api/v1/devices/gw-1/reinstate", &admin, json!({})).await;
     assert_error(status, &answer, StatusCode::CONFLICT, "conflict");
 
-    let (status, revoked) = h
-        .post("/api/v1/devices/gw-1/revoke", &admin, json!({}))
-        .await;
+    let (status, revoked) = h.post("/api/v1/devices/gw-1/revoke", &admin, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert_eq!(revoked["status"], "revoked");
     assert_eq!(revoked["id"], "gw-1");
@@ -806,112 +593,52 @@ async fn revoke_removes_credentials_and_lists_certificates_in_the_crl() {
     assert_eq!(headers["content-type"], "application/x-pem-file");
     let (_, pem) = x509_parser::pem::parse_x509_pem(crl_pem.as_bytes()).expect("CRL PEM");
     let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).expect("CRL");
-    let listed: Vec<String> = crl
-        .iter_revoked_certificates()
-        .map(|r| r.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
-        .collect();
-    assert!(
-        listed
-            .iter()
-            .any(|s| strip_zeros(s) == strip_zeros(&serial)),
-        "{listed:?} lacks {serial}"
-    );
-    let first_number = h
-        .platform
-        .store
-        .get_tenant_ca("acme")
-        .await
-        .expect("ca")
-        .crl_number;
+    let listed: Vec<String> =
+        crl.iter_revoked_certificates().map(|r| r.raw_serial().iter().map(|b| format!("{b:02x}")).collect()).collect();
+    assert!(listed.iter().any(|s| strip_zeros(s) == strip_zeros(&serial)), "{listed:?} lacks {serial}");
+    let first_number = h.platform.store.get_tenant_ca("acme").await.expect("ca").crl_number;
     raw(&h, Method::GET, "/api/v1/ca/crl", &admin, "").await;
-    let second_number = h
-        .platform
-        .store
-        .get_tenant_ca("acme")
-        .await
-        .expect("ca")
-        .crl_number;
-    assert!(
-        first_number >= 1 && second_number > first_number,
-        "{first_number} then {second_number}"
-    );
+    let second_number = h.platform.store.get_tenant_ca("acme").await.expect("ca").crl_number;
+    assert!(first_number >= 1 && second_number > first_number, "{first_number} then {second_number}");
 
     // A revoked device gets no new credentials.
-    let (status, answer) = h
-        .post("/api/v1/devices/gw-1/tokens", &admin, json!({}))
-        .await;
+    let (status, answer) = h.post("/api/v1/devices/gw-1/tokens", &admin, json!({})).await;
     assert_error(status, &answer, StatusCode::CONFLICT, "conflict");
-    let (status, answer) = h
-        .post(
-            "/api/v1/devices/gw-1/certificates",
-            &admin,
-            json!({"csr": csr(&key)}),
-        )
-        .await;
+    let (status, answer) = h.post("/api/v1/devices/gw-1/certificates", &admin, json!({"csr": csr(&key)})).await;
     assert_error(status, &answer, StatusCode::CONFLICT, "conflict");
-    let (status, answer) = patch(
-        &h,
-        "/api/v1/devices/gw-1",
-        &admin,
-        json!({"status": "registered"}),
-    )
-    .await;
+    let (status, answer) = patch(&h, "/api/v1/devices/gw-1", &admin, json!({"status": "registered"})).await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
 
     // Reinstated: back to registered (never connected), with no credential.
-    let (status, answer) = h
-        .post("/api/v1/devices/gw-1/reinstate", &admin, json!({}))
-        .await;
+    let (status, answer) = h.post("/api/v1/devices/gw-1/reinstate", &admin, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "registered");
     let (_, tokens) = h.get("/api/v1/devices/gw-1/tokens", &admin).await;
     assert_eq!(tokens["items"].as_array().map(Vec::len), Some(0));
-    let (status, _) = h
-        .post("/api/v1/devices/gw-1/reinstate", &admin, json!({}))
-        .await;
+    let (status, _) = h.post("/api/v1/devices/gw-1/reinstate", &admin, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
 
     // A device that once connected comes back as active.
-    let mut row = h
-        .platform
-        .store
-        .get_device("acme", "gw-1")
-        .await
-        .expect("device");
+    let mut row = h.platform.store.get_device("acme", "gw-1").await.expect("device");
     row.last_seen = Some(h.platform.now_ms());
     h.platform.store.update_device(&row).await.expect("update");
-    h.post("/api/v1/devices/gw-1/revoke", &admin, json!({}))
-        .await;
-    let (status, answer) = h
-        .post("/api/v1/devices/gw-1/reinstate", &admin, json!({}))
-        .await;
+    h.post("/api/v1/devices/gw-1/revoke", &admin, json!({})).await;
+    let (status, answer) = h.post("/api/v1/devices/gw-1/reinstate", &admin, json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["status"], "active");
     assert!(answer["last_seen"].is_string());
 
     // A deleted device's certificate stays revoked in the CRL.
-    let (status, issued) = h
-        .post(
-            "/api/v1/devices/gw-1/certificates",
-            &admin,
-            json!({"csr": csr(&key)}),
-        )
-        .await;
+    let (status, issued) = h.post("/api/v1/devices/gw-1/certificates", &admin, json!({"csr": csr(&key)})).await;
     assert_eq!(status, StatusCode::CREATED);
     let second_serial = issued["serial"].as_str().expect("serial").to_owned();
     delete(&h, "/api/v1/devices/gw-1", &admin).await;
     let (_, _, crl_pem) = raw(&h, Method::GET, "/api/v1/ca/crl", &admin, "").await;
     let (_, pem) = x509_parser::pem::parse_x509_pem(crl_pem.as_bytes()).expect("CRL PEM");
     let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).expect("CRL");
-    let listed: Vec<String> = crl
-        .iter_revoked_certificates()
-        .map(|r| r.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
-        .collect();
-    assert!(
-        listed
-            .iter()
-            .any(|s| strip_zeros(s) == strip_zeros(&second_serial))
-    );
+    let listed: Vec<String> =
+        crl.iter_revoked_certificates().map(|r| r.raw_serial().iter().map(|b| format!("{b:02x}")).collect()).collect();
+    assert!(listed.iter().any(|s| strip_zeros(s) == strip_zeros(&second_serial)));
 
     assert_eq!(audit_records(&h, &admin, "device.revoke").await.len(), 2);
     assert_eq!(audit_records(&h, &admin, "device.reinstate").await.len(), 2);
@@ -921,18 +648,10 @@ async fn revoke_removes_credentials_and_lists_certificates_in_the_crl() {
 fn test_ca(cn: &str) -> (String, String) {
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    (
-        params.self_signed(&key).expect("self-signed").pem(),
-        cn.to_owned(),
-    )
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    (params.self_signed(&key).expect("self-signed").pem(), cn.to_owned())
 }
 
 #[tokio::test]
@@ -943,18 +662,10 @@ async fn trusted_cas_are_added_listed_and_deleted_and_leaves_refused() {
     let viewer = user(&h, "acme", "vera", &["viewer"], &[]).await;
     let (ca_pem, cn) = test_ca("Acme Factory CA");
 
-    let (status, created) = h
-        .post(
-            "/api/v1/ca/trusted",
-            &admin,
-            json!({"certificate": ca_pem, "auto_register": true}),
-        )
-        .await;
+    let (status, created) =
+        h.post("/api/v1/ca/trusted", &admin, json!({"certificate": ca_pem, "auto_register": true})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert!(
-        created["subject"].as_str().is_some_and(|s| s.contains(&cn)),
-        "{created}"
-    );
+    assert!(created["subject"].as_str().is_some_and(|s| s.contains(&cn)), "{created}");
     assert_eq!(created["auto_register"], true);
     assert!(created["not_after"].is_string());
     assert!(created["created_at"].is_string());
@@ -962,13 +673,8 @@ async fn trusted_cas_are_added_listed_and_deleted_and_leaves_refused() {
     assert_eq!(fingerprint.len(), 64);
     let id = created["id"].as_str().expect("id").to_owned();
 
-    let (status, answer) = h
-        .post(
-            "/api/v1/ca/trusted",
-            &admin,
-            json!({"certificate": ca_pem, "auto_register": false}),
-        )
-        .await;
+    let (status, answer) =
+        h.post("/api/v1/ca/trusted", &admin, json!({"certificate": ca_pem, "auto_register": false})).await;
     assert_error(status, &answer, StatusCode::CONFLICT, "conflict");
 
     let (status, listed) = h.get("/api/v1/ca/trusted", &viewer).await;
@@ -988,34 +694,14 @@ async fn trusted_cas_are_added_listed_and_deleted_and_leaves_refused() {
         .expect("leaf");
     let (_, issued) = {
         create_device(&h, &admin, json!({"id": "cam-9"})).await;
-        h.post(
-            "/api/v1/devices/cam-9/certificates",
-            &admin,
-            json!({"csr": csr(&leaf_key)}),
-        )
-        .await
+        h.post("/api/v1/devices/cam-9/certificates", &admin, json!({"csr": csr(&leaf_key)})).await
     };
-    for certificate in [
-        leaf.pem(),
-        issued["certificate"].as_str().expect("cert").to_owned(),
-        "garbage".to_owned(),
-    ] {
-        let (status, answer) = h
-            .post(
-                "/api/v1/ca/trusted",
-                &admin,
-                json!({"certificate": certificate, "auto_register": false}),
-            )
-            .await;
+    for certificate in [leaf.pem(), issued["certificate"].as_str().expect("cert").to_owned(), "garbage".to_owned()] {
+        let (status, answer) =
+            h.post("/api/v1/ca/trusted", &admin, json!({"certificate": certificate, "auto_register": false})).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
-    let (status, answer) = h
-        .post(
-            "/api/v1/ca/trusted",
-            &viewer,
-            json!({"certificate": test_ca("V").0}),
-        )
-        .await;
+    let (status, answer) = h.post("/api/v1/ca/trusted", &viewer, json!({"certificate": test_ca("V").0})).await;
     assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
 
     let (status, answer) = delete(&h, "/api/v1/ca/trusted/not-an-id!", &admin).await;
@@ -1029,14 +715,8 @@ async fn trusted_cas_are_added_listed_and_deleted_and_leaves_refused() {
 
     let created_records = audit_records(&h, &admin, "trusted_ca.create").await;
     assert_eq!(created_records.len(), 1);
-    assert_eq!(
-        created_records[0]["details"]["fingerprint_sha256"],
-        fingerprint
-    );
-    assert_eq!(
-        audit_records(&h, &admin, "trusted_ca.delete").await.len(),
-        1
-    );
+    assert_eq!(created_records[0]["details"]["fingerprint_sha256"], fingerprint);
+    assert_eq!(audit_records(&h, &admin, "trusted_ca.delete").await.len(), 1);
 }
 
 #[tokio::test]
@@ -1047,28 +727,16 @@ async fn audit_log_lists_filters_verifies_and_needs_audit_read() {
     let auditor = user(&h, "acme", "audrey", &["auditor"], &[]).await;
     for i in 0..12 {
         create_device(&h, &admin, json!({"id": format!("d{i:02}")})).await;
-        h.post(
-            &format!("/api/v1/devices/d{i:02}/tokens"),
-            &admin,
-            json!({}),
-        )
-        .await;
+        h.post(&format!("/api/v1/devices/d{i:02}/tokens"), &admin, json!({})).await;
     }
-    h.post("/api/v1/devices/d00/revoke", &admin, json!({}))
-        .await;
+    h.post("/api/v1/devices/d00/revoke", &admin, json!({})).await;
 
     // Refusals are audited as failures.
-    for path in [
-        "/api/v1/audit",
-        "/api/v1/audit/verify",
-        "/api/v1/audit/public-key",
-    ] {
+    for path in ["/api/v1/audit", "/api/v1/audit/verify", "/api/v1/audit/public-key"] {
         let (status, answer) = h.get(path, &viewer).await;
         assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
     }
-    let (status, answer) = h
-        .post("/api/v1/devices", &viewer, json!({"id": "sneaky"}))
-        .await;
+    let (status, answer) = h.post("/api/v1/devices", &viewer, json!({"id": "sneaky"})).await;
     assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
     let (status, _) = h.get("/api/v1/devices", &auditor).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -1078,46 +746,21 @@ async fn audit_log_lists_filters_verifies_and_needs_audit_read() {
     let records = all["items"].as_array().expect("items");
     assert_eq!(records.len(), 12 + 12 + 1 + 5);
     for (index, record) in records.iter().enumerate() {
-        for field in [
-            "seq",
-            "ts",
-            "tenant",
-            "actor",
-            "action",
-            "target",
-            "source_ip",
-            "outcome",
-            "details",
-            "prev_hash",
-            "hash",
-        ] {
+        for field in
+            ["seq", "ts", "tenant", "actor", "action", "target", "source_ip", "outcome", "details", "prev_hash", "hash"]
+        {
             assert!(record.get(field).is_some(), "{field} missing in {record}");
         }
         assert_eq!(record["tenant"], "acme");
         if index > 0 {
-            assert_eq!(
-                record["prev_hash"],
-                records[index - 1]["hash"],
-                "the chain links"
-            );
+            assert_eq!(record["prev_hash"], records[index - 1]["hash"], "the chain links");
         }
     }
-    let denied: Vec<&Value> = records
-        .iter()
-        .filter(|r| r["action"] == "access.denied")
-        .collect();
+    let denied: Vec<&Value> = records.iter().filter(|r| r["action"] == "access.denied").collect();
     assert_eq!(denied.len(), 5);
     assert!(denied.iter().all(|r| r["outcome"] == "failure"));
-    assert!(
-        denied
-            .iter()
-            .any(|r| r["actor"]["id"] == "vera" && r["target"] == "audit:read")
-    );
-    assert!(
-        denied
-            .iter()
-            .any(|r| r["actor"]["id"] == "audrey" && r["target"] == "devices:read")
-    );
+    assert!(denied.iter().any(|r| r["actor"]["id"] == "vera" && r["target"] == "audit:read"));
+    assert!(denied.iter().any(|r| r["actor"]["id"] == "audrey" && r["target"] == "devices:read"));
 
     // Filters.
     let (_, created) = h.get("/api/v1/audit?action=device.create", &auditor).await;
@@ -1126,33 +769,14 @@ async fn audit_log_lists_filters_verifies_and_needs_audit_read() {
     assert_eq!(by_vera["items"].as_array().map(Vec::len), Some(4));
     let first_ts = records[0]["ts"].as_str().expect("ts");
     let last_ts = records[records.len() - 1]["ts"].as_str().expect("ts");
-    let (_, window) = h
-        .get(
-            &format!("/api/v1/audit?from={first_ts}&to={last_ts}&limit=1000"),
-            &auditor,
-        )
-        .await;
-    assert_eq!(
-        window["items"].as_array().map(Vec::len),
-        Some(records.len())
-    );
+    let (_, window) = h.get(&format!("/api/v1/audit?from={first_ts}&to={last_ts}&limit=1000"), &auditor).await;
+    assert_eq!(window["items"].as_array().map(Vec::len), Some(records.len()));
     let future = h.platform.now_ms() + 3_600_000;
-    let (_, later) = h
-        .get(&format!("/api/v1/audit?from={future}"), &auditor)
-        .await;
+    let (_, later) = h.get(&format!("/api/v1/audit?from={future}"), &auditor).await;
     assert_eq!(later["items"].as_array().map(Vec::len), Some(0));
-    let (_, before) = h
-        .get("/api/v1/audit?to=1970-01-01T00:00:01Z", &auditor)
-        .await;
+    let (_, before) = h.get("/api/v1/audit?to=1970-01-01T00:00:01Z", &auditor).await;
     assert_eq!(before["items"].as_array().map(Vec::len), Some(0));
-    for bad in [
-        "from=yesterday",
-        "to=2025-13-01T00:00:00Z",
-        "cursor=YWJj",
-        "cursor=%25%25",
-        "limit=0",
-        "action=",
-    ] {
+    for bad in ["from=yesterday", "to=2025-13-01T00:00:00Z", "cursor=YWJj", "cursor=%25%25", "limit=0", "action="] {
         let (status, answer) = h.get(&format!("/api/v1/audit?{bad}"), &auditor).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
@@ -1163,22 +787,13 @@ async fn audit_log_lists_filters_verifies_and_needs_audit_read() {
     loop {
         let (status, page) = h.get(&path, &auditor).await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        seqs.extend(
-            page["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .map(|r| r["seq"].as_i64().expect("seq")),
-        );
+        seqs.extend(page["items"].as_array().expect("items").iter().map(|r| r["seq"].as_i64().expect("seq")));
         match page["next_cursor"].as_str() {
             Some(cursor) => path = format!("/api/v1/audit?limit=7&cursor={cursor}"),
             None => break,
         }
     }
-    let expected: Vec<i64> = records
-        .iter()
-        .map(|r| r["seq"].as_i64().expect("seq"))
-        .collect();
+    let expected: Vec<i64> = records.iter().map(|r| r["seq"].as_i64().expect("seq")).collect();
     assert_eq!(seqs, expected);
 
     let (status, report) = h.get("/api/v1/audit/verify", &auditor).await;
@@ -1195,20 +810,13 @@ async fn audit_log_lists_filters_verifies_and_needs_audit_read() {
     let (status, key) = h.get("/api/v1/audit/public-key", &auditor).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(key["algorithm"], "ed25519");
-    let raw_key = STANDARD
-        .decode(key["public_key"].as_str().expect("public_key"))
-        .expect("base64");
+    let raw_key = STANDARD.decode(key["public_key"].as_str().expect("public_key")).expect("base64");
     assert_eq!(raw_key.len(), 32);
 
     // No route changes or deletes audit records.
     for method in [Method::DELETE, Method::PUT, Method::PATCH, Method::POST] {
-        let (status, _) = h
-            .call(method, "/api/v1/audit", Some(&admin), Some(json!({})))
-            .await;
-        assert!(
-            status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND,
-            "{status}"
-        );
+        let (status, _) = h.call(method, "/api/v1/audit", Some(&admin), Some(json!({}))).await;
+        assert!(status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND, "{status}");
     }
 }
 
@@ -1234,14 +842,8 @@ fn openapi_describes_every_device_credential_and_audit_route() {
     for (path, methods) in expected {
         for method in methods {
             let operation = &document["paths"][path][method];
-            assert!(
-                operation.is_object(),
-                "{method} {path} missing from the OpenAPI document"
-            );
-            assert!(
-                operation["security"].is_array(),
-                "{method} {path} does not declare bearer auth"
-            );
+            assert!(operation.is_object(), "{method} {path} missing from the OpenAPI document");
+            assert!(operation["security"].is_array(), "{method} {path} does not declare bearer auth");
         }
     }
 }

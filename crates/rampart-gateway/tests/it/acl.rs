@@ -31,7 +31,9 @@ async fn publishing_to_another_devices_topic_is_denied_and_recorded() {
     // 3.1.1 has no negative PUBACK: the message is dropped (acknowledged, not stored).
     assert!(v3.next_incoming(PATIENCE, |p| matches!(p, Packet::PubAck(_)).then_some(())).await.is_some());
     let query = MeasurementQuery { limit: 10, ..MeasurementQuery::default() };
-    assert!(harness.ingestor.measurements("acme", "d2", &query).await.map(|page| page.items).unwrap_or_default().is_empty());
+    assert!(
+        harness.ingestor.measurements("acme", "d2", &query).await.map(|page| page.items).unwrap_or_default().is_empty()
+    );
 
     let events = harness.wait_for_events("acme", "acl_violation", 2).await;
     assert_eq!(events.len(), 2);
@@ -157,7 +159,10 @@ async fn topic_policy_rules_open_custom_topics_and_deny_wins() {
         ("custom/d1/secret", PubAckReason::NotAuthorized),
         ("custom/d2/data", PubAckReason::NotAuthorized),
     ] {
-        v5.client.publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, b"x".to_vec()).await.expect("publish");
+        v5.client
+            .publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, b"x".to_vec())
+            .await
+            .expect("publish");
         let reason = v5.next_incoming(PATIENCE, |p| match p {
             V5Packet::PubAck(ack) => Some(ack.reason),
             _ => None,

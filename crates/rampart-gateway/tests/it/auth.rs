@@ -107,7 +107,9 @@ async fn revocation_closes_live_connections_within_a_second() {
 async fn deleting_the_token_in_use_closes_the_connection() {
     let harness = Harness::start().await;
     let token = harness.device("acme", "gate").await;
+    let bystander = harness.device("acme", "bystander").await;
     let mut device = harness.connect_v5("gate", Some(("acme/gate", &token)), None).await.expect("connect");
+    let mut other = harness.connect_v5("bystander", Some(("acme/bystander", &bystander)), None).await.expect("connect");
     let rows = harness.platform.store.list_device_tokens("acme", "gate").await.expect("tokens");
     harness.platform.control.publish(ControlEvent::DeviceTokenDeleted {
         tenant: "acme".into(),
@@ -115,6 +117,7 @@ async fn deleting_the_token_in_use_closes_the_connection() {
         token_id: rows[0].id.clone(),
     });
     assert!(device.closed_within(Duration::from_secs(1)).await);
+    assert!(!other.closed_within(Duration::from_millis(200)).await, "other devices stay connected");
 }
 
 #[tokio::test]
@@ -134,8 +137,9 @@ async fn a_second_connection_takes_over_unless_the_tenant_rejects_it() {
     let harness = Harness::start().await;
     let token = harness.device("acme", "clone").await;
     let mut first = harness.connect_v5("clone", Some(("acme/clone", &token)), None).await.expect("first");
-    let _second = harness.connect_v5("clone", Some(("acme/clone", &token)), None).await.expect("second");
+    let mut second = harness.connect_v5("clone", Some(("acme/clone", &token)), None).await.expect("second");
     assert!(first.closed_within(PATIENCE).await, "the newcomer replaces the live session");
+    assert!(!second.closed_within(Duration::from_millis(200)).await, "the newcomer stays");
 
     harness.platform.store.put_tenant_policy("acme", r#"{"client_takeover":"reject"}"#).await.expect("policy");
     harness.platform.control.publish(ControlEvent::TenantPolicyChanged { tenant: "acme".into() });
@@ -194,12 +198,18 @@ async fn tenant_ca_certificates_authenticate_their_device() {
     let (request, key) = csr("cam-1");
     let foreign = sign_device_csr(&other_ca.cert_pem, &other_key, &request, "acme", "cam-1", 30).expect("sign");
     let forged = ClientIdentity { chain_pem: foreign.cert_pem, key_pem: key.serialize_pem() };
-    assert_eq!(v3_refusal(harness.connect_v3("cam-1", None, Some(&forged)).await), Some(ConnectReturnCode::BadUserNamePassword));
+    assert_eq!(
+        v3_refusal(harness.connect_v3("cam-1", None, Some(&forged)).await),
+        Some(ConnectReturnCode::BadUserNamePassword)
+    );
 
     // Revoking the certificate in the store refuses it at once, CRL or not.
     let now = harness.platform.now_ms();
     harness.platform.store.revoke_device("acme", "cam-1", now).await.expect("revoke");
-    assert_eq!(v3_refusal(harness.connect_v3("cam-1", None, Some(&identity)).await), Some(ConnectReturnCode::NotAuthorized));
+    assert_eq!(
+        v3_refusal(harness.connect_v3("cam-1", None, Some(&identity)).await),
+        Some(ConnectReturnCode::NotAuthorized)
+    );
 }
 
 /// An external CA and a device certificate it issues (CN = `device`, clientAuth).
@@ -246,6 +256,9 @@ async fn trusted_cas_register_devices_just_in_time() {
     // Same issuer name, different key: names the CA but is not signed by it.
     let (impostor_pem, impostor_key) = external_ca("Acme Factory CA");
     let forged = leaf_from(&impostor_pem, &impostor_key, "robot-8");
-    assert_eq!(v3_refusal(harness.connect_v3("robot-8", None, Some(&forged)).await), Some(ConnectReturnCode::BadUserNamePassword));
+    assert_eq!(
+        v3_refusal(harness.connect_v3("robot-8", None, Some(&forged)).await),
+        Some(ConnectReturnCode::BadUserNamePassword)
+    );
     assert!(harness.platform.store.get_device("acme", "robot-8").await.is_err());
 }

@@ -127,13 +127,19 @@ impl Harness {
     /// Stores a topic policy and tells the gateway, as the API does.
     pub async fn topic_policy(&self, tenant: &str, json: &str) {
         self.platform.store.put_topic_policy(tenant, json).await.expect("topic policy");
-        self.platform.control.publish(rampart_platform::ControlEvent::TenantPolicyChanged { tenant: tenant.to_owned() });
+        self.platform
+            .control
+            .publish(rampart_platform::ControlEvent::TenantPolicyChanged { tenant: tenant.to_owned() });
     }
 
     /// The tenant's security events of `event_type`, newest first.
     pub async fn security_events(&self, tenant: &str, event_type: &str) -> Vec<SecurityEvent> {
         let filter = SecurityEventFilter { event_type: Some(event_type.to_owned()), ..SecurityEventFilter::default() };
-        self.platform.store.list_security_events(tenant, &filter, &Page { after: None, limit: 100 }).await.expect("events")
+        self.platform
+            .store
+            .list_security_events(tenant, &filter, &Page { after: None, limit: 100 })
+            .await
+            .expect("events")
     }
 
     /// Waits until at least `count` events of `event_type` exist (they are raised in the
@@ -181,7 +187,12 @@ impl Harness {
         connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("tls")
     }
 
-    fn v3_options(&self, client_id: &str, credentials: Option<(&str, &str)>, identity: Option<&ClientIdentity>) -> rumqttc::MqttOptions {
+    fn v3_options(
+        &self,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+        identity: Option<&ClientIdentity>,
+    ) -> rumqttc::MqttOptions {
         let mut options = rumqttc::MqttOptions::new(client_id, "localhost", self.addr.port());
         if let Some((username, password)) = credentials {
             options.set_credentials(username, password);
@@ -223,13 +234,13 @@ impl Harness {
         Ok(V3Client { client, events, task })
     }
 
-    /// Connects with MQTT 5.0 (rumqttc); `Err` carries the refusal.
-    pub async fn connect_v5(
+    /// MQTT 5.0 options over TLS with these credentials, to adjust before connecting.
+    pub fn v5_options(
         &self,
         client_id: &str,
         credentials: Option<(&str, &str)>,
         identity: Option<&ClientIdentity>,
-    ) -> Result<V5Client, rumqttc::v5::ConnectionError> {
+    ) -> rumqttc::v5::MqttOptions {
         let mut options = rumqttc::v5::MqttOptions::new(client_id, "localhost", self.addr.port());
         if let Some((username, password)) = credentials {
             options.set_credentials(username, password);
@@ -237,6 +248,28 @@ impl Harness {
         options.set_keep_alive(Duration::from_secs(30));
         let tls = rumqttc::TlsConfiguration::Rustls(self.client_tls(identity));
         options.set_transport(rumqttc::Transport::tls_with_config(tls));
+        options
+    }
+
+    /// MQTT 3.1.1 options over TLS with these credentials, to adjust before connecting.
+    pub fn v3_options_for(&self, client_id: &str, credentials: Option<(&str, &str)>) -> rumqttc::MqttOptions {
+        self.v3_options(client_id, credentials, None)
+    }
+
+    /// Connects with MQTT 5.0 (rumqttc); `Err` carries the refusal.
+    pub async fn connect_v5(
+        &self,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<V5Client, rumqttc::v5::ConnectionError> {
+        self.connect_v5_with(self.v5_options(client_id, credentials, identity)).await
+    }
+
+    pub async fn connect_v5_with(
+        &self,
+        options: rumqttc::v5::MqttOptions,
+    ) -> Result<V5Client, rumqttc::v5::ConnectionError> {
         let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 64);
         loop {
             match tokio::time::timeout(PATIENCE, eventloop.poll()).await.expect("CONNACK in time")? {
@@ -280,7 +313,11 @@ impl Drop for V3Client {
 
 impl V3Client {
     /// The next incoming packet matching `pick`, skipping others; `None` on timeout.
-    pub async fn next_incoming<T>(&mut self, wait: Duration, mut pick: impl FnMut(&rumqttc::Packet) -> Option<T>) -> Option<T> {
+    pub async fn next_incoming<T>(
+        &mut self,
+        wait: Duration,
+        mut pick: impl FnMut(&rumqttc::Packet) -> Option<T>,
+    ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {

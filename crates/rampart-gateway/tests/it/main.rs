@@ -7,3 +7,5 @@ mod auth;
 mod harness;
 mod protocol;
 mod publish;
+mod sessions;
+mod store;

@@ -30,7 +30,11 @@ async fn send(stream: &mut (impl AsyncWriteExt + Unpin), packet: &Packet, protoc
 }
 
 /// Reads packets until the server closes; returns them and how long it took.
-async fn read_until_closed(stream: &mut (impl AsyncReadExt + Unpin), protocol: Protocol, wait: Duration) -> Option<(Vec<Packet>, Duration)> {
+async fn read_until_closed(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    protocol: Protocol,
+    wait: Duration,
+) -> Option<(Vec<Packet>, Duration)> {
     let started = Instant::now();
     let mut buffer = BytesMut::new();
     let mut packets = Vec::new();
@@ -100,4 +104,37 @@ async fn connect_must_arrive_within_the_connect_timeout() {
     let (packets, elapsed) = read_until_closed(&mut raw, Protocol::V311, PATIENCE).await.expect("closed");
     assert!(packets.is_empty());
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn revocation_and_shutdown_send_their_disconnect_reasons() {
+    let mut harness = Harness::start().await;
+    let revoked_token = harness.device("acme", "revoked").await;
+    let token = harness.device("acme", "bystander").await;
+    let mut revoked = harness.raw(None).await;
+    send(&mut revoked, &connect_packet(Protocol::V5, "revoked", "acme/revoked", &revoked_token, 30), Protocol::V5)
+        .await;
+    let mut bystander = harness.raw(None).await;
+    send(&mut bystander, &connect_packet(Protocol::V5, "bystander", "acme/bystander", &token, 30), Protocol::V5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    harness.platform.control.publish(rampart_platform::ControlEvent::DeviceCutOff {
+        tenant: "acme".into(),
+        device: "revoked".into(),
+        reason: rampart_platform::CutOffReason::Revoked,
+    });
+    let (packets, elapsed) = read_until_closed(&mut revoked, Protocol::V5, PATIENCE).await.expect("closed");
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert!(
+        matches!(packets.last(), Some(Packet::Disconnect(d)) if d.reason == reason::ADMINISTRATIVE_ACTION),
+        "{packets:?}"
+    );
+
+    let gateway = harness.gateway.take().expect("gateway");
+    let shutdown = tokio::spawn(gateway.shutdown());
+    let (packets, _) = read_until_closed(&mut bystander, Protocol::V5, PATIENCE).await.expect("closed");
+    assert!(
+        matches!(packets.last(), Some(Packet::Disconnect(d)) if d.reason == reason::SERVER_SHUTTING_DOWN),
+        "{packets:?}"
+    );
+    tokio::time::timeout(PATIENCE, shutdown).await.expect("shutdown in time").expect("shutdown task");
 }

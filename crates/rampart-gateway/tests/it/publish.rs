@@ -40,8 +40,9 @@ async fn v5_telemetry_qos1_and_malformed_payloads() {
     let harness = Harness::start().await;
     let token = harness.device("acme", "pump-2").await;
     let mut device = harness.connect_v5("pump-2", Some(("acme/pump-2", &token)), None).await.expect("connect");
+    let client = device.client.clone();
     let publish = |payload: &'static [u8]| {
-        let client = device.client.clone();
+        let client = client.clone();
         async move {
             client
                 .publish("devices/pump-2/telemetry", rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, payload.to_vec())
@@ -72,8 +73,10 @@ async fn applications_receive_telemetry_of_their_tenant_only() {
     let token = harness.device("acme", "meter").await;
     let (acme_key_id, acme_key) = harness.api_key("acme", &["viewer"]).await;
     let (globex_key_id, globex_key) = harness.api_key("globex", &["admin"]).await;
-    let mut acme_app =
-        harness.connect_v3("dashboard", Some((&format!("acme/{acme_key_id}"), &acme_key)), None).await.expect("acme app");
+    let mut acme_app = harness
+        .connect_v3("dashboard", Some((&format!("acme/{acme_key_id}"), &acme_key)), None)
+        .await
+        .expect("acme app");
     let mut globex_app = harness
         .connect_v3("dashboard", Some((&format!("globex/{globex_key_id}"), &globex_key)), None)
         .await
@@ -88,13 +91,18 @@ async fn applications_receive_telemetry_of_their_tenant_only() {
         });
         assert_eq!(granted.await, Some(vec![rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce)]));
     }
-    let mut device = harness.connect_v3("meter", Some(("acme/meter", &token)), None).await.expect("device");
-    device.client.publish("devices/meter/telemetry", QoS::AtLeastOnce, false, br#"{"kwh":3}"#.to_vec()).await.expect("publish");
+    let device = harness.connect_v3("meter", Some(("acme/meter", &token)), None).await.expect("device");
+    device
+        .client
+        .publish("devices/meter/telemetry", QoS::AtLeastOnce, false, br#"{"kwh":3}"#.to_vec())
+        .await
+        .expect("publish");
     let received = acme_app.next_incoming(PATIENCE, |p| match p {
         Packet::Publish(publish) => Some((publish.topic.clone(), publish.payload.to_vec())),
         _ => None,
     });
     assert_eq!(received.await, Some(("devices/meter/telemetry".to_owned(), br#"{"kwh":3}"#.to_vec())));
-    let leaked = globex_app.next_incoming(Duration::from_millis(300), |p| matches!(p, Packet::Publish(_)).then_some(()));
+    let leaked =
+        globex_app.next_incoming(Duration::from_millis(300), |p| matches!(p, Packet::Publish(_)).then_some(()));
     assert!(leaked.await.is_none(), "another tenant's application saw the message");
 }

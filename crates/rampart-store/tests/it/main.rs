@@ -33,25 +33,17 @@ async fn postgres_store_suite() {
         println!("skipping PostgreSQL store suite: RAMPART_TEST_POSTGRES not set");
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let schema = format!("rt_{}_{}", std::process::id(), nanos % 1_000_000_000_000);
     let admin = raw_postgres(&url, None).await;
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    admin.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
 
     let run = {
         let (url, schema) = (url.clone(), schema.clone());
         tokio::spawn(async move {
             // Two processes starting at once must not trip over each other's migrations.
-            let (first, second) = tokio::join!(
-                open_postgres_in_schema(&url, &schema),
-                open_postgres_in_schema(&url, &schema)
-            );
+            let (first, second) =
+                tokio::join!(open_postgres_in_schema(&url, &schema), open_postgres_in_schema(&url, &schema));
             let store: Arc<dyn Store> = first.unwrap();
             second.unwrap().ping().await.unwrap();
             assert_eq!(store.backend_name(), "postgres");
@@ -59,10 +51,7 @@ async fn postgres_store_suite() {
         })
     };
     let outcome = run.await;
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .unwrap();
+    admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
     if let Err(error) = outcome {
         std::panic::resume_unwind(error.into_panic());
     }
@@ -112,32 +101,21 @@ impl Raw {
         match self {
             Raw::Sqlite(path) => {
                 let connection = rusqlite::Connection::open(path).unwrap();
-                connection
-                    .execute(sql, [])
-                    .map(|changed| changed as u64)
-                    .map_err(|error| error.to_string())
+                connection.execute(sql, []).map(|changed| changed as u64).map_err(|error| error.to_string())
             }
             Raw::Postgres { url, schema } => {
                 let client = raw_postgres(url, Some(schema)).await;
-                client
-                    .execute(sql, &[])
-                    .await
-                    .map_err(|error| format!("{error:?}"))
+                client.execute(sql, &[]).await.map_err(|error| format!("{error:?}"))
             }
         }
     }
 }
 
 async fn raw_postgres(url: &str, schema: Option<&str>) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     if let Some(schema) = schema {
-        client
-            .batch_execute(&format!("SET search_path TO {schema}"))
-            .await
-            .unwrap();
+        client.batch_execute(&format!("SET search_path TO {schema}")).await.unwrap();
     }
     client
 }
@@ -161,10 +139,7 @@ fn assert_conflict<T: Debug>(result: StoreResult<T>) {
 }
 
 fn page(after: Option<&str>, limit: u32) -> Page {
-    Page {
-        after: after.map(str::to_owned),
-        limit,
-    }
+    Page { after: after.map(str::to_owned), limit }
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -172,12 +147,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 fn tenant(id: &str, parent: Option<&str>) -> Tenant {
-    Tenant {
-        id: id.into(),
-        name: format!("Tenant {id}"),
-        parent: parent.map(Into::into),
-        created_at: 1_000,
-    }
+    Tenant { id: id.into(), name: format!("Tenant {id}"), parent: parent.map(Into::into), created_at: 1_000 }
 }
 
 async fn create_tenant(store: &dyn Store, id: &str) {
@@ -257,12 +227,7 @@ fn certificate(tenant: &str, device: &str, serial: &str) -> DeviceCertificate {
 }
 
 fn device_key(tenant: &str, device: &str) -> DeviceKey {
-    DeviceKey {
-        tenant: tenant.into(),
-        device: device.into(),
-        tenant_key_id: "k1".into(),
-        wrapped: vec![1, 2, 3],
-    }
+    DeviceKey { tenant: tenant.into(), device: device.into(), tenant_key_id: "k1".into(), wrapped: vec![1, 2, 3] }
 }
 
 fn audit(tenant: &str, seq: i64, action: &str, actor: &str) -> AuditRecord {
@@ -285,53 +250,19 @@ fn audit(tenant: &str, seq: i64, action: &str, actor: &str) -> AuditRecord {
 // ---- checks ----
 
 async fn check_platform_secrets(store: &dyn Store) {
-    assert_eq!(
-        store
-            .get_platform_secret("audit-signing-key")
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .put_platform_secret_if_absent("audit-signing-key", b"first")
-            .await
-            .unwrap(),
-        b"first"
-    );
+    assert_eq!(store.get_platform_secret("audit-signing-key").await.unwrap(), None);
+    assert_eq!(store.put_platform_secret_if_absent("audit-signing-key", b"first").await.unwrap(), b"first");
     // First writer wins.
-    assert_eq!(
-        store
-            .put_platform_secret_if_absent("audit-signing-key", b"second")
-            .await
-            .unwrap(),
-        b"first"
-    );
-    assert_eq!(
-        store
-            .get_platform_secret("audit-signing-key")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some(&b"first"[..])
-    );
-    store
-        .put_platform_secret_if_absent("api-token-key", b"other")
-        .await
-        .unwrap();
+    assert_eq!(store.put_platform_secret_if_absent("audit-signing-key", b"second").await.unwrap(), b"first");
+    assert_eq!(store.get_platform_secret("audit-signing-key").await.unwrap().as_deref(), Some(&b"first"[..]));
+    store.put_platform_secret_if_absent("api-token-key", b"other").await.unwrap();
 
-    store
-        .replace_platform_secret("audit-signing-key", b"rewrapped")
-        .await
-        .unwrap();
+    store.replace_platform_secret("audit-signing-key", b"rewrapped").await.unwrap();
     assert_not_found(store.replace_platform_secret("missing", b"x").await);
     let all = store.list_platform_secrets().await.unwrap();
     assert_eq!(
         all,
-        vec![
-            ("api-token-key".to_owned(), b"other".to_vec()),
-            ("audit-signing-key".to_owned(), b"rewrapped".to_vec()),
-        ]
+        vec![("api-token-key".to_owned(), b"other".to_vec()), ("audit-signing-key".to_owned(), b"rewrapped".to_vec()),]
     );
 }
 
@@ -342,72 +273,29 @@ async fn check_tenants(store: &dyn Store) {
     assert_eq!(store.get_tenant("tn-root").await.unwrap(), root);
     assert_not_found(store.get_tenant("tn-missing").await);
     // A parent must exist.
-    assert!(
-        store
-            .create_tenant(&tenant("tn-orphan", Some("tn-nowhere")))
-            .await
-            .is_err()
-    );
+    assert!(store.create_tenant(&tenant("tn-orphan", Some("tn-nowhere"))).await.is_err());
 
     for id in ["tn-c", "tn-a", "tn-e", "tn-b", "tn-d"] {
-        store
-            .create_tenant(&tenant(id, Some("tn-root")))
-            .await
-            .unwrap();
+        store.create_tenant(&tenant(id, Some("tn-root"))).await.unwrap();
     }
     let ids = |tenants: Vec<Tenant>| tenants.into_iter().map(|t| t.id).collect::<Vec<_>>();
-    let first = store
-        .list_child_tenants("tn-root", &page(None, 2))
-        .await
-        .unwrap();
+    let first = store.list_child_tenants("tn-root", &page(None, 2)).await.unwrap();
     assert_eq!(ids(first), ["tn-a", "tn-b"]);
-    let second = store
-        .list_child_tenants("tn-root", &page(Some("tn-b"), 2))
-        .await
-        .unwrap();
+    let second = store.list_child_tenants("tn-root", &page(Some("tn-b"), 2)).await.unwrap();
     assert_eq!(ids(second), ["tn-c", "tn-d"]);
-    let last = store
-        .list_child_tenants("tn-root", &page(Some("tn-d"), 2))
-        .await
-        .unwrap();
+    let last = store.list_child_tenants("tn-root", &page(Some("tn-d"), 2)).await.unwrap();
     assert_eq!(ids(last), ["tn-e"]);
-    assert!(
-        store
-            .list_child_tenants("tn-a", &page(None, 10))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .list_child_tenants("tn-root", &Page::default())
-            .await
-            .unwrap()
-            .len(),
-        5,
-        "limit 0 = no limit"
-    );
+    assert!(store.list_child_tenants("tn-a", &page(None, 10)).await.unwrap().is_empty());
+    assert_eq!(store.list_child_tenants("tn-root", &Page::default()).await.unwrap().len(), 5, "limit 0 = no limit");
 
     let all = ids(store.list_all_tenants().await.unwrap());
-    assert!(
-        all.windows(2).all(|pair| pair[0] < pair[1]),
-        "ordered by id: {all:?}"
-    );
+    assert!(all.windows(2).all(|pair| pair[0] < pair[1]), "ordered by id: {all:?}");
     assert!(all.contains(&"tn-root".to_owned()) && all.contains(&"tn-e".to_owned()));
 
     assert_eq!(store.get_tenant_policy("tn-a").await.unwrap(), None);
-    store
-        .put_tenant_policy("tn-a", r#"{"require_mfa":true}"#)
-        .await
-        .unwrap();
-    store
-        .put_tenant_policy("tn-a", r#"{"require_mfa":false}"#)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get_tenant_policy("tn-a").await.unwrap().as_deref(),
-        Some(r#"{"require_mfa":false}"#)
-    );
+    store.put_tenant_policy("tn-a", r#"{"require_mfa":true}"#).await.unwrap();
+    store.put_tenant_policy("tn-a", r#"{"require_mfa":false}"#).await.unwrap();
+    assert_eq!(store.get_tenant_policy("tn-a").await.unwrap().as_deref(), Some(r#"{"require_mfa":false}"#));
     assert_eq!(store.get_tenant_policy("tn-b").await.unwrap(), None);
 
     // A tenant with sub-tenants cannot go; its children can.
@@ -426,21 +314,11 @@ async fn check_tenant_keys(store: &dyn Store) {
     store.insert_tenant_key(&key("k2", 200)).await.unwrap();
     assert_conflict(store.insert_tenant_key(&key("k1", 300)).await);
     let keys = store.list_tenant_keys("tk-one").await.unwrap();
-    assert_eq!(
-        keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
-        ["k2", "k1"],
-        "newest first"
-    );
+    assert_eq!(keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(), ["k2", "k1"], "newest first");
     assert!(store.list_tenant_keys("tk-two").await.unwrap().is_empty());
 
-    store
-        .rewrap_tenant_key("tk-one", "k1", b"rewrapped")
-        .await
-        .unwrap();
-    assert_eq!(
-        store.list_tenant_keys("tk-one").await.unwrap()[1].wrapped,
-        b"rewrapped"
-    );
+    store.rewrap_tenant_key("tk-one", "k1", b"rewrapped").await.unwrap();
+    assert_eq!(store.list_tenant_keys("tk-one").await.unwrap()[1].wrapped, b"rewrapped");
     assert_not_found(store.rewrap_tenant_key("tk-two", "k1", b"x").await);
     assert_not_found(store.rewrap_tenant_key("tk-one", "k9", b"x").await);
 }
@@ -455,10 +333,7 @@ async fn check_users(store: &dyn Store) {
     let mut other_alice = user("us-two", "alice");
     other_alice.roles = strings(&["viewer"]);
     store.create_user(&other_alice).await.unwrap();
-    assert_eq!(
-        store.get_user("us-two", "alice").await.unwrap().roles,
-        ["viewer"]
-    );
+    assert_eq!(store.get_user("us-two", "alice").await.unwrap().roles, ["viewer"]);
 
     // Every mutable column round-trips, including optional blobs and lists.
     alice.password_hash = "$argon2id$new".into();
@@ -477,11 +352,7 @@ async fn check_users(store: &dyn Store) {
     alice.password_changed_at = 5_000;
     store.update_user(&alice).await.unwrap();
     assert_eq!(store.get_user("us-one", "alice").await.unwrap(), alice);
-    assert_eq!(
-        store.get_user("us-two", "alice").await.unwrap(),
-        other_alice,
-        "other tenant untouched"
-    );
+    assert_eq!(store.get_user("us-two", "alice").await.unwrap(), other_alice, "other tenant untouched");
     assert_not_found(store.update_user(&user("us-one", "nobody")).await);
     assert_not_found(store.update_user(&user("us-three", "alice")).await);
 
@@ -489,30 +360,10 @@ async fn check_users(store: &dyn Store) {
         store.create_user(&user("us-one", name)).await.unwrap();
     }
     let names = |users: Vec<User>| users.into_iter().map(|u| u.username).collect::<Vec<_>>();
-    assert_eq!(
-        names(store.list_users("us-one", &page(None, 3)).await.unwrap()),
-        ["alice", "bob", "carol"]
-    );
-    assert_eq!(
-        names(
-            store
-                .list_users("us-one", &page(Some("carol"), 3))
-                .await
-                .unwrap()
-        ),
-        ["dave", "erin"]
-    );
-    assert!(
-        store
-            .list_users("us-one", &page(Some("erin"), 3))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        names(store.list_users("us-two", &page(None, 100)).await.unwrap()),
-        ["alice"]
-    );
+    assert_eq!(names(store.list_users("us-one", &page(None, 3)).await.unwrap()), ["alice", "bob", "carol"]);
+    assert_eq!(names(store.list_users("us-one", &page(Some("carol"), 3)).await.unwrap()), ["dave", "erin"]);
+    assert!(store.list_users("us-one", &page(Some("erin"), 3)).await.unwrap().is_empty());
+    assert_eq!(names(store.list_users("us-two", &page(None, 100)).await.unwrap()), ["alice"]);
 
     assert_not_found(store.delete_user("us-three", "alice").await);
     store.delete_user("us-one", "alice").await.unwrap();
@@ -529,24 +380,12 @@ async fn check_roles(store: &dyn Store) {
         created_at: 1,
     };
     store.create_role(&role("ro-one", "reader")).await.unwrap();
-    store
-        .create_role(&role("ro-one", "auditor-lite"))
-        .await
-        .unwrap();
+    store.create_role(&role("ro-one", "auditor-lite")).await.unwrap();
     assert_conflict(store.create_role(&role("ro-one", "reader")).await);
     store.create_role(&role("ro-two", "reader")).await.unwrap();
-    assert_eq!(
-        store.get_role("ro-one", "reader").await.unwrap(),
-        role("ro-one", "reader")
-    );
+    assert_eq!(store.get_role("ro-one", "reader").await.unwrap(), role("ro-one", "reader"));
     assert_not_found(store.get_role("ro-three", "reader").await);
-    let names = store
-        .list_roles("ro-one")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.name)
-        .collect::<Vec<_>>();
+    let names = store.list_roles("ro-one").await.unwrap().into_iter().map(|r| r.name).collect::<Vec<_>>();
     assert_eq!(names, ["auditor-lite", "reader"]);
     assert_not_found(store.delete_role("ro-three", "reader").await);
     store.delete_role("ro-one", "reader").await.unwrap();
@@ -555,50 +394,21 @@ async fn check_roles(store: &dyn Store) {
 }
 
 async fn check_groups(store: &dyn Store) {
-    store
-        .create_group(&group("gr-one", "site", None))
-        .await
-        .unwrap();
-    store
-        .create_group(&group("gr-one", "floor-1", Some("site")))
-        .await
-        .unwrap();
-    store
-        .create_group(&group("gr-one", "floor-2", Some("site")))
-        .await
-        .unwrap();
+    store.create_group(&group("gr-one", "site", None)).await.unwrap();
+    store.create_group(&group("gr-one", "floor-1", Some("site"))).await.unwrap();
+    store.create_group(&group("gr-one", "floor-2", Some("site"))).await.unwrap();
     assert_conflict(store.create_group(&group("gr-one", "site", None)).await);
     // A parent must be a group of the same tenant.
-    assert!(
-        store
-            .create_group(&group("gr-two", "floor-1", Some("site")))
-            .await
-            .is_err()
-    );
-    store
-        .create_group(&group("gr-two", "site", None))
-        .await
-        .unwrap();
+    assert!(store.create_group(&group("gr-two", "floor-1", Some("site"))).await.is_err());
+    store.create_group(&group("gr-two", "site", None)).await.unwrap();
 
-    assert_eq!(
-        store.get_group("gr-one", "floor-1").await.unwrap(),
-        group("gr-one", "floor-1", Some("site"))
-    );
+    assert_eq!(store.get_group("gr-one", "floor-1").await.unwrap(), group("gr-one", "floor-1", Some("site")));
     assert_not_found(store.get_group("gr-two", "floor-1").await);
-    let ids = store
-        .list_groups("gr-one")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|g| g.id)
-        .collect::<Vec<_>>();
+    let ids = store.list_groups("gr-one").await.unwrap().into_iter().map(|g| g.id).collect::<Vec<_>>();
     assert_eq!(ids, ["floor-1", "floor-2", "site"]);
 
     assert_conflict(store.delete_group("gr-one", "site").await);
-    store
-        .create_device(&device("gr-one", "sensor", Some("floor-1")))
-        .await
-        .unwrap();
+    store.create_device(&device("gr-one", "sensor", Some("floor-1"))).await.unwrap();
     assert_conflict(store.delete_group("gr-one", "floor-1").await);
     store.delete_device("gr-one", "sensor", 5).await.unwrap();
     store.delete_group("gr-one", "floor-1").await.unwrap();
@@ -630,13 +440,7 @@ async fn check_api_keys(store: &dyn Store) {
     assert_eq!(store.get_api_key("key-b").await.unwrap(), expiring);
     assert_eq!(store.get_api_key("key-c").await.unwrap().tenant, "ak-two");
     assert_not_found(store.get_api_key("key-z").await);
-    let ids = store
-        .list_api_keys("ak-one")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|k| k.id)
-        .collect::<Vec<_>>();
+    let ids = store.list_api_keys("ak-one").await.unwrap().into_iter().map(|k| k.id).collect::<Vec<_>>();
     assert_eq!(ids, ["key-a", "key-b"]);
 
     assert_not_found(store.delete_api_key("ak-two", "key-a").await);
@@ -655,81 +459,35 @@ async fn check_devices(store: &dyn Store) {
         let group = ["north", "south"][index % 2];
         let mut item = device(tenant, &format!("dev-{index:02}"), Some(group));
         item.device_type = Some(if index < 4 { "meter" } else { "valve" }.into());
-        item.status = if index % 3 == 0 {
-            "active"
-        } else {
-            "registered"
-        }
-        .into();
+        item.status = if index % 3 == 0 { "active" } else { "registered" }.into();
         store.create_device(&item).await.unwrap();
         layout.push(item);
     }
-    store
-        .create_device(&device(tenant, "loner", None))
-        .await
-        .unwrap();
+    store.create_device(&device(tenant, "loner", None)).await.unwrap();
     assert_conflict(store.create_device(&device(tenant, "dev-00", None)).await);
     // A device's group must exist in its tenant.
-    assert!(
-        store
-            .create_device(&device(tenant, "lost", Some("nowhere")))
-            .await
-            .is_err()
-    );
-    store
-        .create_device(&device("dv-two", "dev-00", None))
-        .await
-        .unwrap();
+    assert!(store.create_device(&device(tenant, "lost", Some("nowhere"))).await.is_err());
+    store.create_device(&device("dv-two", "dev-00", None)).await.unwrap();
 
     assert_eq!(store.get_device(tenant, "dev-03").await.unwrap(), layout[3]);
     assert_not_found(store.get_device("dv-three", "dev-03").await);
-    assert_eq!(
-        store.get_device("dv-two", "dev-00").await.unwrap().group,
-        None
-    );
+    assert_eq!(store.get_device("dv-two", "dev-00").await.unwrap().group, None);
 
     let ids = |devices: Vec<Device>| devices.into_iter().map(|d| d.id).collect::<Vec<_>>();
     let list = |filter: DeviceFilter, after: Option<&'static str>, limit| async move {
-        ids(store
-            .list_devices(tenant, &filter, &page(after, limit))
-            .await
-            .unwrap())
+        ids(store.list_devices(tenant, &filter, &page(after, limit)).await.unwrap())
     };
     let everything = DeviceFilter::default();
-    assert_eq!(
-        list(everything.clone(), None, 4).await,
-        ["dev-00", "dev-01", "dev-02", "dev-03"]
-    );
-    assert_eq!(
-        list(everything.clone(), Some("dev-08"), 4).await,
-        ["dev-09", "loner"]
-    );
+    assert_eq!(list(everything.clone(), None, 4).await, ["dev-00", "dev-01", "dev-02", "dev-03"]);
+    assert_eq!(list(everything.clone(), Some("dev-08"), 4).await, ["dev-09", "loner"]);
     assert_eq!(list(everything.clone(), None, 100).await.len(), 11);
-    let north = DeviceFilter {
-        group: Some("north".into()),
-        ..DeviceFilter::default()
-    };
-    assert_eq!(
-        list(north.clone(), None, 3).await,
-        ["dev-00", "dev-02", "dev-04"]
-    );
+    let north = DeviceFilter { group: Some("north".into()), ..DeviceFilter::default() };
+    assert_eq!(list(north.clone(), None, 3).await, ["dev-00", "dev-02", "dev-04"]);
     assert_eq!(list(north, Some("dev-04"), 3).await, ["dev-06", "dev-08"]);
-    let active = DeviceFilter {
-        status: Some("active".into()),
-        ..DeviceFilter::default()
-    };
-    assert_eq!(
-        list(active, None, 100).await,
-        ["dev-00", "dev-03", "dev-06", "dev-09"]
-    );
-    let meters = DeviceFilter {
-        device_type: Some("meter".into()),
-        ..DeviceFilter::default()
-    };
-    assert_eq!(
-        list(meters, None, 100).await,
-        ["dev-00", "dev-01", "dev-02", "dev-03"]
-    );
+    let active = DeviceFilter { status: Some("active".into()), ..DeviceFilter::default() };
+    assert_eq!(list(active, None, 100).await, ["dev-00", "dev-03", "dev-06", "dev-09"]);
+    let meters = DeviceFilter { device_type: Some("meter".into()), ..DeviceFilter::default() };
+    assert_eq!(list(meters, None, 100).await, ["dev-00", "dev-01", "dev-02", "dev-03"]);
     let combined = DeviceFilter {
         group: Some("south".into()),
         status: Some("registered".into()),
@@ -737,26 +495,11 @@ async fn check_devices(store: &dyn Store) {
         within_groups: Some(strings(&["south", "empty"])),
     };
     assert_eq!(list(combined, None, 100).await, ["dev-05", "dev-07"]);
-    let within = DeviceFilter {
-        within_groups: Some(strings(&["south", "empty"])),
-        ..DeviceFilter::default()
-    };
-    assert_eq!(
-        list(within, None, 100).await,
-        ["dev-01", "dev-03", "dev-05", "dev-07", "dev-09"]
-    );
-    let within_nothing = DeviceFilter {
-        within_groups: Some(Vec::new()),
-        ..DeviceFilter::default()
-    };
-    assert!(
-        list(within_nothing, None, 100).await.is_empty(),
-        "empty within_groups matches nothing"
-    );
-    let other_tenant = store
-        .list_devices("dv-two", &DeviceFilter::default(), &page(None, 100))
-        .await
-        .unwrap();
+    let within = DeviceFilter { within_groups: Some(strings(&["south", "empty"])), ..DeviceFilter::default() };
+    assert_eq!(list(within, None, 100).await, ["dev-01", "dev-03", "dev-05", "dev-07", "dev-09"]);
+    let within_nothing = DeviceFilter { within_groups: Some(Vec::new()), ..DeviceFilter::default() };
+    assert!(list(within_nothing, None, 100).await.is_empty(), "empty within_groups matches nothing");
+    let other_tenant = store.list_devices("dv-two", &DeviceFilter::default(), &page(None, 100)).await.unwrap();
     assert_eq!(ids(other_tenant), ["dev-00"]);
 
     let mut updated = layout[0].clone();
@@ -772,94 +515,37 @@ async fn check_devices(store: &dyn Store) {
     updated.firmware = Some("1.2.3".into());
     store.update_device(&updated).await.unwrap();
     assert_eq!(store.get_device(tenant, "dev-00").await.unwrap(), updated);
-    assert_eq!(
-        store.get_device("dv-two", "dev-00").await.unwrap(),
-        device("dv-two", "dev-00", None)
-    );
+    assert_eq!(store.get_device("dv-two", "dev-00").await.unwrap(), device("dv-two", "dev-00", None));
     assert_not_found(store.update_device(&device(tenant, "ghost", None)).await);
-    assert_not_found(
-        store
-            .update_device(&device("dv-three", "dev-00", None))
-            .await,
-    );
+    assert_not_found(store.update_device(&device("dv-three", "dev-00", None)).await);
 }
 
 async fn check_device_credentials(store: &dyn Store) {
     let tenant = "cr-one";
-    store
-        .create_device(&device(tenant, "pump", None))
-        .await
-        .unwrap();
-    store
-        .create_device(&device("cr-two", "pump", None))
-        .await
-        .unwrap();
+    store.create_device(&device(tenant, "pump", None)).await.unwrap();
+    store.create_device(&device("cr-two", "pump", None)).await.unwrap();
 
     // Device keys: put is an upsert.
     assert_not_found(store.get_device_key(tenant, "pump").await);
-    store
-        .put_device_key(&device_key(tenant, "pump"))
-        .await
-        .unwrap();
-    let rotated = DeviceKey {
-        tenant_key_id: "k2".into(),
-        wrapped: vec![4, 5],
-        ..device_key(tenant, "pump")
-    };
+    store.put_device_key(&device_key(tenant, "pump")).await.unwrap();
+    let rotated = DeviceKey { tenant_key_id: "k2".into(), wrapped: vec![4, 5], ..device_key(tenant, "pump") };
     store.put_device_key(&rotated).await.unwrap();
     assert_eq!(store.get_device_key(tenant, "pump").await.unwrap(), rotated);
     assert_not_found(store.get_device_key("cr-two", "pump").await);
 
     // Tokens.
-    store
-        .create_device_token(&token(tenant, "pump", "t1"))
-        .await
-        .unwrap();
-    store
-        .create_device_token(&token(tenant, "pump", "t2"))
-        .await
-        .unwrap();
-    assert_conflict(
-        store
-            .create_device_token(&token(tenant, "pump", "t1"))
-            .await,
-    );
-    assert_not_found(
-        store
-            .create_device_token(&token(tenant, "ghost", "t1"))
-            .await,
-    );
-    store
-        .create_device_token(&token("cr-two", "pump", "t1"))
-        .await
-        .unwrap();
+    store.create_device_token(&token(tenant, "pump", "t1")).await.unwrap();
+    store.create_device_token(&token(tenant, "pump", "t2")).await.unwrap();
+    assert_conflict(store.create_device_token(&token(tenant, "pump", "t1")).await);
+    assert_not_found(store.create_device_token(&token(tenant, "ghost", "t1")).await);
+    store.create_device_token(&token("cr-two", "pump", "t1")).await.unwrap();
     let tokens = store.list_device_tokens(tenant, "pump").await.unwrap();
-    assert_eq!(
-        tokens,
-        vec![token(tenant, "pump", "t1"), token(tenant, "pump", "t2")]
-    );
+    assert_eq!(tokens, vec![token(tenant, "pump", "t1"), token(tenant, "pump", "t2")]);
     assert_not_found(store.delete_device_token("cr-three", "pump", "t1").await);
-    store
-        .delete_device_token(tenant, "pump", "t1")
-        .await
-        .unwrap();
+    store.delete_device_token(tenant, "pump", "t1").await.unwrap();
     assert_not_found(store.delete_device_token(tenant, "pump", "t1").await);
-    assert_eq!(
-        store
-            .list_device_tokens(tenant, "pump")
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        store
-            .list_device_tokens("cr-two", "pump")
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.list_device_tokens(tenant, "pump").await.unwrap().len(), 1);
+    assert_eq!(store.list_device_tokens("cr-two", "pump").await.unwrap().len(), 1);
 
     // Tenant CA: put is an upsert (the CRL number moves on).
     assert_not_found(store.get_tenant_ca(tenant).await);
@@ -880,50 +566,15 @@ async fn check_device_credentials(store: &dyn Store) {
     let mut old = certificate(tenant, "pump", "0a");
     old.revoked_at = Some(50);
     store.create_device_certificate(&old).await.unwrap();
-    store
-        .create_device_certificate(&certificate(tenant, "pump", "0b"))
-        .await
-        .unwrap();
-    assert_conflict(
-        store
-            .create_device_certificate(&certificate(tenant, "pump", "0b"))
-            .await,
-    );
-    store
-        .create_device_certificate(&certificate("cr-two", "pump", "0b"))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get_device_certificate(tenant, "0a").await.unwrap(),
-        old
-    );
+    store.create_device_certificate(&certificate(tenant, "pump", "0b")).await.unwrap();
+    assert_conflict(store.create_device_certificate(&certificate(tenant, "pump", "0b")).await);
+    store.create_device_certificate(&certificate("cr-two", "pump", "0b")).await.unwrap();
+    assert_eq!(store.get_device_certificate(tenant, "0a").await.unwrap(), old);
     assert_not_found(store.get_device_certificate("cr-three", "0a").await);
-    let serials = |certificates: Vec<DeviceCertificate>| {
-        certificates
-            .into_iter()
-            .map(|c| c.serial)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        serials(
-            store
-                .list_device_certificates(tenant, "pump")
-                .await
-                .unwrap()
-        ),
-        ["0a", "0b"]
-    );
-    assert_eq!(
-        serials(store.list_revoked_certificates(tenant).await.unwrap()),
-        ["0a"]
-    );
-    assert!(
-        store
-            .list_revoked_certificates("cr-two")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let serials = |certificates: Vec<DeviceCertificate>| certificates.into_iter().map(|c| c.serial).collect::<Vec<_>>();
+    assert_eq!(serials(store.list_device_certificates(tenant, "pump").await.unwrap()), ["0a", "0b"]);
+    assert_eq!(serials(store.list_revoked_certificates(tenant).await.unwrap()), ["0a"]);
+    assert!(store.list_revoked_certificates("cr-two").await.unwrap().is_empty());
 
     // Trusted CAs.
     let trusted = |tenant: &str, id: &str, auto_register| TrustedCa {
@@ -934,29 +585,13 @@ async fn check_device_credentials(store: &dyn Store) {
         auto_register,
         created_at: 20,
     };
-    store
-        .create_trusted_ca(&trusted(tenant, "vendor-b", true))
-        .await
-        .unwrap();
-    store
-        .create_trusted_ca(&trusted(tenant, "vendor-a", false))
-        .await
-        .unwrap();
-    assert_conflict(
-        store
-            .create_trusted_ca(&trusted(tenant, "vendor-a", true))
-            .await,
-    );
-    store
-        .create_trusted_ca(&trusted("cr-two", "vendor-a", true))
-        .await
-        .unwrap();
+    store.create_trusted_ca(&trusted(tenant, "vendor-b", true)).await.unwrap();
+    store.create_trusted_ca(&trusted(tenant, "vendor-a", false)).await.unwrap();
+    assert_conflict(store.create_trusted_ca(&trusted(tenant, "vendor-a", true)).await);
+    store.create_trusted_ca(&trusted("cr-two", "vendor-a", true)).await.unwrap();
     assert_eq!(
         store.list_trusted_cas(tenant).await.unwrap(),
-        vec![
-            trusted(tenant, "vendor-a", false),
-            trusted(tenant, "vendor-b", true)
-        ]
+        vec![trusted(tenant, "vendor-a", false), trusted(tenant, "vendor-b", true)]
     );
     assert_not_found(store.delete_trusted_ca("cr-three", "vendor-a").await);
     store.delete_trusted_ca(tenant, "vendor-a").await.unwrap();
@@ -972,21 +607,12 @@ async fn equip(store: &dyn Store, tenants: [&str; 2], id: &str) {
         item.status = "active".into();
         store.create_device(&item).await.unwrap();
         store.put_device_key(&device_key(tenant, id)).await.unwrap();
-        store
-            .create_device_token(&token(tenant, id, "t1"))
-            .await
-            .unwrap();
-        store
-            .create_device_token(&token(tenant, id, "t2"))
-            .await
-            .unwrap();
+        store.create_device_token(&token(tenant, id, "t1")).await.unwrap();
+        store.create_device_token(&token(tenant, id, "t2")).await.unwrap();
         let mut revoked = certificate(tenant, id, &format!("{id}-old"));
         revoked.revoked_at = Some(7);
         store.create_device_certificate(&revoked).await.unwrap();
-        store
-            .create_device_certificate(&certificate(tenant, id, &format!("{id}-live")))
-            .await
-            .unwrap();
+        store.create_device_certificate(&certificate(tenant, id, &format!("{id}-live"))).await.unwrap();
     }
 }
 
@@ -995,13 +621,7 @@ async fn assert_untouched(store: &dyn Store, tenant: &str, id: &str) {
     store.get_device_key(tenant, id).await.unwrap();
     assert_eq!(store.list_device_tokens(tenant, id).await.unwrap().len(), 2);
     let certificates = store.list_device_certificates(tenant, id).await.unwrap();
-    assert_eq!(
-        certificates
-            .iter()
-            .filter(|c| c.revoked_at.is_some())
-            .count(),
-        1
-    );
+    assert_eq!(certificates.iter().filter(|c| c.revoked_at.is_some()).count(), 1);
 }
 
 async fn check_revoke_device(store: &dyn Store) {
@@ -1009,26 +629,10 @@ async fn check_revoke_device(store: &dyn Store) {
     let revoked = store.revoke_device("rv-one", "gate", 99).await.unwrap();
     assert_eq!(revoked.status, "revoked");
     assert_eq!(store.get_device("rv-one", "gate").await.unwrap(), revoked);
-    assert!(
-        store
-            .list_device_tokens("rv-one", "gate")
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let certificates = store
-        .list_device_certificates("rv-one", "gate")
-        .await
-        .unwrap();
-    let revoked_at = certificates
-        .iter()
-        .map(|c| (c.serial.as_str(), c.revoked_at))
-        .collect::<Vec<_>>();
-    assert_eq!(
-        revoked_at,
-        [("gate-live", Some(99)), ("gate-old", Some(7))],
-        "earlier revocations keep their time"
-    );
+    assert!(store.list_device_tokens("rv-one", "gate").await.unwrap().is_empty());
+    let certificates = store.list_device_certificates("rv-one", "gate").await.unwrap();
+    let revoked_at = certificates.iter().map(|c| (c.serial.as_str(), c.revoked_at)).collect::<Vec<_>>();
+    assert_eq!(revoked_at, [("gate-live", Some(99)), ("gate-old", Some(7))], "earlier revocations keep their time");
     store.get_device_key("rv-one", "gate").await.unwrap();
     assert_untouched(store, "rv-two", "gate").await;
 
@@ -1042,50 +646,25 @@ async fn check_delete_device(store: &dyn Store) {
     store.delete_device("dd-one", "lamp", 77).await.unwrap();
     assert_not_found(store.get_device("dd-one", "lamp").await);
     assert_not_found(store.get_device_key("dd-one", "lamp").await);
-    assert!(
-        store
-            .list_device_tokens("dd-one", "lamp")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.list_device_tokens("dd-one", "lamp").await.unwrap().is_empty());
     // Certificates stay, revoked, for the CRL.
     let crl = store.list_revoked_certificates("dd-one").await.unwrap();
-    let revoked_at = crl
-        .iter()
-        .map(|c| (c.serial.as_str(), c.revoked_at))
-        .collect::<Vec<_>>();
+    let revoked_at = crl.iter().map(|c| (c.serial.as_str(), c.revoked_at)).collect::<Vec<_>>();
     assert_eq!(revoked_at, [("lamp-live", Some(77)), ("lamp-old", Some(7))]);
     assert_untouched(store, "dd-two", "lamp").await;
 
     assert_not_found(store.delete_device("dd-one", "lamp", 78).await);
     assert_not_found(store.delete_device("dd-three", "lamp", 78).await);
     // A failed delete changes nothing, not even certificates of a device by that name.
-    store
-        .create_device_certificate(&certificate("dd-three", "lamp", "stray"))
-        .await
-        .unwrap();
+    store.create_device_certificate(&certificate("dd-three", "lamp", "stray")).await.unwrap();
     assert_not_found(store.delete_device("dd-three", "lamp", 78).await);
-    assert_eq!(
-        store
-            .get_device_certificate("dd-three", "stray")
-            .await
-            .unwrap()
-            .revoked_at,
-        None
-    );
+    assert_eq!(store.get_device_certificate("dd-three", "stray").await.unwrap().revoked_at, None);
     assert_untouched(store, "dd-two", "lamp").await;
 }
 
 async fn check_delete_tenant(store: &dyn Store) {
     let populate = |tenant: &'static str| async move {
-        store
-            .create_tenant(&Tenant {
-                parent: Some("dt-parent".into()),
-                ..tenant_fixture(tenant)
-            })
-            .await
-            .unwrap();
+        store.create_tenant(&Tenant { parent: Some("dt-parent".into()), ..tenant_fixture(tenant) }).await.unwrap();
         store.put_tenant_policy(tenant, "{}").await.unwrap();
         store
             .insert_tenant_key(&TenantKey {
@@ -1098,22 +677,11 @@ async fn check_delete_tenant(store: &dyn Store) {
             .unwrap();
         store.create_user(&user(tenant, "admin")).await.unwrap();
         store
-            .create_role(&Role {
-                tenant: tenant.into(),
-                name: "custom".into(),
-                permissions: vec![],
-                created_at: 1,
-            })
+            .create_role(&Role { tenant: tenant.into(), name: "custom".into(), permissions: vec![], created_at: 1 })
             .await
             .unwrap();
-        store
-            .create_group(&group(tenant, "site", None))
-            .await
-            .unwrap();
-        store
-            .create_group(&group(tenant, "room", Some("site")))
-            .await
-            .unwrap();
+        store.create_group(&group(tenant, "site", None)).await.unwrap();
+        store.create_group(&group(tenant, "room", Some("site"))).await.unwrap();
         store
             .create_api_key(&ApiKey {
                 id: format!("{tenant}-key"),
@@ -1152,10 +720,7 @@ async fn check_delete_tenant(store: &dyn Store) {
         let mut grouped = device(tenant, "grouped", Some("room"));
         grouped.status = "active".into();
         store.create_device(&grouped).await.unwrap();
-        store
-            .insert_audit(&audit(tenant, 1, "tenant.create", "admin"))
-            .await
-            .unwrap();
+        store.insert_audit(&audit(tenant, 1, "tenant.create", "admin")).await.unwrap();
         store
             .insert_audit_checkpoint(&AuditCheckpoint {
                 tenant: tenant.into(),
@@ -1176,70 +741,26 @@ async fn check_delete_tenant(store: &dyn Store) {
     assert_not_found(store.get_tenant(gone).await);
     assert_eq!(store.get_tenant_policy(gone).await.unwrap(), None);
     assert!(store.list_tenant_keys(gone).await.unwrap().is_empty());
-    assert!(
-        store
-            .list_users(gone, &page(None, 100))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.list_users(gone, &page(None, 100)).await.unwrap().is_empty());
     assert!(store.list_roles(gone).await.unwrap().is_empty());
     assert!(store.list_groups(gone).await.unwrap().is_empty());
     assert!(store.list_api_keys(gone).await.unwrap().is_empty());
     assert_not_found(store.get_api_key("dt-gone-key").await);
-    assert!(
-        store
-            .list_devices(gone, &DeviceFilter::default(), &page(None, 100))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.list_devices(gone, &DeviceFilter::default(), &page(None, 100)).await.unwrap().is_empty());
     assert_not_found(store.get_device_key(gone, "dt-gone-dev").await);
-    assert!(
-        store
-            .list_device_tokens(gone, "dt-gone-dev")
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        store
-            .list_device_certificates(gone, "dt-gone-dev")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.list_device_tokens(gone, "dt-gone-dev").await.unwrap().is_empty());
+    assert!(store.list_device_certificates(gone, "dt-gone-dev").await.unwrap().is_empty());
     assert_not_found(store.get_tenant_ca(gone).await);
     assert!(store.list_trusted_cas(gone).await.unwrap().is_empty());
     // Audit is append-only and outlives the tenant.
-    assert_eq!(
-        store
-            .list_audit(gone, &AuditFilter::default(), &page(None, 100))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.list_audit(gone, &AuditFilter::default(), &page(None, 100)).await.unwrap().len(), 1);
     assert_eq!(store.list_audit_checkpoints(gone).await.unwrap().len(), 1);
-    assert!(
-        store
-            .list_audit_tenants()
-            .await
-            .unwrap()
-            .contains(&gone.to_owned())
-    );
+    assert!(store.list_audit_tenants().await.unwrap().contains(&gone.to_owned()));
 
     // Its sibling and the device of the same id elsewhere are untouched.
     assert_untouched(store, "dt-unrelated", "dt-gone-dev").await;
     store.get_tenant("dt-kept").await.unwrap();
-    assert_eq!(
-        store
-            .list_devices("dt-kept", &DeviceFilter::default(), &page(None, 100))
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(store.list_devices("dt-kept", &DeviceFilter::default(), &page(None, 100)).await.unwrap().len(), 2);
     assert_eq!(store.list_groups("dt-kept").await.unwrap().len(), 2);
     store.get_api_key("dt-kept-key").await.unwrap();
     assert_untouched(store, "dt-kept", "dt-kept-dev").await;
@@ -1257,78 +778,33 @@ fn tenant_fixture(id: &str) -> Tenant {
 async fn check_audit(store: &dyn Store, raw: &Raw) {
     let tenant = "au-one";
     assert_eq!(store.audit_head(tenant).await.unwrap(), None);
-    let actions = [
-        "login",
-        "device.create",
-        "login",
-        "device.revoke",
-        "login",
-        "user.create",
-    ];
+    let actions = ["login", "device.create", "login", "device.revoke", "login", "user.create"];
     let mut records = Vec::new();
     for (index, action) in actions.iter().enumerate() {
         let seq = index as i64 + 1;
-        let record = audit(
-            tenant,
-            seq,
-            action,
-            if seq % 2 == 0 { "bob" } else { "alice" },
-        );
+        let record = audit(tenant, seq, action, if seq % 2 == 0 { "bob" } else { "alice" });
         store.insert_audit(&record).await.unwrap();
         records.push(record);
     }
     // Another writer already took seq 3.
-    assert_conflict(
-        store
-            .insert_audit(&audit(tenant, 3, "login", "mallory"))
-            .await,
-    );
-    store
-        .insert_audit(&audit("au-two", 1, "login", "alice"))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.audit_head(tenant).await.unwrap().as_ref(),
-        records.last()
-    );
-    assert_eq!(
-        store.audit_head("au-two").await.unwrap().map(|r| r.tenant),
-        Some("au-two".to_owned())
-    );
+    assert_conflict(store.insert_audit(&audit(tenant, 3, "login", "mallory")).await);
+    store.insert_audit(&audit("au-two", 1, "login", "alice")).await.unwrap();
+    assert_eq!(store.audit_head(tenant).await.unwrap().as_ref(), records.last());
+    assert_eq!(store.audit_head("au-two").await.unwrap().map(|r| r.tenant), Some("au-two".to_owned()));
 
     let seqs = |records: Vec<AuditRecord>| records.into_iter().map(|r| r.seq).collect::<Vec<_>>();
     let list = |filter: AuditFilter, after: Option<&'static str>, limit| async move {
-        seqs(
-            store
-                .list_audit(tenant, &filter, &page(after, limit))
-                .await
-                .unwrap(),
-        )
+        seqs(store.list_audit(tenant, &filter, &page(after, limit)).await.unwrap())
     };
-    assert_eq!(
-        store
-            .list_audit(tenant, &AuditFilter::default(), &page(None, 100))
-            .await
-            .unwrap(),
-        records
-    );
+    assert_eq!(store.list_audit(tenant, &AuditFilter::default(), &page(None, 100)).await.unwrap(), records);
     assert_eq!(list(AuditFilter::default(), None, 4).await, [1, 2, 3, 4]);
     assert_eq!(list(AuditFilter::default(), Some("4"), 4).await, [5, 6]);
     // Numeric, not text, ordering of the cursor.
-    assert_eq!(
-        list(AuditFilter::default(), Some("10"), 4).await,
-        Vec::<i64>::new()
-    );
-    let logins = AuditFilter {
-        action: Some("login".into()),
-        ..AuditFilter::default()
-    };
+    assert_eq!(list(AuditFilter::default(), Some("10"), 4).await, Vec::<i64>::new());
+    let logins = AuditFilter { action: Some("login".into()), ..AuditFilter::default() };
     assert_eq!(list(logins.clone(), None, 100).await, [1, 3, 5]);
     assert_eq!(list(logins, Some("1"), 1).await, [3]);
-    let bob = AuditFilter {
-        actor: Some("bob".into()),
-        ..AuditFilter::default()
-    };
+    let bob = AuditFilter { actor: Some("bob".into()), ..AuditFilter::default() };
     assert_eq!(list(bob, None, 100).await, [2, 4, 6]);
     let window = AuditFilter {
         from: Some(audit(tenant, 2, "", "").ts),
@@ -1337,30 +813,13 @@ async fn check_audit(store: &dyn Store, raw: &Raw) {
     };
     assert_eq!(list(window, None, 100).await, [2, 3, 4]);
     assert!(matches!(
-        store
-            .list_audit(
-                tenant,
-                &AuditFilter::default(),
-                &page(Some("not-a-number"), 10)
-            )
-            .await,
+        store.list_audit(tenant, &AuditFilter::default(), &page(Some("not-a-number"), 10)).await,
         Err(StoreError::Backend(_))
     ));
-    assert_eq!(
-        seqs(
-            store
-                .list_audit("au-two", &AuditFilter::default(), &page(None, 100))
-                .await
-                .unwrap()
-        ),
-        [1]
-    );
+    assert_eq!(seqs(store.list_audit("au-two", &AuditFilter::default(), &page(None, 100)).await.unwrap()), [1]);
     let tenants = store.list_audit_tenants().await.unwrap();
     assert!(tenants.contains(&"au-one".to_owned()) && tenants.contains(&"au-two".to_owned()));
-    assert!(
-        tenants.windows(2).all(|pair| pair[0] < pair[1]),
-        "distinct and ordered: {tenants:?}"
-    );
+    assert!(tenants.windows(2).all(|pair| pair[0] < pair[1]), "distinct and ordered: {tenants:?}");
 
     let checkpoint = |tenant: &str, seq| AuditCheckpoint {
         tenant: tenant.into(),
@@ -1369,30 +828,12 @@ async fn check_audit(store: &dyn Store, raw: &Raw) {
         ts: 20_000 + seq,
         signature: "c2lnbmF0dXJl".into(),
     };
-    store
-        .insert_audit_checkpoint(&checkpoint(tenant, 4))
-        .await
-        .unwrap();
-    store
-        .insert_audit_checkpoint(&checkpoint(tenant, 2))
-        .await
-        .unwrap();
+    store.insert_audit_checkpoint(&checkpoint(tenant, 4)).await.unwrap();
+    store.insert_audit_checkpoint(&checkpoint(tenant, 2)).await.unwrap();
     assert_conflict(store.insert_audit_checkpoint(&checkpoint(tenant, 4)).await);
-    store
-        .insert_audit_checkpoint(&checkpoint("au-two", 4))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.list_audit_checkpoints(tenant).await.unwrap(),
-        vec![checkpoint(tenant, 2), checkpoint(tenant, 4)]
-    );
-    assert!(
-        store
-            .list_audit_checkpoints("au-three")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    store.insert_audit_checkpoint(&checkpoint("au-two", 4)).await.unwrap();
+    assert_eq!(store.list_audit_checkpoints(tenant).await.unwrap(), vec![checkpoint(tenant, 2), checkpoint(tenant, 4)]);
+    assert!(store.list_audit_checkpoints("au-three").await.unwrap().is_empty());
 
     // The storage itself refuses to change or remove audit rows, whoever asks.
     for sql in [
@@ -1411,13 +852,7 @@ async fn check_audit(store: &dyn Store, raw: &Raw) {
             assert!(error.contains("append-only"), "{sql}: {error}");
         }
     }
-    assert_eq!(
-        store
-            .list_audit(tenant, &AuditFilter::default(), &page(None, 100))
-            .await
-            .unwrap(),
-        records
-    );
+    assert_eq!(store.list_audit(tenant, &AuditFilter::default(), &page(None, 100)).await.unwrap(), records);
     assert_eq!(store.list_audit_checkpoints(tenant).await.unwrap().len(), 2);
 }
 
@@ -1495,7 +930,10 @@ async fn check_device_data(store: &dyn Store) {
     assert_eq!((all[0].ts, all[0].seq, all[1].ts, all[1].seq), (1_000, 3, 1_000, 5));
     assert_eq!(all[0].sealed, b"sealed-1000-3");
     // Keyset pages, both directions, inside a time range.
-    let page = store.list_telemetry("dx-one", "probe", &range(Some(1_000), Some(1_010), Some((1_000, 3)), false, 3)).await.unwrap();
+    let page = store
+        .list_telemetry("dx-one", "probe", &range(Some(1_000), Some(1_010), Some((1_000, 3)), false, 3))
+        .await
+        .unwrap();
     assert_eq!(page.iter().map(|row| (row.ts, row.seq)).collect::<Vec<_>>(), [(1_000, 5), (1_001, 5), (1_002, 5)]);
     let page = store.list_telemetry("dx-one", "probe", &range(Some(1_000), Some(1_010), None, true, 2)).await.unwrap();
     assert_eq!(page.iter().map(|row| row.ts).collect::<Vec<_>>(), [1_010, 1_009]);
@@ -1508,14 +946,22 @@ async fn check_device_data(store: &dyn Store) {
 
     let events = store.list_device_events("dx-one", "probe", None, &range(None, None, None, false, 0)).await.unwrap();
     assert_eq!(events.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), ["e1", "e2", "e3"]);
-    let tagged = store.list_device_events("dx-one", "probe", Some("tag-a"), &range(None, None, None, true, 0)).await.unwrap();
+    let tagged =
+        store.list_device_events("dx-one", "probe", Some("tag-a"), &range(None, None, None, true, 0)).await.unwrap();
     assert_eq!(tagged.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), ["e3", "e1"]);
     let after = store
-        .list_device_events("dx-one", "probe", None, &range(None, Some(2_000), Some((2_000, "e1".to_owned())), false, 0))
+        .list_device_events(
+            "dx-one",
+            "probe",
+            None,
+            &range(None, Some(2_000), Some((2_000, "e1".to_owned())), false, 0),
+        )
         .await
         .unwrap();
     assert_eq!(after.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), ["e2"]);
-    assert!(store.list_device_events("dx-two", "probe", None, &range(None, None, None, false, 0)).await.unwrap().is_empty());
+    assert!(
+        store.list_device_events("dx-two", "probe", None, &range(None, None, None, false, 0)).await.unwrap().is_empty()
+    );
     let attestations = store.list_attestations("dx-one", "probe", 10).await.unwrap();
     assert_eq!(attestations.len(), 1);
     assert_eq!(attestations[0].sealed, [9]);
@@ -1538,7 +984,9 @@ async fn check_device_data(store: &dyn Store) {
         seen: vec![seen("dx-one", "probe", 99_000)],
     };
     assert_conflict(store.insert_device_data_batch(&failing).await);
-    assert!(store.list_telemetry("dx-one", "probe", &range(Some(9_000), None, None, false, 0)).await.unwrap().is_empty());
+    assert!(
+        store.list_telemetry("dx-one", "probe", &range(Some(9_000), None, None, false, 0)).await.unwrap().is_empty()
+    );
     assert_eq!(store.get_device("dx-one", "probe").await.unwrap().last_seen, Some(60_000));
 }
 
@@ -1589,7 +1037,10 @@ async fn check_alarms(store: &dyn Store) {
     let nowhere = AlarmFilter { within_groups: Some(Vec::new()), ..AlarmFilter::default() };
     assert!(store.list_alarms("al-one", &nowhere, &page(None, 0)).await.unwrap().is_empty());
     assert_eq!(ids(store.list_alarms("al-one", &AlarmFilter::default(), &page(None, 1)).await.unwrap()), ["0003"]);
-    assert_eq!(ids(store.list_alarms("al-one", &AlarmFilter::default(), &page(Some("0003"), 1)).await.unwrap()), ["0001"]);
+    assert_eq!(
+        ids(store.list_alarms("al-one", &AlarmFilter::default(), &page(Some("0003"), 1)).await.unwrap()),
+        ["0001"]
+    );
 
     // Status changes guarded by the current status.
     let acked = store.set_alarm_status("al-one", "0001", &["ACTIVE"], "ACKNOWLEDGED", 300).await.unwrap();

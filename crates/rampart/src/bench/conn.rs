@@ -36,8 +36,8 @@ impl Target {
         let (host, port) = mqtt.rsplit_once(':').ok_or_else(|| anyhow!("--mqtt must be HOST:PORT, got {mqtt:?}"))?;
         port.parse::<u16>().with_context(|| format!("--mqtt port in {mqtt:?}"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let server_name =
-            ServerName::try_from(host.to_owned()).with_context(|| format!("{host:?} is not a DNS name or IP address"))?;
+        let server_name = ServerName::try_from(host.to_owned())
+            .with_context(|| format!("{host:?} is not a DNS name or IP address"))?;
         let mut roots = rustls::RootCertStore::empty();
         let certificates = CertificateDer::pem_file_iter(ca)
             .with_context(|| format!("reading {}", ca.display()))?
@@ -67,7 +67,11 @@ pub(crate) struct Connection {
 impl Connection {
     /// Connects, sends CONNECT and waits for a successful CONNACK, all within
     /// [`CONNECT_TIMEOUT`] each. A refusal names the broker's return code.
-    pub(crate) async fn open(target: &Target, credential: &Credential, keep_alive_s: u16) -> anyhow::Result<Connection> {
+    pub(crate) async fn open(
+        target: &Target,
+        credential: &Credential,
+        keep_alive_s: u16,
+    ) -> anyhow::Result<Connection> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target.address))
             .await
             .map_err(|_| anyhow!("TCP connect timed out"))?

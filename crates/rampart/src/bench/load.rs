@@ -188,7 +188,9 @@ async fn subscribe(connection: &mut Connection, filter: &str, qos: u8) -> anyhow
             .map_err(|_| anyhow::anyhow!("no SUBACK for {filter}"))??;
         match packet {
             Incoming::SubAck { return_codes, .. } if return_codes.iter().all(|&code| code < 0x80) => return Ok(()),
-            Incoming::SubAck { return_codes, .. } => bail!("the broker refused the subscription to {filter}: {return_codes:?}"),
+            Incoming::SubAck { return_codes, .. } => {
+                bail!("the broker refused the subscription to {filter}: {return_codes:?}")
+            }
             _ => continue,
         }
     }
@@ -280,35 +282,37 @@ async fn publisher_loop(topic: String, mut connection: Connection, shared: Arc<S
         }
         // Queue what is due: flat out, as many as the window (or a QoS 0 batch) allows; with a
         // rate, every message whose time has come while the window has room.
-        let mut queued = 0;
-        while sending {
-            let room = shared.qos == 0 || inflight.len() < shared.inflight;
-            let due = match shared.period {
-                None => queued < QOS0_BATCH.max(shared.inflight),
-                Some(_) => next_send <= now,
-            };
-            if !room || !due {
-                break;
-            }
-            seq += 1;
-            let sent_at = Instant::now();
-            let sent_ns = u64::try_from((sent_at - shared.epoch).as_nanos()).unwrap_or(u64::MAX);
-            payload::build(&mut payload_buffer, shared.payload_bytes, unix_millis(), seq, sent_ns);
-            let packet_id = if shared.qos == 0 {
-                0
-            } else {
-                while next_packet_id == 0 || inflight.contains_key(&next_packet_id) {
-                    next_packet_id = next_packet_id.wrapping_add(1);
+        let mut queued: u64 = 0;
+        if sending {
+            loop {
+                let room = shared.qos == 0 || inflight.len() < shared.inflight;
+                let due = match shared.period {
+                    None => queued < QOS0_BATCH.max(shared.inflight) as u64,
+                    Some(_) => next_send <= now,
+                };
+                if !room || !due {
+                    break;
                 }
-                let id = next_packet_id;
-                next_packet_id = next_packet_id.wrapping_add(1);
-                inflight.insert(id, sent_at);
-                id
-            };
-            wire::encode_publish(&mut connection.write_buffer, &topic, shared.qos, packet_id, &payload_buffer);
-            queued += 1;
-            if let Some(period) = shared.period {
-                next_send += period;
+                seq += 1;
+                let sent_at = Instant::now();
+                let sent_ns = u64::try_from((sent_at - shared.epoch).as_nanos()).unwrap_or(u64::MAX);
+                payload::build(&mut payload_buffer, shared.payload_bytes, unix_millis(), seq, sent_ns);
+                let packet_id = if shared.qos == 0 {
+                    0
+                } else {
+                    while next_packet_id == 0 || inflight.contains_key(&next_packet_id) {
+                        next_packet_id = next_packet_id.wrapping_add(1);
+                    }
+                    let id = next_packet_id;
+                    next_packet_id = next_packet_id.wrapping_add(1);
+                    inflight.insert(id, sent_at);
+                    id
+                };
+                wire::encode_publish(&mut connection.write_buffer, &topic, shared.qos, packet_id, &payload_buffer);
+                queued += 1;
+                if let Some(period) = shared.period {
+                    next_send += period;
+                }
             }
         }
         if now >= last_write + PING_AFTER && queued == 0 {

@@ -45,11 +45,17 @@ struct Api {
 
 impl Api {
     /// Sends one request, retrying on 429 (after `Retry-After`) and on transport errors.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(StatusCode, Value)> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = self.client.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.token);
+            let mut request =
+                self.client.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.token);
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -111,7 +117,7 @@ pub(crate) async fn run(settings: ProvisionSettings) -> anyhow::Result<usize> {
             async move {
                 let result = provision_device(&api, &tenant, &device).await;
                 let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if finished % 500 == 0 || finished == total as u64 {
+                if finished.is_multiple_of(500) || finished == total as u64 {
                     eprintln!("provisioned {finished}/{total}");
                 }
                 (index, result)
@@ -167,7 +173,11 @@ async fn provision_subscriber(api: &Api, tenant: &str) -> anyhow::Result<Credent
     }
     let id = answer["id"].as_str().ok_or_else(|| anyhow!("API key answer without id"))?;
     let key = answer["key"].as_str().ok_or_else(|| anyhow!("API key answer without key"))?;
-    Ok(Credential { client_id: "bench-subscriber".to_owned(), username: format!("{tenant}/{id}"), password: key.to_owned() })
+    Ok(Credential {
+        client_id: "bench-subscriber".to_owned(),
+        username: format!("{tenant}/{id}"),
+        password: key.to_owned(),
+    })
 }
 
 fn https_client(ca: &Path) -> anyhow::Result<reqwest::Client> {

@@ -41,6 +41,7 @@ impl Samples {
         self.micros.extend(other.micros);
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.micros.len()
     }

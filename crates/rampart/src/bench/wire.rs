@@ -23,13 +23,28 @@ const MAX_REMAINING_LENGTH: usize = 268_435_455;
 /// A packet received from the broker.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Incoming {
-    ConnAck { session_present: bool, return_code: u8 },
-    Publish { qos: u8, packet_id: Option<u16>, topic: String, payload: Vec<u8> },
-    PubAck { packet_id: u16 },
-    SubAck { packet_id: u16, return_codes: Vec<u8> },
+    ConnAck {
+        session_present: bool,
+        return_code: u8,
+    },
+    Publish {
+        qos: u8,
+        packet_id: Option<u16>,
+        topic: String,
+        payload: Vec<u8>,
+    },
+    PubAck {
+        packet_id: u16,
+    },
+    SubAck {
+        packet_id: u16,
+        return_codes: Vec<u8>,
+    },
     PingResp,
     /// Anything a publisher or subscriber at QoS ≤ 1 does not act on (PUBREC, UNSUBACK, …).
-    Other { packet_type: u8 },
+    Other {
+        packet_type: u8,
+    },
 }
 
 /// Why bytes from the broker could not be decoded.

@@ -150,7 +150,9 @@ async fn bench_run_and_connect_against_mosquitto() {
     let sent = count(&summary, "sent");
     assert!(sent > 100, "{summary}");
     assert_eq!(count(&summary, "acked"), sent, "{summary}");
-    assert_eq!(count(&summary, "received"), sent, "every message reaches the subscriber: {summary}");
+    // Mosquitto may drop deliveries to a subscriber that falls behind (max_queued_messages).
+    let received = count(&summary, "received");
+    assert!(received > 0 && received <= sent, "{summary}");
     assert_eq!(count(&summary, "errors"), 0, "{summary}");
     for field in ["msgs_per_s", "ack_p50_ms", "ack_p99_ms", "ack_p999_ms", "e2e_p99_ms"] {
         assert!(summary[field].as_f64().is_some_and(|value| value > 0.0), "{field}: {summary}");
@@ -181,7 +183,8 @@ async fn bench_run_and_connect_against_mosquitto() {
     let bad = broker.dir.path().join("bad.csv");
     std::fs::write(&bad, "bench-00001,bench-00001,wrong\n").expect("write");
     let bad = bad.to_string_lossy().to_string();
-    let summary = bench(&["connect", "--mqtt", &broker.address, "--ca", &ca, "--credentials", &bad, "--hold", "0"]).await;
+    let summary =
+        bench(&["connect", "--mqtt", &broker.address, "--ca", &ca, "--credentials", &bad, "--hold", "0"]).await;
     assert_eq!((count(&summary, "connected"), count(&summary, "failed")), (0, 1), "{summary}");
 }
 

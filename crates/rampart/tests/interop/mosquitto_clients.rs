@@ -63,7 +63,12 @@ async fn mosquitto_clients_with_tokens_on_3_1_1_and_5_0() {
     }
     let received = subscriber.await.expect("subscriber");
     let lines = String::from_utf8_lossy(&received.stdout).to_string();
-    assert_eq!(lines.lines().filter(|line| line.starts_with("devices/mq-1/telemetry ")).count(), 2, "{}", text(&received));
+    assert_eq!(
+        lines.lines().filter(|line| line.starts_with("devices/mq-1/telemetry ")).count(),
+        2,
+        "{}",
+        text(&received)
+    );
     assert_eq!(measurements(&server, &acme, "mq-1", "temp", 2).await.len(), 2);
 
     // Another device's topic: PUBACK 0x87 on 5.0.

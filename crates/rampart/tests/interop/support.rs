@@ -97,8 +97,7 @@ pub fn have(program: &str) -> bool {
 
 /// Runs a command to completion with a time limit, killing it when the limit passes.
 pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
-    let mut child =
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let started = Instant::now();
     loop {
         if child.try_wait().expect("try_wait").is_some() {
