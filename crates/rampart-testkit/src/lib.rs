@@ -29,6 +29,8 @@ pub struct TestServer {
     pub binary: PathBuf,
     pub data_dir: PathBuf,
     pub http_addr: String,
+    /// The MQTT over TLS listener, `host:port`.
+    pub mqtt_addr: String,
     pub client: reqwest::Client,
     pub options: ServerOptions,
     child: Option<Child>,
@@ -47,6 +49,7 @@ impl TestServer {
             binary: PathBuf::from(binary),
             data_dir,
             http_addr: String::new(),
+            mqtt_addr: String::new(),
             client: reqwest::Client::new(),
             options,
             child: None,
@@ -89,6 +92,7 @@ impl TestServer {
                 && let Some(http) = value["http"].as_str()
             {
                 self.http_addr = http.to_owned();
+                self.mqtt_addr = value["mqtt"].as_str().unwrap_or_default().to_owned();
                 break;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

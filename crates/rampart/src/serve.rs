@@ -1,5 +1,6 @@
-//! `rampart serve`: open everything, bind the listeners, announce them, serve until SIGTERM or
-//! SIGINT, then stop accepting, finish in-flight requests, sign the audit heads and exit 0.
+//! `rampart serve`: open everything, bind the listeners (HTTPS and MQTT over TLS), announce
+//! them, serve until SIGTERM or SIGINT, then stop accepting, close MQTT sessions, commit
+//! everything acknowledged, sign the audit heads and exit 0.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,6 +12,8 @@ use anyhow::Context;
 use axum_server::Handle;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rampart_api::{ApiSettings, AppState};
+use rampart_data::{IngestSettings, Ingestor};
+use rampart_gateway::{Gateway, GatewaySettings};
 use rampart_platform::{Platform, SystemClock};
 
 use crate::cli::ServeArgs;
@@ -36,27 +39,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("opening the store")?;
     let platform = Arc::new(Platform::open(store, master, Arc::new(SystemClock)).await.context("opening the platform")?);
     let admin = bootstrap_admin(&platform, &settings.data_dir).await?;
-    let tls = crate::tls::server_config(&platform, &settings).await?;
+    let tls = crate::tls::listener_configs(&platform, &settings).await?;
+    let ingestor = Ingestor::start(Arc::clone(&platform), IngestSettings::default());
+    let gateway_settings = GatewaySettings { listen: settings.mqtt_listen, ..GatewaySettings::default() };
+    let gateway = Gateway::start(Arc::clone(&platform), ingestor.clone(), tls.mqtt, gateway_settings)
+        .await
+        .context("starting the MQTT listener")?;
+    let mqtt_addr = gateway.local_addr();
 
     let listener = std::net::TcpListener::bind(settings.http_listen)
         .with_context(|| format!("binding the HTTPS listener on {}", settings.http_listen))?;
     listener.set_nonblocking(true)?;
     let http_addr = listener.local_addr()?;
-    let app = rampart_api::router(AppState::new(Arc::clone(&platform), ApiSettings::default()));
+    let state = AppState::new(Arc::clone(&platform), ApiSettings::default()).with_ingestor(ingestor.clone());
+    let app = rampart_api::router(state);
     let handle = Handle::new();
-    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls)).handshake_timeout(HANDSHAKE_TIMEOUT);
+    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls.https)).handshake_timeout(HANDSHAKE_TIMEOUT);
     let mut server = axum_server::from_tcp(listener).acceptor(PeerCertAcceptor::new(acceptor)).handle(handle.clone());
     server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
     let http_task = tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
     handle.listening().await.context("the HTTPS listener did not start")?;
 
-    write_endpoints(&settings.data_dir, http_addr)?;
-    announce(&settings, http_addr, &admin);
+    write_endpoints(&settings.data_dir, http_addr, mqtt_addr)?;
+    announce(&settings, http_addr, mqtt_addr, &admin);
     let checkpointer = tokio::spawn(checkpoint_periodically(Arc::clone(&platform)));
 
     wait_for_shutdown_signal().await?;
     tracing::info!("shutting down");
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    // Closes sessions and waits for their in-flight stores; then everything acknowledged is
+    // committed.
+    gateway.shutdown().await;
+    ingestor.flush().await;
     match http_task.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::error!(%error, "HTTPS listener failed"),
@@ -81,18 +95,19 @@ fn init_logging(json: bool) {
 }
 
 /// Writes `DATA_DIR/endpoints.json` atomically, once the listeners accept connections.
-fn write_endpoints(data_dir: &Path, http: SocketAddr) -> anyhow::Result<()> {
-    let body = serde_json::json!({ "http": http.to_string() });
+fn write_endpoints(data_dir: &Path, http: SocketAddr, mqtt: SocketAddr) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "http": http.to_string(), "mqtt": mqtt.to_string() });
     let temporary = data_dir.join("endpoints.json.tmp");
     std::fs::write(&temporary, body.to_string()).context("writing endpoints.json")?;
     std::fs::rename(&temporary, data_dir.join("endpoints.json")).context("writing endpoints.json")?;
     Ok(())
 }
 
-fn announce(settings: &ServeSettings, http: SocketAddr, admin: &AdminPassword) {
+fn announce(settings: &ServeSettings, http: SocketAddr, mqtt: SocketAddr, admin: &AdminPassword) {
     let data_dir = settings.data_dir.display();
     println!("console https://{http}/");
     println!("api https://{http}/api/v1");
+    println!("mqtt mqtts://{mqtt}");
     if settings.tls_files.is_none() {
         println!("ca {data_dir}/tls/ca.pem");
     }

@@ -30,8 +30,23 @@ impl Drop for StoredCa {
     }
 }
 
-/// The rustls configuration of the HTTPS (and later MQTT) listener.
-pub async fn server_config(platform: &Platform, settings: &ServeSettings) -> anyhow::Result<Arc<ServerConfig>> {
+/// The rustls configurations of the two listeners.
+pub struct ListenerTls {
+    pub https: Arc<ServerConfig>,
+    pub mqtt: Arc<ServerConfig>,
+}
+
+/// Builds the TLS configurations of the HTTPS and MQTT listeners from the same certificate.
+pub async fn listener_configs(platform: &Platform, settings: &ServeSettings) -> anyhow::Result<ListenerTls> {
+    let (cert_pem, key_pem) = server_credentials(platform, settings).await?;
+    Ok(ListenerTls {
+        https: build_https_config(&cert_pem, &key_pem)?,
+        mqtt: rampart_gateway::mqtt_server_config(&cert_pem, &key_pem)?,
+    })
+}
+
+/// The server certificate chain and key: the operator's files, or one issued by the platform CA.
+async fn server_credentials(platform: &Platform, settings: &ServeSettings) -> anyhow::Result<(String, Zeroizing<String>)> {
     let (cert_pem, key_pem) = match &settings.tls_files {
         Some((cert, key)) => {
             let cert_pem = std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
@@ -40,7 +55,7 @@ pub async fn server_config(platform: &Platform, settings: &ServeSettings) -> any
         }
         None => platform_server_certificate(platform, &settings.data_dir, &settings.tls_sans).await?,
     };
-    build_config(&cert_pem, &key_pem)
+    Ok((cert_pem, key_pem))
 }
 
 async fn platform_server_certificate(
@@ -72,7 +87,9 @@ async fn platform_server_certificate(
     Ok((chain, server.key_pem))
 }
 
-fn build_config(cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<ServerConfig>> {
+/// HTTPS: TLS 1.3/1.2, AEAD only; client certificates optional (devices may authenticate the
+/// device API with one; trust is decided per request against the store).
+fn build_https_config(cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .context("parsing the TLS certificate chain")?;
@@ -85,7 +102,7 @@ fn build_config(cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<ServerConfi
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS protocol versions")?
-        .with_no_client_auth()
+        .with_client_cert_verifier(rampart_gateway::client_cert_verifier())
         .with_single_cert(certs, key)
         .context("TLS certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -16,6 +16,8 @@ pub const ADMIN_PASSWORD: &str = "first-Start-pass-42";
 pub struct Harness {
     pub app: Router,
     pub platform: Arc<Platform>,
+    /// Device data behind the §8 routes; tests submit device data through it.
+    pub ingestor: rampart_data::Ingestor,
     _dir: tempfile::TempDir,
 }
 
@@ -26,8 +28,10 @@ impl Harness {
         let platform = Platform::open(store, SecretKey256::generate(), Arc::new(SystemClock)).await.expect("platform");
         platform.bootstrap(ADMIN_PASSWORD).await.expect("bootstrap");
         let platform = Arc::new(platform);
-        let app = router(AppState::new(Arc::clone(&platform), ApiSettings::default()));
-        Harness { app, platform, _dir: dir }
+        let ingestor = rampart_data::Ingestor::start(Arc::clone(&platform), rampart_data::IngestSettings::default());
+        let state = AppState::new(Arc::clone(&platform), ApiSettings::default()).with_ingestor(ingestor.clone());
+        let app = router(state);
+        Harness { app, platform, ingestor, _dir: dir }
     }
 
     /// Sends one request; `body` is sent as JSON. Returns the status and the JSON answer
