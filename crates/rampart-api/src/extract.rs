@@ -29,6 +29,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A raw request body (device payloads are validated by the ingest pipeline). Oversized
+/// bodies answer 413.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        axum::body::to_bytes(request.into_body(), usize::MAX).await.map(RawBody).map_err(body_error)
+    }
+}
+
 /// Maps a body read failure: exceeding the length limit is 413, anything else 400.
 pub(crate) fn body_error(error: axum::Error) -> ApiError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);

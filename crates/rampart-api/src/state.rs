@@ -38,7 +38,11 @@ impl AppState {
     /// The same state with the device data service the §8 routes use.
     pub fn with_ingestor(self, ingestor: rampart_data::Ingestor) -> Self {
         let Inner { platform, settings, .. } = &*self.0;
-        AppState(Arc::new(Inner { platform: Arc::clone(platform), settings: settings.clone(), ingestor: Some(ingestor) }))
+        AppState(Arc::new(Inner {
+            platform: Arc::clone(platform),
+            settings: settings.clone(),
+            ingestor: Some(ingestor),
+        }))
     }
 }
 

@@ -47,7 +47,7 @@ async fn main() {
     let server = issue_server_certificate(&ca.cert_pem, &ca.key_pem, &["localhost".to_owned()]).unwrap();
     let tls = mqtt_server_config(&format!("{}{}", server.cert_pem, ca.cert_pem), &server.key_pem).unwrap();
     std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
-    let settings = GatewaySettings { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..GatewaySettings::default() };
+    let settings = GatewaySettings { listen: SocketAddr::from(([127, 0, 0, 1], 0)), connect_timeout: Duration::from_secs(120), ..GatewaySettings::default() };
     let gateway = Gateway::start(platform.clone(), ingestor, tls, settings).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_kib();
@@ -59,7 +59,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let stats = gateway.stats();
         println!("sessions {} rss {} KiB (+{} KiB, {:.1} KiB/conn)", stats.sessions, rss_kib(), rss_kib() - before, (rss_kib() - before) as f64 / stats.sessions.max(1) as f64);
-        if stats.sessions >= n { break; }
+        if stats.sessions >= n || std::env::var("NOCONNECT").is_ok() && rss_kib() - before > 0 && std::path::Path::new("/tmp/idle_done").exists() { break; }
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stats = gateway.stats();
@@ -78,6 +78,7 @@ async fn client(ca: &str, port: u16, creds: &str, _x: &str) {
         let (id, token) = line.split_once(' ').unwrap();
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+        if std::env::var("NOCONNECT").is_ok() { held.push(tls); continue; }
         let connect = Packet::Connect(Box::new(Connect { protocol: Protocol::V311, clean_start: true, keep_alive: 600, client_id: id.into(), will: None, username: Some(format!("acme/{id}")), password: Some(Bytes::copy_from_slice(token.as_bytes())), properties: Properties::default() }));
         let mut out = BytesMut::new();
         encode(&connect, Protocol::V311, &mut out).unwrap();
@@ -86,5 +87,6 @@ async fn client(ca: &str, port: u16, creds: &str, _x: &str) {
         tls.read_exact(&mut ack).await.unwrap();
         held.push(tls);
     }
+    std::fs::write("/tmp/idle_done", "").unwrap();
     tokio::time::sleep(Duration::from_secs(600)).await;
 }

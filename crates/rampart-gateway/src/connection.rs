@@ -432,8 +432,15 @@ impl Connection {
             return;
         };
         let (session, mut connack, actions) = Session::accept(&connect, shared.session_config, resumed, now);
-        if assigned && protocol == Protocol::V5 {
-            connack.properties.assigned_client_identifier = Some(client_id);
+        if protocol == Protocol::V5 {
+            if assigned {
+                connack.properties.assigned_client_identifier = Some(client_id);
+            }
+            // A session expiry above our cap is announced as the cap (5.0 §3.2.2.3.2).
+            let cap = shared.settings.max_session_expiry_s;
+            if connect.properties.session_expiry_interval.is_some_and(|asked| asked > cap) {
+                connack.properties.session_expiry_interval = Some(cap);
+            }
         }
         let mut connection = Connection {
             shared: Arc::clone(&shared),
@@ -1040,5 +1047,19 @@ impl Shared {
     pub(crate) fn raise_in_background(&self, draft: SecurityEventDraft) {
         let platform = Arc::clone(&self.platform);
         tokio::spawn(async move { platform.raise_security_event(draft).await });
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        eprintln!("PROBE Connection {}", std::mem::size_of::<super::Connection>());
+        eprintln!("PROBE Session {}", std::mem::size_of::<rampart_mqtt::Session>());
+        eprintln!("PROBE Connect {}", std::mem::size_of::<rampart_mqtt::Connect>());
+        eprintln!("PROBE Stream {}", std::mem::size_of::<super::Stream>());
+        eprintln!("PROBE Wake {}", std::mem::size_of::<super::Wake>());
+        eprintln!("PROBE Live {}", std::mem::size_of::<crate::registry::Live>());
+        eprintln!("PROBE Slot {}", std::mem::size_of::<crate::registry::Slot>());
     }
 }

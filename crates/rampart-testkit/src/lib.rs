@@ -1,6 +1,8 @@
 //! Test support: [`TestServer`] starts the real `rampart` binary on port 0 with a fresh data
 //! dir, waits for `endpoints.json`, and offers an HTTPS client that trusts the platform CA.
 
+pub mod mqtt;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -252,7 +252,9 @@ async fn aggregate_measurements(
     check_name("series", &series)?;
     let interval = match params.interval.as_deref() {
         None => AggregateInterval::Hour,
-        Some(text) => AggregateInterval::parse(text).ok_or_else(|| ApiError::invalid("interval must be 1m, 1h or 1d"))?,
+        Some(text) => {
+            AggregateInterval::parse(text).ok_or_else(|| ApiError::invalid("interval must be 1m, 1h or 1d"))?
+        }
     };
     let function = match params.function.as_deref() {
         None => AggregateFn::Avg,
@@ -290,7 +292,13 @@ impl From<DeviceEvent> for EventDto {
         for reserved in ["id", "ts", "type", "text"] {
             extra.remove(reserved);
         }
-        EventDto { id: event.id, ts: format_rfc3339_ms(event.ts), event_type: event.event_type, text: event.text, extra }
+        EventDto {
+            id: event.id,
+            ts: format_rfc3339_ms(event.ts),
+            event_type: event.event_type,
+            text: event.text,
+            extra,
+        }
     }
 }
 

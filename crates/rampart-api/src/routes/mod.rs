@@ -6,6 +6,7 @@ mod auth_login;
 mod certificates;
 mod data;
 mod device_tokens;
+mod device_api;
 mod devices;
 mod groups;
 mod health;
@@ -37,6 +38,7 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(security_events::routes())
         .merge(tenant_keys::routes())
         .merge(groups::routes())
+        .merge(device_api::routes())
         .merge(devices::routes())
         .merge(device_tokens::routes())
         .merge(certificates::routes())

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::BIN;
 
 /// A PostgreSQL database of its own for one server: a fresh schema in the test database.
-fn postgres_options(url: &str, schema: &str) -> ServerOptions {
+pub fn postgres_options(url: &str, schema: &str) -> ServerOptions {
     let mut client = std::process::Command::new("psql");
     let created = client
         .args([url, "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")])
@@ -21,6 +21,15 @@ fn postgres_options(url: &str, schema: &str) -> ServerOptions {
         storage: Some(format!("{url}{separator}options=-csearch_path%3D{schema}")),
         ..Default::default()
     }
+}
+
+/// Drops a schema made by [`postgres_options`].
+pub fn drop_schema(url: &str, schema: &str) {
+    std::process::Command::new("psql")
+        .args([url, "-q", "-c", &format!("DROP SCHEMA {schema} CASCADE")])
+        .env("PGOPTIONS", "--client-min-messages=warning")
+        .status()
+        .ok();
 }
 
 /// The README's five-minute tour, step by step, plus the checks an attacker would try.
@@ -93,5 +102,5 @@ async fn tour_on_postgres() {
     let server = TestServer::start(BIN, postgres_options(&url, &schema)).await;
     tour(&server).await;
     drop(server);
-    std::process::Command::new("psql").args([&url, "-q", "-c", &format!("DROP SCHEMA {schema} CASCADE")]).status().ok();
+    drop_schema(&url, &schema);
 }

@@ -1,0 +1,177 @@
+//! The HTTPS API for devices without MQTT (SPEC §7): a device authenticates with a device token
+//! (`Authorization: Bearer rdt_…`) or with its TLS client certificate, and publishes what it
+//! would publish on its MQTT topics. Data is acknowledged only once it is durable.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::header;
+use rampart_data::{DataKind, IngestError};
+use rampart_platform::{AuthenticatedDevice, DeviceAuthError};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{PeerCertificates, RawBody, client_ip};
+use crate::routes::data::ingestor;
+use crate::state::AppState;
+
+const DEVICE_TOKEN_PREFIX: &str = "rdt_";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_telemetry))
+        .routes(routes!(post_events))
+        .routes(routes!(post_alarms))
+        .routes(routes!(post_attestation))
+        .routes(routes!(get_twin))
+        .routes(routes!(patch_reported))
+}
+
+/// A device authenticated by token or client certificate.
+pub struct DeviceCaller {
+    tenant: String,
+    device: String,
+}
+
+impl FromRequestParts<AppState> for DeviceCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let platform = &state.platform;
+        let source_ip = client_ip(parts);
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let outcome = match (bearer, parts.extensions.get::<PeerCertificates>()) {
+            (Some(token), _) if token.starts_with(DEVICE_TOKEN_PREFIX) => {
+                platform.find_device_by_token(token.as_bytes()).await
+            }
+            (Some(_), _) => return Err(ApiError::Unauthorized),
+            (None, Some(PeerCertificates(Some(chain)))) => {
+                platform.authenticate_device_certificate(chain, platform.now_ms()).await
+            }
+            (None, _) => return Err(ApiError::Unauthorized),
+        };
+        match outcome {
+            Ok(AuthenticatedDevice { device, .. }) => {
+                let now = platform.now_ms();
+                let address = source_ip.unwrap_or_default();
+                // An HTTPS device is "seen", not connected: record the visit and its address.
+                platform.store.mark_device_connected(&device.tenant, &device.id, now, &address).await?;
+                platform.store.mark_device_disconnected(&device.tenant, &device.id, now).await?;
+                Ok(DeviceCaller { tenant: device.tenant, device: device.id })
+            }
+            Err(error) => {
+                platform.record_device_auth_failure(&error, source_ip.as_deref(), "https").await;
+                match error {
+                    DeviceAuthError::Platform(cause) => Err(cause.into()),
+                    DeviceAuthError::NotAuthorized { revoked_credential: false, .. } => Err(ApiError::Forbidden),
+                    _ => Err(ApiError::Unauthorized),
+                }
+            }
+        }
+    }
+}
+
+/// What the platform stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Stored {
+    stored: bool,
+}
+
+async fn ingest(state: &AppState, caller: &DeviceCaller, kind: DataKind, body: &[u8]) -> ApiResult<Json<Stored>> {
+    let ingestor = ingestor(state)?;
+    let now = state.platform.now_ms();
+    match ingestor.submit(&caller.tenant, &caller.device, kind, body, now).await {
+        Ok(()) => Ok(Json(Stored { stored: true })),
+        Err(IngestError::Malformed(reason)) => Err(ApiError::invalid(format!("malformed payload: {reason}"))),
+        Err(IngestError::UnknownDevice { .. }) => Err(ApiError::Unauthorized),
+        Err(other) => Err(ApiError::Internal(other.to_string())),
+    }
+}
+
+macro_rules! device_post {
+    ($name:ident, $path:literal, $kind:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "device",
+            request_body(content = Object, content_type = "application/json"),
+            responses(
+                (status = 200, body = Stored),
+                (status = 400, body = crate::error::ErrorBody),
+                (status = 401, body = crate::error::ErrorBody),
+                (status = 403, body = crate::error::ErrorBody),
+                (status = 413, body = crate::error::ErrorBody)
+            ),
+            security(("bearer" = []))
+        )]
+        async fn $name(State(state): State<AppState>, caller: DeviceCaller, RawBody(body): RawBody) -> ApiResult<Json<Stored>> {
+            ingest(&state, &caller, $kind, &body).await
+        }
+    };
+}
+
+device_post!(post_telemetry, "/api/v1/device/telemetry", DataKind::Telemetry, "Stores telemetry, as on `devices/{id}/telemetry`.");
+device_post!(post_events, "/api/v1/device/events", DataKind::Events, "Stores an event, as on `devices/{id}/events`.");
+device_post!(post_alarms, "/api/v1/device/alarms", DataKind::Alarms, "Raises or clears an alarm, as on `devices/{id}/alarms`.");
+device_post!(
+    post_attestation,
+    "/api/v1/device/attestation",
+    DataKind::Attestation,
+    "Stores an attestation report, as on `devices/{id}/attestation`."
+);
+
+/// The device's twin as the device sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct DeviceTwin {
+    #[schema(value_type = Object)]
+    desired: Value,
+    desired_version: i64,
+    #[schema(value_type = Object)]
+    reported: Value,
+    reported_version: i64,
+}
+
+/// Reads the device's own twin.
+#[utoipa::path(
+    get,
+    path = "/api/v1/device/twin",
+    tag = "device",
+    responses((status = 200, body = DeviceTwin), (status = 401, body = crate::error::ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn get_twin(State(state): State<AppState>, caller: DeviceCaller) -> ApiResult<Json<DeviceTwin>> {
+    let reported = ingestor(&state)?.reported_twin(&caller.tenant, &caller.device).await?;
+    // Desired state arrives with remote management (SPEC §9); until then it is empty.
+    Ok(Json(DeviceTwin {
+        desired: Value::Object(serde_json::Map::new()),
+        desired_version: 0,
+        reported: reported.reported,
+        reported_version: reported.version,
+    }))
+}
+
+/// Merges a JSON merge patch into the reported state.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/device/twin/reported",
+    tag = "device",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, body = Stored),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn patch_reported(State(state): State<AppState>, caller: DeviceCaller, RawBody(body): RawBody) -> ApiResult<Json<Stored>> {
+    ingest(&state, &caller, DataKind::TwinReported, &body).await
+}

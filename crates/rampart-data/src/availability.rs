@@ -1,0 +1,66 @@
+//! `unavailable` alarms (SPEC §8): a device with `required_interval_s` that stays silent
+//! longer raises one MAJOR alarm of type `unavailable`, once; its next message clears it (the
+//! ingest batch does that in the same transaction as the data).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rampart_crypto::random_id;
+use rampart_store::AlarmRaise;
+
+use crate::ingest::{Inner, Shared};
+use crate::queries::alarm_live_event;
+use crate::writer::seal_alarm_text;
+
+/// Devices handled per check; the rest wait for the next round.
+const PER_ROUND: u32 = 1000;
+
+pub(crate) fn spawn(inner: Weak<Inner>, period: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            // The ingestor is gone: stop with it.
+            let Some(inner) = inner.upgrade() else { return };
+            let shared = Arc::clone(&inner.shared);
+            drop(inner);
+            if let Err(error) = check_once(&shared).await {
+                tracing::warn!(%error, "availability check failed");
+            }
+        }
+    });
+}
+
+/// Raises `unavailable` on every silent device; answers how many were raised.
+pub(crate) async fn check_once(shared: &Shared) -> Result<usize, rampart_store::StoreError> {
+    let now = shared.platform.now_ms();
+    let store = &shared.platform.store;
+    let silent = store.list_silent_devices(now, PER_ROUND).await?;
+    let mut raised = 0;
+    for device in silent {
+        let text = format!("No data for more than {} s", device.required_interval_s);
+        let text_sealed = match shared.keys.get(&device.tenant, &device.device).await {
+            Ok(keys) => Some(seal_alarm_text(&keys, &device.tenant, &device.device, "unavailable", &text)),
+            Err(_) => None,
+        };
+        let raise = AlarmRaise {
+            tenant: device.tenant.clone(),
+            id: format!("{:016x}{}", now.max(0), random_id(6)),
+            device: device.device.clone(),
+            alarm_type: "unavailable".to_owned(),
+            severity: "MAJOR".to_owned(),
+            text_sealed,
+            ts: now,
+        };
+        store.raise_alarm(&raise).await?;
+        raised += 1;
+        shared.unavailable_open().insert((device.tenant.clone(), device.device.clone()));
+        if let Ok(Some(row)) = store.latest_alarm(&device.tenant, &device.device, "unavailable").await
+            && let Some(event) = alarm_live_event(shared, row).await
+        {
+            shared.publish(event);
+        }
+    }
+    Ok(raised)
+}

@@ -1,0 +1,201 @@
+//! The [`Ingestor`]: the one entry point for device data, from validation to durable commit,
+//! and the read side (queries, alarm updates) that shares its key cache and live channel.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rampart_platform::Platform;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::error::IngestError;
+use crate::keys::KeyCache;
+use crate::kind::DataKind;
+use crate::live::LiveEvent;
+use crate::payload::{self, Parsed};
+use crate::writer::{self, Command, Job};
+
+/// Tunables of the ingest pipeline.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Most messages committed in one transaction.
+    pub max_batch: usize,
+    /// Messages waiting for the writer before `submit` waits and `submit_nowait` drops.
+    pub queue_capacity: usize,
+    /// Unwrapped device keys kept in memory.
+    pub key_cache_capacity: usize,
+    /// Live events buffered per slow subscriber before it lags.
+    pub live_capacity: usize,
+    /// How often silent devices are looked for (`unavailable` alarms); `None` disables it.
+    pub availability_check: Option<Duration>,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            max_batch: 1000,
+            queue_capacity: 100_000,
+            key_cache_capacity: 100_000,
+            live_capacity: 4096,
+            availability_check: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Validates `payload` for `kind` exactly as [`Ingestor::submit`] does, without storing or
+/// counting anything (dry runs, the fuzz target). `Err` is always [`IngestError::Malformed`].
+pub fn check_payload(kind: DataKind, payload: &[u8], received_at_ms: i64) -> Result<(), IngestError> {
+    payload::parse(kind, payload, received_at_ms).map(drop).map_err(|reason| IngestError::Malformed(reason.0))
+}
+
+/// What the writer tasks, the availability monitor and the queries share.
+pub(crate) struct Shared {
+    pub(crate) platform: Arc<Platform>,
+    pub(crate) keys: Arc<KeyCache>,
+    pub(crate) live: broadcast::Sender<LiveEvent>,
+    pub(crate) malformed_total: AtomicU64,
+    /// Devices whose `unavailable` alarm this process raised and has not yet seen cleared;
+    /// only used to publish the clearing on the live channel (the store clears it anyway).
+    pub(crate) unavailable_open: Mutex<HashSet<(String, String)>>,
+    /// Serialises reported-twin merges in this process (they are read-modify-write); other
+    /// nodes are caught by the version check.
+    pub(crate) twin_merge: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    pub(crate) fn publish(&self, event: LiveEvent) {
+        // No subscriber is fine: the data is stored either way.
+        let _no_subscriber_is_fine = self.live.send(event);
+    }
+
+    pub(crate) fn unavailable_open(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        self.unavailable_open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Device data service: ingest (group commit), queries, alarms and the live channel.
+/// Cheap to clone; every clone shares one writer, which stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Ingestor {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    queue: mpsc::Sender<Command>,
+}
+
+impl Ingestor {
+    /// Starts the group-commit writer and (unless disabled) the availability monitor. Must be
+    /// called inside a tokio runtime.
+    pub fn start(platform: Arc<Platform>, settings: IngestSettings) -> Ingestor {
+        let (live, _) = broadcast::channel(settings.live_capacity.max(16));
+        let keys = Arc::new(KeyCache::new(Arc::clone(&platform), settings.key_cache_capacity));
+        keys.spawn_invalidation();
+        let shared = Arc::new(Shared {
+            platform,
+            keys,
+            live,
+            malformed_total: AtomicU64::new(0),
+            unavailable_open: Mutex::new(HashSet::new()),
+            twin_merge: tokio::sync::Mutex::new(()),
+        });
+        let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+        writer::spawn(Arc::clone(&shared), receiver, settings.max_batch.max(1));
+        let inner = Arc::new(Inner { shared, queue });
+        if let Some(period) = settings.availability_check {
+            crate::availability::spawn(Arc::downgrade(&inner), period);
+        }
+        Ingestor { inner }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    fn validate(&self, kind: DataKind, payload: &[u8], received_at_ms: i64) -> Result<Parsed, IngestError> {
+        payload::parse(kind, payload, received_at_ms).map_err(|reason| {
+            self.shared().malformed_total.fetch_add(1, Ordering::Relaxed);
+            IngestError::Malformed(reason.0)
+        })
+    }
+
+    /// Parses and validates `payload` (untrusted bytes from a device) for `kind`, encrypts it
+    /// under the device key, and returns once it is durably committed (SQLite WAL with
+    /// `synchronous=FULL`; PostgreSQL commit). A malformed payload is rejected whole with
+    /// [`IngestError::Malformed`], nothing of it is stored, and [`Ingestor::malformed_total`]
+    /// counts it.
+    ///
+    /// An event whose `type` starts with `security.` also raises a security event (SPEC §10)
+    /// after the commit, through [`Platform::raise_security_event`] (`security.tamper` →
+    /// `tamper`, other known §10 types likewise, anything else `device_security_event`), and
+    /// appears on the live channel as [`crate::LiveTopic::SecurityEvent`]; callers do not raise
+    /// it again.
+    pub async fn submit(
+        &self,
+        tenant: &str,
+        device: &str,
+        kind: DataKind,
+        payload: &[u8],
+        received_at_ms: i64,
+    ) -> Result<(), IngestError> {
+        let parsed = self.validate(kind, payload, received_at_ms)?;
+        if let Parsed::TwinReported(patch) = parsed {
+            return crate::twin::apply_reported(self.shared(), tenant, device, patch, received_at_ms).await;
+        }
+        let (done, outcome) = oneshot::channel();
+        let job = Job::new(tenant, device, received_at_ms, parsed, Some(done));
+        self.inner.queue.send(Command::Write(job)).await.map_err(|_| IngestError::Stopped)?;
+        outcome.await.unwrap_or(Err(IngestError::Stopped))
+    }
+
+    /// For QoS 0: the same validation, synchronously; the message is queued for the next
+    /// commit without waiting for it. A full queue answers [`IngestError::Overloaded`] (the
+    /// message is dropped); storage failures after that are only logged.
+    pub fn submit_nowait(
+        &self,
+        tenant: &str,
+        device: &str,
+        kind: DataKind,
+        payload: &[u8],
+        received_at_ms: i64,
+    ) -> Result<(), IngestError> {
+        let parsed = self.validate(kind, payload, received_at_ms)?;
+        if let Parsed::TwinReported(patch) = parsed {
+            let shared = Arc::clone(&self.inner.shared);
+            let (tenant, device) = (tenant.to_owned(), device.to_owned());
+            tokio::spawn(async move {
+                if let Err(error) = crate::twin::apply_reported(&shared, &tenant, &device, patch, received_at_ms).await
+                {
+                    tracing::warn!(%tenant, %device, %error, "reported twin update (QoS 0) failed");
+                }
+            });
+            return Ok(());
+        }
+        let job = Job::new(tenant, device, received_at_ms, parsed, None);
+        self.inner.queue.try_send(Command::Write(job)).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => IngestError::Stopped,
+        })
+    }
+
+    /// Every committed piece of device data of every tenant; filter by `tenant` yourself.
+    pub fn subscribe_live(&self) -> broadcast::Receiver<LiveEvent> {
+        self.shared().live.subscribe()
+    }
+
+    /// Returns once everything submitted before the call is committed (graceful shutdown).
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.inner.queue.send(Command::Flush(done)).await.is_ok() {
+            // An error means the writer is gone, so nothing is pending either.
+            let _writer_gone_is_fine = flushed.await;
+        }
+    }
+
+    /// Messages rejected as malformed since start.
+    pub fn malformed_total(&self) -> u64 {
+        self.shared().malformed_total.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,40 @@
+//! Device data (SPEC §7 payloads, §8 data, §12 encryption at rest): parsing and validation of
+//! what devices publish, encryption under per-device keys, a group-commit writer that
+//! acknowledges only durable data, queries (measurements, aggregates, events, alarms), alarm
+//! semantics, `unavailable` alarms, and a live channel for Server-Sent Events.
+//!
+//! The edges (MQTT gateway, HTTPS device API, REST API) hold one [`Ingestor`] (cheap to clone)
+//! and call [`Ingestor::submit`] with the untrusted payload bytes of a device:
+//!
+//! ```no_run
+//! # async fn example(platform: std::sync::Arc<rampart_platform::Platform>) {
+//! use rampart_data::{DataKind, IngestError, IngestSettings, Ingestor};
+//! let ingestor = Ingestor::start(platform, IngestSettings::default());
+//! match ingestor.submit("acme", "pump-1", DataKind::Telemetry, br#"{"temp":21.5}"#, 1_764_000_000_000).await {
+//!     Ok(()) => { /* durable: send PUBACK */ }
+//!     Err(IngestError::Malformed(_)) => { /* PUBACK 0x99 (5.0) / drop (3.1.1) */ }
+//!     Err(_) => { /* storage trouble: 0x80, do not acknowledge */ }
+//! }
+//! # }
+//! ```
+
+mod availability;
+mod error;
+mod ingest;
+mod keys;
+mod kind;
+mod live;
+mod payload;
+mod queries;
+mod seal;
+mod twin;
+mod writer;
+
+pub use error::{IngestError, QueryError};
+pub use ingest::{IngestSettings, Ingestor, check_payload};
+pub use kind::DataKind;
+pub use live::{LiveEvent, LiveTopic};
+pub use queries::{
+    AggregateFn, AggregateInterval, AggregateQuery, Alarm, AlarmQuery, AlarmSeverity, AlarmStatus, Bucket, DeviceEvent,
+    EventQuery, ListPage, MAX_AGGREGATE_ROWS, MAX_SCAN_ROWS, Measurement, MeasurementQuery, ReportedTwin,
+};

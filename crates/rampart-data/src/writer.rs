@@ -1,0 +1,381 @@
+//! Group commit. One queue feeds two pipelined tasks: `prepare` takes every message waiting
+//! (up to the batch size), seals it under its device key and turns it into rows; `commit`
+//! writes a prepared batch in ONE transaction and only then answers each waiter. While one
+//! batch is being fsync'd the next one is being prepared, so a commit costs one fsync for up
+//! to `max_batch` messages.
+//!
+//! If a batch fails, its messages are retried one by one, so one bad message (or a device
+//! deleted meanwhile) cannot fail the others.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use rampart_crypto::random_id;
+use rampart_platform::{SecurityEventDraft, Severity, format_rfc3339_ms};
+use rampart_store::{
+    AlarmClear, AlarmRaise, AttestationRow, DeviceDataBatch, DeviceDataRow, DeviceEventRow, DeviceSeen, TelemetryRow,
+};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::IngestError;
+use crate::ingest::Shared;
+use crate::keys::KeyError;
+use crate::live::{LiveEvent, LiveTopic};
+use crate::payload::{AlarmPayload, Parsed};
+use crate::queries::alarm_live_event;
+use crate::seal::{self, DeviceKeys};
+
+/// What the queue carries.
+pub(crate) enum Command {
+    Write(Job),
+    /// Answered once everything queued before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// One validated message on its way to storage.
+pub(crate) struct Job {
+    tenant: Arc<str>,
+    device: Arc<str>,
+    received_at_ms: i64,
+    parsed: Parsed,
+    done: Option<oneshot::Sender<Result<(), IngestError>>>,
+}
+
+impl Job {
+    pub(crate) fn new(
+        tenant: &str,
+        device: &str,
+        received_at_ms: i64,
+        parsed: Parsed,
+        done: Option<oneshot::Sender<Result<(), IngestError>>>,
+    ) -> Job {
+        Job { tenant: Arc::from(tenant), device: Arc::from(device), received_at_ms, parsed, done }
+    }
+}
+
+/// A security event to raise once the event that carries it is committed.
+struct SecurityNotice {
+    event_type: &'static str,
+    severity: Severity,
+    details: Value,
+}
+
+/// Work to do after a message is committed.
+#[derive(Default)]
+struct AfterCommit {
+    live: Vec<LiveEvent>,
+    security: Option<SecurityNotice>,
+    /// The alarm type whose new state must be read back and published.
+    alarm_type: Option<String>,
+}
+
+struct PreparedJob {
+    tenant: Arc<str>,
+    device: Arc<str>,
+    rows: Range<usize>,
+    seen: usize,
+    done: Option<oneshot::Sender<Result<(), IngestError>>>,
+    after: AfterCommit,
+}
+
+struct Prepared {
+    batch: DeviceDataBatch,
+    jobs: Vec<PreparedJob>,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+pub(crate) fn spawn(shared: Arc<Shared>, queue: mpsc::Receiver<Command>, max_batch: usize) {
+    // Capacity 1: one batch committing, one prepared and waiting, the queue filling behind.
+    let (prepared_sender, prepared_receiver) = mpsc::channel(1);
+    tokio::spawn(prepare_loop(Arc::clone(&shared), queue, prepared_sender, max_batch));
+    tokio::spawn(commit_loop(shared, prepared_receiver));
+}
+
+async fn prepare_loop(
+    shared: Arc<Shared>,
+    mut queue: mpsc::Receiver<Command>,
+    prepared: mpsc::Sender<Prepared>,
+    max_batch: usize,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut commands = vec![first];
+        while commands.len() < max_batch {
+            match queue.try_recv() {
+                Ok(command) => commands.push(command),
+                Err(_) => break,
+            }
+        }
+        let batch = prepare(&shared, commands).await;
+        if prepared.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn commit_loop(shared: Arc<Shared>, mut prepared: mpsc::Receiver<Prepared>) {
+    while let Some(Prepared { batch, jobs, flushes }) = prepared.recv().await {
+        if !jobs.is_empty() {
+            match shared.platform.store.insert_device_data_batch(&batch).await {
+                Ok(()) => {
+                    for job in jobs {
+                        finish(&shared, job, Ok(()));
+                    }
+                }
+                Err(error) if jobs.len() > 1 => {
+                    tracing::warn!(%error, messages = jobs.len(), "ingest batch failed; retrying one by one");
+                    for job in jobs {
+                        let single = DeviceDataBatch {
+                            rows: batch.rows[job.rows.clone()].to_vec(),
+                            seen: batch.seen.get(job.seen).cloned().into_iter().collect(),
+                        };
+                        let result = shared.platform.store.insert_device_data_batch(&single).await;
+                        finish(&shared, job, result.map_err(|error| IngestError::Storage(error.to_string())));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "ingest commit failed");
+                    for job in jobs {
+                        finish(&shared, job, Err(IngestError::Storage(error.to_string())));
+                    }
+                }
+            }
+        }
+        for flush in flushes {
+            let _waiter_gone_is_fine = flush.send(());
+        }
+    }
+}
+
+/// Answers the waiter, then publishes what was committed.
+fn finish(shared: &Arc<Shared>, job: PreparedJob, result: Result<(), IngestError>) {
+    let committed = result.is_ok();
+    match job.done {
+        Some(done) => {
+            let _waiter_gone_is_fine = done.send(result);
+        }
+        None => {
+            if let Err(error) = result {
+                tracing::warn!(tenant = %job.tenant, device = %job.device, %error, "QoS 0 message not stored");
+            }
+        }
+    }
+    if !committed {
+        return;
+    }
+    for event in job.after.live {
+        shared.publish(event);
+    }
+    let cleared_unavailable = shared.unavailable_open().remove(&(job.tenant.to_string(), job.device.to_string()));
+    let needs_alarm_read = job.after.alarm_type.is_some() || cleared_unavailable;
+    if job.after.security.is_none() && !needs_alarm_read {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        if let Some(notice) = job.after.security {
+            let mut draft = SecurityEventDraft::new(&job.tenant, notice.event_type, notice.severity);
+            draft.device = Some(job.device.to_string());
+            draft.details = notice.details;
+            shared.platform.raise_security_event(draft).await;
+        }
+        let types = job.after.alarm_type.into_iter().chain(cleared_unavailable.then(|| "unavailable".to_owned()));
+        for alarm_type in types {
+            match shared.platform.store.latest_alarm(&job.tenant, &job.device, &alarm_type).await {
+                Ok(Some(row)) => {
+                    if let Some(event) = alarm_live_event(&shared, row).await {
+                        shared.publish(event);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "reading an alarm back for the live stream failed"),
+            }
+        }
+    });
+}
+
+async fn prepare(shared: &Shared, commands: Vec<Command>) -> Prepared {
+    let mut prepared = Prepared { batch: DeviceDataBatch::default(), jobs: Vec::new(), flushes: Vec::new() };
+    for command in commands {
+        let job = match command {
+            Command::Write(job) => job,
+            Command::Flush(done) => {
+                prepared.flushes.push(done);
+                continue;
+            }
+        };
+        let keys = match shared.keys.get(&job.tenant, &job.device).await {
+            Ok(keys) => keys,
+            Err(error) => {
+                let error = match error {
+                    KeyError::Unknown => {
+                        IngestError::UnknownDevice { tenant: job.tenant.to_string(), device: job.device.to_string() }
+                    }
+                    KeyError::Other(reason) => IngestError::Storage(reason),
+                };
+                match job.done {
+                    Some(done) => {
+                        let _waiter_gone_is_fine = done.send(Err(error));
+                    }
+                    None => {
+                        tracing::warn!(tenant = %job.tenant, device = %job.device, %error, "QoS 0 message not stored")
+                    }
+                }
+                continue;
+            }
+        };
+        let start = prepared.batch.rows.len();
+        let mut after = AfterCommit::default();
+        rows_for(&job, &keys, &mut prepared.batch.rows, &mut after);
+        let seen = prepared.batch.seen.len();
+        prepared.batch.seen.push(DeviceSeen {
+            tenant: job.tenant.to_string(),
+            device: job.device.to_string(),
+            // "Seen" is when the message arrived, not the (device-chosen) data time.
+            at_ms: job.received_at_ms,
+        });
+        prepared.jobs.push(PreparedJob {
+            tenant: job.tenant,
+            device: job.device,
+            rows: start..prepared.batch.rows.len(),
+            seen,
+            done: job.done,
+            after,
+        });
+    }
+    prepared
+}
+
+/// A random positive 63-bit number.
+fn random_seq() -> i64 {
+    i64::try_from(rand::random::<u64>() >> 1).unwrap_or(0)
+}
+
+fn row_id(ts: i64) -> String {
+    format!("{:016x}{}", ts.max(0), random_id(6))
+}
+
+/// Appends the rows of one message and what to publish once they are committed.
+fn rows_for(job: &Job, keys: &DeviceKeys, rows: &mut Vec<DeviceDataRow>, after: &mut AfterCommit) {
+    let (tenant, device) = (&*job.tenant, &*job.device);
+    match &job.parsed {
+        Parsed::Telemetry(groups) => {
+            for group in groups {
+                let plain = Value::Object(group.values.clone()).to_string();
+                rows.push(DeviceDataRow::Telemetry(TelemetryRow {
+                    tenant: tenant.to_owned(),
+                    device: device.to_owned(),
+                    ts: group.ts,
+                    seq: random_seq(),
+                    sealed: keys.seal_telemetry(tenant, device, group.ts, plain.as_bytes()),
+                }));
+                let mut data = Map::new();
+                data.insert("device".into(), Value::from(device));
+                data.insert("ts".into(), Value::from(format_rfc3339_ms(group.ts)));
+                data.insert("values".into(), Value::Object(group.values.clone()));
+                after.live.push(live(job, LiveTopic::Telemetry, group.ts, data));
+            }
+        }
+        Parsed::Event(event) => {
+            let id = row_id(event.ts);
+            let plain = Value::Object(event.body.clone()).to_string();
+            rows.push(DeviceDataRow::Event(DeviceEventRow {
+                tenant: tenant.to_owned(),
+                device: device.to_owned(),
+                ts: event.ts,
+                id: id.clone(),
+                type_tag: keys.event_type_tag(&event.event_type),
+                sealed: keys.seal_record(seal::EVENTS, tenant, device, &id, plain.as_bytes()),
+            }));
+            let mut data = Map::new();
+            data.insert("device".into(), Value::from(device));
+            data.insert("ts".into(), Value::from(format_rfc3339_ms(event.ts)));
+            data.insert("id".into(), Value::from(id));
+            for (key, value) in &event.body {
+                data.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+            if let Some(suffix) = event.event_type.strip_prefix("security.") {
+                after.security = Some(security_notice(suffix, &event.event_type, &event.body));
+                after.live.push(live(job, LiveTopic::SecurityEvent, event.ts, data.clone()));
+            }
+            after.live.push(live(job, LiveTopic::Events, event.ts, data));
+        }
+        Parsed::Alarm(alarm) => {
+            rows.push(alarm_row(tenant, device, keys, alarm));
+            after.alarm_type = Some(alarm.alarm_type.clone());
+        }
+        Parsed::Attestation(report) => {
+            let id = row_id(report.ts);
+            let plain = Value::Object(report.body.clone()).to_string();
+            rows.push(DeviceDataRow::Attestation(AttestationRow {
+                tenant: tenant.to_owned(),
+                device: device.to_owned(),
+                ts: report.ts,
+                id: id.clone(),
+                sealed: keys.seal_record(seal::ATTESTATIONS, tenant, device, &id, plain.as_bytes()),
+            }));
+            let mut data = report.body.clone();
+            data.insert("device".into(), Value::from(device));
+            data.insert("ts".into(), Value::from(format_rfc3339_ms(report.ts)));
+            after.live.push(live(job, LiveTopic::Attestation, report.ts, data));
+        }
+        // Handled outside the batch (read-modify-write); never queued.
+        Parsed::TwinReported(_) => {}
+    }
+}
+
+fn alarm_row(tenant: &str, device: &str, keys: &DeviceKeys, alarm: &AlarmPayload) -> DeviceDataRow {
+    if alarm.clear {
+        return DeviceDataRow::ClearAlarm(AlarmClear {
+            tenant: tenant.to_owned(),
+            device: device.to_owned(),
+            alarm_type: alarm.alarm_type.clone(),
+            ts: alarm.ts,
+        });
+    }
+    let severity = alarm.severity.map_or("MAJOR", |severity| severity.as_str());
+    DeviceDataRow::RaiseAlarm(AlarmRaise {
+        tenant: tenant.to_owned(),
+        id: row_id(alarm.ts),
+        device: device.to_owned(),
+        alarm_type: alarm.alarm_type.clone(),
+        severity: severity.to_owned(),
+        text_sealed: alarm.text.as_ref().map(|text| seal_alarm_text(keys, tenant, device, &alarm.alarm_type, text)),
+        ts: alarm.ts,
+    })
+}
+
+pub(crate) fn seal_alarm_text(keys: &DeviceKeys, tenant: &str, device: &str, alarm_type: &str, text: &str) -> Vec<u8> {
+    keys.seal_record(seal::ALARM_TEXT, tenant, device, alarm_type, text.as_bytes())
+}
+
+fn live(job: &Job, topic: LiveTopic, ts: i64, data: Map<String, Value>) -> LiveEvent {
+    LiveEvent {
+        tenant: Arc::clone(&job.tenant),
+        device: Arc::clone(&job.device),
+        topic,
+        ts,
+        data: Arc::new(Value::Object(data)),
+    }
+}
+
+/// SPEC §10 types a device may report itself as `security.<type>`.
+const DEVICE_REPORTABLE: &[&str] = &["tamper", "payload_anomaly", "untrusted_firmware", "secure_boot_disabled"];
+
+fn security_notice(suffix: &str, event_type: &str, body: &Map<String, Value>) -> SecurityNotice {
+    let known = DEVICE_REPORTABLE.iter().copied().find(|known| *known == suffix);
+    let severity = match body.get("severity").and_then(Value::as_str) {
+        Some("CRITICAL") => Severity::Critical,
+        Some("MINOR") => Severity::Minor,
+        Some("WARNING") => Severity::Warning,
+        Some("MAJOR") => Severity::Major,
+        _ if known == Some("tamper") => Severity::Critical,
+        _ => Severity::Major,
+    };
+    let mut details = Map::new();
+    details.insert("device_event_type".into(), Value::from(event_type));
+    if let Some(text) = body.get("text") {
+        details.insert("text".into(), text.clone());
+    }
+    SecurityNotice { event_type: known.unwrap_or("device_security_event"), severity, details: Value::Object(details) }
+}
