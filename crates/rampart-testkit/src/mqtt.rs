@@ -35,9 +35,23 @@ pub struct ConnectOptions {
     pub username: Option<String>,
     pub password: Option<String>,
     pub keep_alive: u16,
+    /// Client certificate chain and private key (PEM) to present in the TLS handshake.
+    pub identity: Option<(String, String)>,
 }
 
 impl ConnectOptions {
+    /// A device authenticated by its client certificate alone.
+    pub fn certificate(protocol: Protocol, device: &str, cert_pem: &str, key_pem: &str) -> Self {
+        ConnectOptions {
+            protocol,
+            client_id: device.to_owned(),
+            username: None,
+            password: None,
+            keep_alive: 60,
+            identity: Some((cert_pem.to_owned(), key_pem.to_owned())),
+        }
+    }
+
     pub fn token(protocol: Protocol, tenant: &str, device: &str, token: &str) -> Self {
         ConnectOptions {
             protocol,
@@ -45,22 +59,32 @@ impl ConnectOptions {
             username: Some(format!("{tenant}/{device}")),
             password: Some(token.to_owned()),
             keep_alive: 60,
+            identity: None,
         }
     }
 }
 
-fn tls_config(ca_pem: &Path) -> Arc<rustls::ClientConfig> {
+fn tls_config(ca_pem: &Path, identity: Option<&(String, String)>) -> Arc<rustls::ClientConfig> {
     let pem = std::fs::read(ca_pem).expect("read CA");
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert.expect("CA certificate")).expect("add CA");
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_pem, key_pem)) => {
+            let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("client certificate");
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("client key");
+            builder.with_client_auth_cert(chain, key).expect("client auth")
+        }
+    };
     Arc::new(config)
 }
 
@@ -70,7 +94,7 @@ impl MqttClient {
     pub async fn connect(addr: &str, ca_pem: &Path, options: &ConnectOptions) -> std::io::Result<(MqttClient, u8)> {
         let tcp = TcpStream::connect(addr).await?;
         let name = ServerName::try_from("localhost").expect("server name");
-        let stream = TlsConnector::from(tls_config(ca_pem)).connect(name, tcp).await?;
+        let stream = TlsConnector::from(tls_config(ca_pem, options.identity.as_ref())).connect(name, tcp).await?;
         let mut client = MqttClient { stream, buffer: BytesMut::new(), protocol: options.protocol, next_packet_id: 1 };
         let connect = Connect {
             protocol: options.protocol,

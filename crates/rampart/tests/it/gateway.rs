@@ -223,3 +223,67 @@ async fn acknowledged_messages_survive_sigkill_on_postgres() {
     acknowledged_messages_survive_sigkill(postgres_options(&url, &schema)).await;
     crate::flows::drop_schema(&url, &schema);
 }
+
+/// Issues a certificate for `device` from a fresh P-256 key; returns (certificate PEM, key PEM).
+async fn device_certificate(server: &TestServer, admin: &str, device: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(rcgen::DnType::CommonName, device);
+    let csr = params.serialize_request(&key).expect("csr").pem().expect("pem");
+    let path = format!("/api/v1/devices/{device}/certificates");
+    let (status, issued) = server.post(&path, admin, json!({"csr": csr})).await;
+    assert_eq!(status, 201, "{issued}");
+    (issued["certificate"].as_str().expect("certificate").to_owned(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn certificate_devices_over_mqtt_and_https() {
+    let server = TestServer::start(BIN, ServerOptions::default()).await;
+    let acme = server.tenant_admin("acme").await;
+    assert_eq!(server.post("/api/v1/devices", &acme, json!({"id": "cam-7"})).await.0, 201);
+    let (cert, key) = device_certificate(&server, &acme, "cam-7").await;
+
+    for protocol in [Protocol::V311, Protocol::V5] {
+        let options = ConnectOptions::certificate(protocol, "cam-7", &cert, &key);
+        let (mut client, code) = connect(&server, &options).await;
+        assert_eq!(code, 0, "{protocol:?}: certificate accepted");
+        let reason = client.publish_qos1("devices/cam-7/telemetry", br#"{"lux": 300}"#).await.expect("publish");
+        assert_eq!(reason, Some(0));
+    }
+    // A username that disagrees with the certificate is refused.
+    let mut options = ConnectOptions::certificate(Protocol::V5, "cam-7", &cert, &key);
+    options.username = Some("acme/other".to_owned());
+    assert_eq!(connect(&server, &options).await.1, 0x86);
+
+    // The HTTPS device API takes the same certificate.
+    let identity = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).expect("identity");
+    let ca_pem = std::fs::read(ca(&server)).expect("ca");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).expect("ca"))
+        .tls_built_in_root_certs(false)
+        .identity(identity)
+        .build()
+        .expect("client");
+    let response = client
+        .post(server.url("/api/v1/device/telemetry"))
+        .json(&json!({"lux": 310}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(measurements(&server, &acme, "cam-7").await.len(), 3);
+
+    // Revocation: the certificate stops working on both.
+    assert_eq!(server.post("/api/v1/devices/cam-7/revoke", &acme, json!({})).await.0, 200);
+    let (_, code) = connect(&server, &ConnectOptions::certificate(Protocol::V5, "cam-7", &cert, &key)).await;
+    assert_eq!(code, 0x87, "a revoked certificate is refused as not authorized");
+    let response = client
+        .post(server.url("/api/v1/device/telemetry"))
+        .json(&json!({"lux": 1}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 401);
+    let (_, events) = server.get("/api/v1/security/events?type=revoked_credential_used", &acme).await;
+    assert!(events["items"].as_array().is_some_and(|items| !items.is_empty()), "{events}");
+}
