@@ -1,8 +1,9 @@
-//! Group commit. One queue feeds two pipelined tasks: `prepare` takes every message waiting
-//! (up to the batch size), seals it under its device key and turns it into rows; `commit`
-//! writes a prepared batch in ONE transaction and only then answers each waiter. While one
-//! batch is being fsync'd the next one is being prepared, so a commit costs one fsync for up
-//! to `max_batch` messages.
+//! Group commit. One queue feeds two tasks. `prepare` takes messages as they arrive, seals
+//! each under its device key and appends its rows to one pending batch. `commit`, whenever it
+//! is free, takes the whole pending batch (up to `max_batch` messages), writes it in ONE
+//! transaction and only then answers each waiter. Sealing thus overlaps the fsync of the
+//! previous batch, and every message that arrives during a commit rides the next one: one
+//! fsync per batch, however many messages it holds.
 //!
 //! If a batch fails, its messages are retried one by one, so one bad message (or a device
 //! deleted meanwhile) cannot fail the others.
@@ -85,65 +86,138 @@ struct Prepared {
     flushes: Vec<oneshot::Sender<()>>,
 }
 
-pub(crate) fn spawn(shared: Arc<Shared>, queue: mpsc::Receiver<Command>, max_batch: usize) {
-    // Capacity 1: one batch committing, one prepared and waiting, the queue filling behind.
-    let (prepared_sender, prepared_receiver) = mpsc::channel(1);
-    tokio::spawn(prepare_loop(Arc::clone(&shared), queue, prepared_sender, max_batch));
-    tokio::spawn(commit_loop(shared, prepared_receiver));
+impl Prepared {
+    fn empty() -> Prepared {
+        Prepared { batch: DeviceDataBatch::default(), jobs: Vec::new(), flushes: Vec::new() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.flushes.is_empty()
+    }
 }
 
-async fn prepare_loop(
-    shared: Arc<Shared>,
-    mut queue: mpsc::Receiver<Command>,
-    prepared: mpsc::Sender<Prepared>,
-    max_batch: usize,
-) {
+/// The batch being filled by `prepare` and taken whole by `commit`.
+struct Pending {
+    batch: std::sync::Mutex<Prepared>,
+    /// `prepare` added something.
+    filled: tokio::sync::Notify,
+    /// `commit` took the batch.
+    taken: tokio::sync::Notify,
+    /// `prepare` has stopped (the queue closed); `commit` ends once the batch is empty.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Prepared> {
+        // A panic elsewhere leaves a consistent batch behind; keep going.
+        self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+pub(crate) fn spawn(shared: Arc<Shared>, queue: mpsc::Receiver<Command>, max_batch: usize) {
+    let pending = Arc::new(Pending {
+        batch: std::sync::Mutex::new(Prepared::empty()),
+        filled: tokio::sync::Notify::new(),
+        taken: tokio::sync::Notify::new(),
+        closed: std::sync::atomic::AtomicBool::new(false),
+    });
+    tokio::spawn(prepare_loop(Arc::clone(&shared), queue, Arc::clone(&pending), max_batch));
+    tokio::spawn(commit_loop(shared, pending));
+}
+
+async fn prepare_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>, pending: Arc<Pending>, max_batch: usize) {
+    // Messages are sealed in small groups so that `commit` never waits long for the lock.
+    const GROUP: usize = 64;
     while let Some(first) = queue.recv().await {
         let mut commands = vec![first];
-        while commands.len() < max_batch {
+        while commands.len() < GROUP {
             match queue.try_recv() {
                 Ok(command) => commands.push(command),
                 Err(_) => break,
             }
         }
-        let batch = prepare(&shared, commands).await;
-        if prepared.send(batch).await.is_err() {
-            return;
+        let prepared = prepare(&shared, commands).await;
+        loop {
+            // Register interest before checking, so a `take` in between is not missed.
+            let taken = pending.taken.notified();
+            {
+                let mut batch = pending.lock();
+                if batch.jobs.len() < max_batch || batch.is_empty() {
+                    append(&mut batch, prepared);
+                    break;
+                }
+            }
+            // The pending batch is full: wait for `commit` to take it (back pressure).
+            taken.await;
         }
+        pending.filled.notify_one();
+    }
+    pending.closed.store(true, std::sync::atomic::Ordering::Release);
+    pending.filled.notify_one();
+}
+
+/// Moves `more` to the end of `batch`, shifting its row and seen indices.
+fn append(batch: &mut Prepared, more: Prepared) {
+    let (row_offset, seen_offset) = (batch.batch.rows.len(), batch.batch.seen.len());
+    batch.batch.rows.extend(more.batch.rows);
+    batch.batch.seen.extend(more.batch.seen);
+    batch.jobs.extend(more.jobs.into_iter().map(|mut job| {
+        job.rows = job.rows.start + row_offset..job.rows.end + row_offset;
+        job.seen += seen_offset;
+        job
+    }));
+    batch.flushes.extend(more.flushes);
+}
+
+async fn commit_loop(shared: Arc<Shared>, pending: Arc<Pending>) {
+    loop {
+        let filled = pending.filled.notified();
+        let taken = std::mem::replace(&mut *pending.lock(), Prepared::empty());
+        if taken.is_empty() {
+            if pending.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            filled.await;
+            continue;
+        }
+        pending.taken.notify_one();
+        let n = taken.jobs.len();
+        let t = std::time::Instant::now();
+        commit(&shared, taken).await;
+        eprintln!("COMMIT {n} {:?}", t.elapsed());
     }
 }
 
-async fn commit_loop(shared: Arc<Shared>, mut prepared: mpsc::Receiver<Prepared>) {
-    while let Some(Prepared { batch, jobs, flushes }) = prepared.recv().await {
-        if !jobs.is_empty() {
-            match shared.platform.store.insert_device_data_batch(&batch).await {
-                Ok(()) => {
-                    for job in jobs {
-                        finish(&shared, job, Ok(()));
-                    }
+async fn commit(shared: &Arc<Shared>, prepared: Prepared) {
+    let Prepared { batch, jobs, flushes } = prepared;
+    if !jobs.is_empty() {
+        match shared.platform.store.insert_device_data_batch(&batch).await {
+            Ok(()) => {
+                for job in jobs {
+                    finish(shared, job, Ok(()));
                 }
-                Err(error) if jobs.len() > 1 => {
-                    tracing::warn!(%error, messages = jobs.len(), "ingest batch failed; retrying one by one");
-                    for job in jobs {
-                        let single = DeviceDataBatch {
-                            rows: batch.rows[job.rows.clone()].to_vec(),
-                            seen: batch.seen.get(job.seen).cloned().into_iter().collect(),
-                        };
-                        let result = shared.platform.store.insert_device_data_batch(&single).await;
-                        finish(&shared, job, result.map_err(|error| IngestError::Storage(error.to_string())));
-                    }
+            }
+            Err(error) if jobs.len() > 1 => {
+                tracing::warn!(%error, messages = jobs.len(), "ingest batch failed; retrying one by one");
+                for job in jobs {
+                    let single = DeviceDataBatch {
+                        rows: batch.rows[job.rows.clone()].to_vec(),
+                        seen: batch.seen.get(job.seen).cloned().into_iter().collect(),
+                    };
+                    let result = shared.platform.store.insert_device_data_batch(&single).await;
+                    finish(shared, job, result.map_err(|error| IngestError::Storage(error.to_string())));
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "ingest commit failed");
-                    for job in jobs {
-                        finish(&shared, job, Err(IngestError::Storage(error.to_string())));
-                    }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "ingest commit failed");
+                for job in jobs {
+                    finish(shared, job, Err(IngestError::Storage(error.to_string())));
                 }
             }
         }
-        for flush in flushes {
-            let _waiter_gone_is_fine = flush.send(());
-        }
+    }
+    for flush in flushes {
+        let _waiter_gone_is_fine = flush.send(());
     }
 }
 
@@ -195,7 +269,7 @@ fn finish(shared: &Arc<Shared>, job: PreparedJob, result: Result<(), IngestError
 }
 
 async fn prepare(shared: &Shared, commands: Vec<Command>) -> Prepared {
-    let mut prepared = Prepared { batch: DeviceDataBatch::default(), jobs: Vec::new(), flushes: Vec::new() };
+    let mut prepared = Prepared::empty();
     for command in commands {
         let job = match command {
             Command::Write(job) => job,

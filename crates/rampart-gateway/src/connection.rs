@@ -120,7 +120,7 @@ struct StoreOutcome {
 }
 
 /// Serves one accepted TCP connection to the end.
-pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, done: mpsc::Sender<()>) {
     let _nodelay_is_best_effort = tcp.set_nodelay(true);
     let deadline = Instant::now() + shared.settings.connect_timeout;
     let mut stream = match timeout_at(deadline, shared.acceptor.accept(tcp)).await {
@@ -138,7 +138,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr)
         stream.get_ref().1.peer_certificates().map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect());
     let mut buffer = BytesMut::with_capacity(INITIAL_READ_CAPACITY);
     let max_packet_size = shared.settings.max_packet_size as usize;
-    let connect = match timeout_at(deadline, read_connect(&mut stream, &mut buffer, max_packet_size)).await {
+    let connect = match timeout_at(deadline, Box::pin(read_connect(&mut stream, &mut buffer, max_packet_size))).await {
         Ok(Ok(connect)) => connect,
         Ok(Err(Some(refusal_packet))) => {
             let _best_effort = write_packets(&mut stream, &[refusal_packet], Protocol::V311).await;
@@ -151,7 +151,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr)
         }
     };
     let protocol = connect.protocol;
-    let admitted = match admit(&shared, &connect, chain.as_deref(), peer).await {
+    // Transient futures are boxed so the task's own future (allocated for the connection's
+    // whole life) stays small: idle connections must stay cheap.
+    let admitted = match Box::pin(admit(&shared, &connect, chain.as_deref(), peer)).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
             let connack = refused_connack(refusal, protocol);
@@ -160,7 +162,32 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr)
             return;
         }
     };
-    Connection::start(shared, stream, buffer, peer, connect, admitted).await;
+    let Some(ready) = Box::pin(Connection::start(shared, stream, buffer, peer, connect, admitted)).await else {
+        return;
+    };
+    // The open connection lives on in a task of its own whose future holds only what the loop
+    // needs; the handshake's and authentication's state is freed here.
+    let Ready { connection, stream, buffer, receiver, close, finished_sender } = ready;
+    let run = connection.run(stream, buffer, receiver, close);
+    if std::env::var("FUTSIZE").is_ok() {
+        eprintln!("FUTSIZE run {}", std::mem::size_of_val(&run));
+    }
+    tokio::spawn(async move {
+        run.await;
+        // Dropping this tells a waiting newcomer that the session is handed over.
+        drop(finished_sender);
+        drop(done);
+    });
+}
+
+/// An accepted connection, ready for its loop.
+struct Ready {
+    connection: Connection,
+    stream: Stream,
+    buffer: BytesMut,
+    receiver: mpsc::Receiver<Box<OutgoingMessage>>,
+    close: Arc<CloseSignal>,
+    finished_sender: watch::Sender<()>,
 }
 
 fn refused_connack(refusal: Refusal, protocol: Protocol) -> Packet {
@@ -367,6 +394,8 @@ struct Connection {
 }
 
 impl Connection {
+    /// Takes the session over, installs the connection and answers the CONNECT. `None` when
+    /// the CONNECT was refused (the refusal is already written).
     async fn start(
         shared: Arc<Shared>,
         mut stream: Stream,
@@ -374,7 +403,7 @@ impl Connection {
         peer: SocketAddr,
         connect: Connect,
         admitted: Admitted,
-    ) {
+    ) -> Option<Ready> {
         let Admitted { identity, credential, client_id, assigned } = admitted;
         let protocol = connect.protocol;
         let client = match &identity {
@@ -382,20 +411,20 @@ impl Connection {
             Identity::Application { .. } => ClientRef::Application(client_id.clone()),
         };
         let key: SessionKey = Arc::new(SessionId { tenant: identity.tenant().to_owned(), client });
-        let rules = match shared.policies.get(shared.platform.store.as_ref(), &key.tenant).await {
+        let rules = match Box::pin(shared.policies.get(shared.platform.store.as_ref(), &key.tenant)).await {
             Ok(rules) => rules,
             Err(error) => {
                 tracing::error!(%error, "loading the tenant policy failed");
                 let _best_effort =
                     write_packets(&mut stream, &[refused_connack(Refusal::Unavailable, protocol)], protocol).await;
-                return;
+                return None;
             }
         };
         if let Some(entry) = shared.registry.get(&key)
-            && let Err(refusal) = take_over(&shared, &entry, &identity, &rules, peer).await
+            && let Err(refusal) = Box::pin(take_over(&shared, &entry, &identity, &rules, peer)).await
         {
             let _best_effort = write_packets(&mut stream, &[refused_connack(refusal, protocol)], protocol).await;
-            return;
+            return None;
         }
         let (sender, receiver) = mpsc::channel(shared.settings.outbound_channel.max(1));
         let close = Arc::new(CloseSignal::default());
@@ -429,7 +458,7 @@ impl Connection {
             let _best_effort =
                 write_packets(&mut stream, &[refused_connack(Refusal::NotAuthorized, protocol)], protocol).await;
             shared.registry.remove_if_idle(&key);
-            return;
+            return None;
         };
         let (session, mut connack, actions) = Session::accept(&connect, shared.session_config, resumed, now);
         if protocol == Protocol::V5 {
@@ -461,15 +490,13 @@ impl Connection {
         if let Identity::Device { tenant, device } = &connection.identity {
             let address = peer.ip().to_string();
             let at = shared.platform.now_ms();
-            if let Err(error) = shared.platform.store.mark_device_connected(tenant, device, at, &address).await {
+            if let Err(error) = Box::pin(shared.platform.store.mark_device_connected(tenant, device, at, &address)).await {
                 tracing::warn!(%error, tenant, device, "recording the connect failed");
             }
         }
         tracing::debug!(tenant = %connection.key.tenant, client = ?connection.key.client, %peer, "connected");
         connection.carry_out(actions).await;
-        connection.run(stream, buffer, receiver, &close).await;
-        // Dropping this tells a waiting newcomer that the session is handed over.
-        drop(finished_sender);
+        Some(Ready { connection, stream, buffer, receiver, close, finished_sender })
     }
 
     /// The connection loop; returns when the connection is closed and cleaned up.
@@ -478,11 +505,11 @@ impl Connection {
         mut stream: Stream,
         mut buffer: BytesMut,
         mut receiver: mpsc::Receiver<Box<OutgoingMessage>>,
-        close: &CloseSignal,
+        close: Arc<CloseSignal>,
     ) {
         let max_packet_size = self.shared.settings.max_packet_size as usize;
         // Packets the client sent right behind its CONNECT may already be buffered.
-        self.decode_all(&mut buffer, max_packet_size).await;
+        Box::pin(self.decode_all(&mut buffer, max_packet_size)).await;
         while self.closing.is_none() {
             if !self.out.is_empty() {
                 let written = stream.write_all(&self.out).await;
@@ -520,13 +547,13 @@ impl Connection {
                     self.carry_out(actions).await;
                 }
                 Wake::Read(Ok(0)) | Wake::Read(Err(_)) => self.closing = Some(Ending::Abrupt),
-                Wake::Read(Ok(_)) => self.decode_all(&mut buffer, max_packet_size).await,
+                Wake::Read(Ok(_)) => Box::pin(self.decode_all(&mut buffer, max_packet_size)).await,
                 Wake::Deliver(message) => {
                     let now = self.shared.now_ms();
                     let actions = self.session.publish(*message, now);
                     self.carry_out(actions).await;
                 }
-                Wake::Stored(outcome) => self.stored(*outcome).await,
+                Wake::Stored(outcome) => Box::pin(self.stored(*outcome)).await,
                 Wake::Tick => {
                     let now = self.shared.now_ms();
                     let actions = self.session.tick(now);
@@ -549,7 +576,7 @@ impl Connection {
         }
         let _best_effort = stream.shutdown().await;
         drop(stream);
-        self.finish(receiver).await;
+        Box::pin(self.finish(receiver)).await;
     }
 
     async fn decode_all(&mut self, buffer: &mut BytesMut, max_packet_size: usize) {
@@ -583,7 +610,12 @@ impl Connection {
     }
 
     /// Carries out the session's actions, in order, and those they lead to.
-    async fn carry_out(&mut self, actions: Vec<Action>) {
+    /// Boxed: it is awaited from many places and holds the bigger futures of the handlers.
+    fn carry_out(&mut self, actions: Vec<Action>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.carry_out_inner(actions))
+    }
+
+    async fn carry_out_inner(&mut self, actions: Vec<Action>) {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             match action {
@@ -1047,19 +1079,5 @@ impl Shared {
     pub(crate) fn raise_in_background(&self, draft: SecurityEventDraft) {
         let platform = Arc::clone(&self.platform);
         tokio::spawn(async move { platform.raise_security_event(draft).await });
-    }
-}
-
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        eprintln!("PROBE Connection {}", std::mem::size_of::<super::Connection>());
-        eprintln!("PROBE Session {}", std::mem::size_of::<rampart_mqtt::Session>());
-        eprintln!("PROBE Connect {}", std::mem::size_of::<rampart_mqtt::Connect>());
-        eprintln!("PROBE Stream {}", std::mem::size_of::<super::Stream>());
-        eprintln!("PROBE Wake {}", std::mem::size_of::<super::Wake>());
-        eprintln!("PROBE Live {}", std::mem::size_of::<crate::registry::Live>());
-        eprintln!("PROBE Slot {}", std::mem::size_of::<crate::registry::Slot>());
     }
 }

@@ -235,10 +235,7 @@ async fn accept_loop(
                 Ok((tcp, peer)) => {
                     let shared = Arc::clone(&shared);
                     let done = done_sender.clone();
-                    tokio::spawn(async move {
-                        connection::serve(shared, tcp, peer).await;
-                        drop(done);
-                    });
+                    tokio::spawn(connection::serve(shared, tcp, peer, done));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
