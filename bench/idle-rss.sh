@@ -6,11 +6,11 @@
 #
 #   bench/idle-rss.sh BROKER_PID HOST:PORT CA.pem CREDS.csv [SETTLE_SECONDS]
 #
-# RAMPART_BIN names the rampart binary (default target/release/rampart).
+# BENCH_RAMPART names the rampart binary (default target/release/rampart).
 set -euo pipefail
 [ $# -ge 4 ] || { sed -n '2,9p' "$0" >&2; exit 2; }
 pid=$1 mqtt=$2 ca=$3 creds=$4 settle=${5:-5}
-rampart=${RAMPART_BIN:-target/release/rampart}
+rampart=${BENCH_RAMPART:-target/release/rampart}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

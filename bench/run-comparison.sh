@@ -7,13 +7,13 @@
 #   bench/run-comparison.sh
 #
 # Settings (environment): DEVICES=100 PAYLOAD=256 DURATION=30 IDLE=10000 (idle connections for
-# the memory test, 0 to skip) RAMPART_BIN=target/release/rampart WORK=$(mktemp -d);
+# the memory test, 0 to skip) BENCH_RAMPART=target/release/rampart WORK=$(mktemp -d);
 # MOSQUITTO_ONLY=1 measures only the Mosquitto side (the yardstick alone).
 # Build first: cargo build --release -p rampart
 set -euo pipefail
 cd "$(dirname "$0")/.."
 devices=${DEVICES:-100} payload=${PAYLOAD:-256} duration=${DURATION:-30} idle=${IDLE:-10000}
-export RAMPART_BIN=${RAMPART_BIN:-$PWD/target/release/rampart}
+export BENCH_RAMPART=${BENCH_RAMPART:-$PWD/target/release/rampart}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"
 results=$work/results.txt
@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 
 say "# $(date -u +%FT%TZ) $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(uname -sr)"
-say "# $("$RAMPART_BIN" --version); $(/usr/sbin/mosquitto -h 2>&1 | head -n 1); devices=$devices payload=$payload duration=${duration}s idle=$idle"
+say "# $("$BENCH_RAMPART" --version); $(/usr/sbin/mosquitto -h 2>&1 | head -n 1); devices=$devices payload=$payload duration=${duration}s idle=$idle"
 
 # Mosquitto: TLS, password file, persistence true.
 eval "$(bench/mosquitto.sh start "$work/mosquitto" "$accounts" | sed 's/^/MOSQ_/')"
@@ -41,7 +41,7 @@ with_rampart() { [ "$only_mosquitto" != 1 ]; }
 # Rampart: a fresh data dir, a tenant `bench`, devices with tokens.
 if with_rampart; then
 admin_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')-Aa1
-RAMPART_ADMIN_PASSWORD=$admin_password "$RAMPART_BIN" serve --data-dir "$work/rampart" \
+RAMPART_ADMIN_PASSWORD=$admin_password "$BENCH_RAMPART" serve --data-dir "$work/rampart" \
   --http-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 >"$work/rampart.log" 2>&1 &
 rampart_pid=$!
 for _ in $(seq 1 600); do
@@ -58,7 +58,7 @@ login() { api -X POST "https://$http/api/v1/auth/login" -d "{\"tenant\":\"$1\",\
 platform_token=$(login platform)
 api -X POST "https://$http/api/v1/tenants" -H "authorization: Bearer $platform_token" \
   -d "{\"id\":\"bench\",\"name\":\"bench\",\"admin\":{\"username\":\"admin\",\"password\":\"$admin_password\"}}" >/dev/null
-RAMPART_TOKEN=$(login bench) "$RAMPART_BIN" bench provision --url "https://$http" --ca "$RAMPART_CA" \
+RAMPART_TOKEN=$(login bench) "$BENCH_RAMPART" bench provision --url "https://$http" --ca "$RAMPART_CA" \
   --devices "$accounts" --out "$work/rampart-creds.csv" --parallel 32 >&2
 head -n $((devices + 1)) "$work/rampart-creds.csv" >"$work/rampart-load.csv"
 fi
@@ -68,7 +68,7 @@ run() { # NAME ADDRESS CA CREDS ARGS...
   shift 4
   say "\$ rampart bench run --mqtt $address --ca $(basename "$ca") --credentials $(basename "$creds") $*"
   local line
-  line=$("$RAMPART_BIN" bench run --mqtt "$address" --ca "$ca" --credentials "$creds" "$@" 2>"$work/$name.progress")
+  line=$("$BENCH_RAMPART" bench run --mqtt "$address" --ca "$ca" --credentials "$creds" "$@" 2>"$work/$name.progress")
   say "$name $line"
   echo "$line"
 }

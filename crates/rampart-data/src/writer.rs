@@ -191,7 +191,10 @@ async fn commit_loop(shared: Arc<Shared>, pending: Arc<Pending>) {
 async fn commit(shared: &Arc<Shared>, prepared: Prepared) {
     let Prepared { batch, jobs, flushes } = prepared;
     if !jobs.is_empty() {
-        match shared.platform.store.insert_device_data_batch(&batch).await {
+        let t = std::time::Instant::now();
+        let r = shared.platform.store.insert_device_data_batch(&batch).await;
+        eprintln!("INSERT {} rows {} seen {:?}", batch.rows.len(), batch.seen.len(), t.elapsed());
+        match r {
             Ok(()) => {
                 for job in jobs {
                     finish(shared, job, Ok(()));

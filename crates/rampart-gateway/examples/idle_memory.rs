@@ -29,8 +29,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store = rampart_store::open_sqlite(&dir.path().join("rampart.db")).await.unwrap();
     let platform = Arc::new(Platform::open(store, SecretKey256::generate(), Arc::new(SystemClock)).await.unwrap());
-    platform.bootstrap("correct horse battery staple").await.unwrap();
-    platform.provision_tenant("acme", "acme", Some("platform")).await.unwrap();
+    platform.provision_tenant("acme", "acme", None).await.unwrap();
     let creds = dir.path().join("creds");
     let mut lines = String::new();
     for i in 0..n {

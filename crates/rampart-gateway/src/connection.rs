@@ -167,17 +167,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     };
     // The open connection lives on in a task of its own whose future holds only what the loop
     // needs; the handshake's and authentication's state is freed here.
-    let Ready { connection, stream, buffer, receiver, close, finished_sender } = ready;
-    let run = connection.run(stream, buffer, receiver, close);
+    // Spawned as is: wrapping it in another async block would store it twice.
+    let run = ready.connection.run(ready.stream, ready.buffer, ready.receiver, ready.close, ready.finished_sender, done);
     if std::env::var("FUTSIZE").is_ok() {
         eprintln!("FUTSIZE run {}", std::mem::size_of_val(&run));
     }
-    tokio::spawn(async move {
-        run.await;
-        // Dropping this tells a waiting newcomer that the session is handed over.
-        drop(finished_sender);
-        drop(done);
-    });
+    tokio::spawn(run);
 }
 
 /// An accepted connection, ready for its loop.
@@ -388,7 +383,8 @@ struct Connection {
     protocol: Protocol,
     out: BytesMut,
     pending: FuturesUnordered<StoreFuture>,
-    will: Option<Will>,
+    /// Boxed: most connections have no will, and the connection's state should stay small.
+    will: Option<Box<Will>>,
     closing: Option<Ending>,
     sent_disconnect: bool,
 }
@@ -482,7 +478,7 @@ impl Connection {
             protocol,
             out: BytesMut::new(),
             pending: FuturesUnordered::new(),
-            will: connect.will,
+            will: connect.will.map(Box::new),
             closing: None,
             sent_disconnect: false,
         };
@@ -506,6 +502,8 @@ impl Connection {
         mut buffer: BytesMut,
         mut receiver: mpsc::Receiver<Box<OutgoingMessage>>,
         close: Arc<CloseSignal>,
+        finished_sender: watch::Sender<()>,
+        done: mpsc::Sender<()>,
     ) {
         let max_packet_size = self.shared.settings.max_packet_size as usize;
         // Packets the client sent right behind its CONNECT may already be buffered.
@@ -561,6 +559,15 @@ impl Connection {
                 }
             }
         }
+        Box::pin(self.close_down(stream, receiver)).await;
+        // Dropping these tells a waiting newcomer that the session is handed over, and a
+        // shutdown that this connection is done.
+        drop(finished_sender);
+        drop(done);
+    }
+
+    /// Writes what is left, closes the socket and cleans up.
+    async fn close_down(mut self, mut stream: Stream, receiver: mpsc::Receiver<Box<OutgoingMessage>>) {
         if !self.out.is_empty() {
             let _best_effort = stream.write_all(&self.out).await;
             let _best_effort = stream.flush().await;
@@ -893,10 +900,10 @@ impl Connection {
                     state.enqueue(*message, self.shared.session_config.max_queued);
                 }
                 if expiry_s > 0 {
-                    slot.parked = Some(Parked {
+                    slot.parked = Some(Box::new(Parked {
                         state,
                         expires_at_ms: (expiry_s != u32::MAX).then(|| now + u64::from(expiry_s) * 1000),
-                    });
+                    }));
                 } else {
                     for filter in std::mem::take(&mut slot.subscriptions).into_keys() {
                         self.shared.router.unsubscribe(&self.key, &filter);
@@ -908,7 +915,8 @@ impl Connection {
                     if delay_s == 0 {
                         will_now = Some(message);
                     } else {
-                        slot.pending_will = Some(PendingWill { fire_at_ms: now + u64::from(delay_s) * 1000, message });
+                        let fire_at_ms = now + u64::from(delay_s) * 1000;
+                        slot.pending_will = Some(Box::new(PendingWill { fire_at_ms, message }));
                     }
                 }
             }

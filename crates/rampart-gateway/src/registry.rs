@@ -100,10 +100,11 @@ pub(crate) struct PendingWill {
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
     pub live: Option<Live>,
-    pub parked: Option<Parked>,
+    /// Boxed: most sessions are never parked, and every entry should stay small.
+    pub parked: Option<Box<Parked>>,
     /// Filter (as subscribed, `$share/…` included) → options; mirrors the router.
     pub subscriptions: HashMap<String, SubOptions>,
-    pub pending_will: Option<PendingWill>,
+    pub pending_will: Option<Box<PendingWill>>,
 }
 
 impl Slot {

@@ -34,7 +34,7 @@ impl SqliteDriver {
             let mut connection = Connection::open_with_flags(&path, flags).map_err(map_error)?;
             connection.busy_timeout(Duration::from_secs(10)).map_err(map_error)?;
             connection
-                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;")
                 .map_err(map_error)?;
             migrate(&mut connection)?;
             Ok(connection)
