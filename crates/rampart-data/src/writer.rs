@@ -136,7 +136,10 @@ async fn prepare_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>, p
                 Err(_) => break,
             }
         }
+        let t0 = std::time::Instant::now();
+        let n = commands.len();
         let prepared = prepare(&shared, commands).await;
+        eprintln!("PREP {n} {:?} at {:?}", t0.elapsed(), START.get_or_init(std::time::Instant::now).elapsed());
         loop {
             // Register interest before checking, so a `take` in between is not missed.
             let taken = pending.taken.notified();
@@ -184,7 +187,7 @@ async fn commit_loop(shared: Arc<Shared>, pending: Arc<Pending>) {
         let n = taken.jobs.len();
         let t = std::time::Instant::now();
         commit(&shared, taken).await;
-        eprintln!("COMMIT {n} {:?}", t.elapsed());
+        eprintln!("COMMIT {n} {:?} at {:?}", t.elapsed(), START.get_or_init(std::time::Instant::now).elapsed());
     }
 }
 
@@ -456,3 +459,5 @@ fn security_notice(suffix: &str, event_type: &str, body: &Map<String, Value>) ->
     }
     SecurityNotice { event_type: known.unwrap_or("device_security_event"), severity, details: Value::Object(details) }
 }
+
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();

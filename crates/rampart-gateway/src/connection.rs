@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rampart_core::PermissionSet;
 use rampart_data::{DataKind, IngestError};
 use rampart_mqtt::topic::{parse_shared, valid_topic_filter};
@@ -168,10 +168,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     // The open connection lives on in a task of its own whose future holds only what the loop
     // needs; the handshake's and authentication's state is freed here.
     // Spawned as is: wrapping it in another async block would store it twice.
-    let run = ready.connection.run(ready.stream, ready.buffer, ready.receiver, ready.close, ready.finished_sender, done);
-    if std::env::var("FUTSIZE").is_ok() {
-        eprintln!("FUTSIZE run {}", std::mem::size_of_val(&run));
-    }
+    let run =
+        ready.connection.run(ready.stream, ready.buffer, ready.receiver, ready.close, ready.finished_sender, done);
     tokio::spawn(run);
 }
 
@@ -486,7 +484,9 @@ impl Connection {
         if let Identity::Device { tenant, device } = &connection.identity {
             let address = peer.ip().to_string();
             let at = shared.platform.now_ms();
-            if let Err(error) = Box::pin(shared.platform.store.mark_device_connected(tenant, device, at, &address)).await {
+            if let Err(error) =
+                Box::pin(shared.platform.store.mark_device_connected(tenant, device, at, &address)).await
+            {
                 tracing::warn!(%error, tenant, device, "recording the connect failed");
             }
         }
@@ -551,7 +551,13 @@ impl Connection {
                     let actions = self.session.publish(*message, now);
                     self.carry_out(actions).await;
                 }
-                Wake::Stored(outcome) => Box::pin(self.stored(*outcome)).await,
+                Wake::Stored(outcome) => {
+                    Box::pin(self.stored(*outcome)).await;
+                    // Acknowledge every store already finished in one write.
+                    while let Some(Some(outcome)) = self.pending.next().now_or_never() {
+                        Box::pin(self.stored(outcome)).await;
+                    }
+                }
                 Wake::Tick => {
                     let now = self.shared.now_ms();
                     let actions = self.session.tick(now);
@@ -567,7 +573,7 @@ impl Connection {
     }
 
     /// Writes what is left, closes the socket and cleans up.
-    async fn close_down(mut self, mut stream: Stream, receiver: mpsc::Receiver<Box<OutgoingMessage>>) {
+    async fn close_down(self, mut stream: Stream, receiver: mpsc::Receiver<Box<OutgoingMessage>>) {
         if !self.out.is_empty() {
             let _best_effort = stream.write_all(&self.out).await;
             let _best_effort = stream.flush().await;

@@ -315,7 +315,9 @@ async fn sweep(shared: Arc<Shared>) {
             let (will, expired_subscriptions) = {
                 let mut slot = entry.lock();
                 let will = match &slot.pending_will {
-                    Some(pending) if pending.fire_at_ms <= now => slot.pending_will.take().map(|pending| pending.message),
+                    Some(pending) if pending.fire_at_ms <= now => {
+                        slot.pending_will.take().map(|pending| pending.message)
+                    }
                     _ => None,
                 };
                 let expired = slot.live.is_none()

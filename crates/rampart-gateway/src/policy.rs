@@ -3,6 +3,7 @@
 //! tenant when the API announces a policy change on the control bus.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use rampart_store::{Store, StoreError};
@@ -20,6 +21,8 @@ pub(crate) struct TenantRules {
 #[derive(Debug, Default)]
 pub(crate) struct PolicyCache {
     tenants: RwLock<HashMap<String, Arc<TenantRules>>>,
+    /// Bumped by every invalidation, so a load that raced with one is not cached.
+    generation: AtomicU64,
 }
 
 impl PolicyCache {
@@ -29,6 +32,7 @@ impl PolicyCache {
         if let Some(rules) = self.tenants.read().unwrap_or_else(PoisonError::into_inner).get(tenant) {
             return Ok(Arc::clone(rules));
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let topics = match store.get_topic_policy(tenant).await? {
             None => TopicPolicy::default(),
             Some(text) => TopicPolicy::from_json(&text).unwrap_or_else(|error| {
@@ -44,12 +48,17 @@ impl PolicyCache {
                 .unwrap_or(false),
         };
         let rules = Arc::new(TenantRules { topics, reject_takeover });
-        self.tenants.write().unwrap_or_else(PoisonError::into_inner).insert(tenant.to_owned(), Arc::clone(&rules));
+        let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::Acquire) == generation {
+            tenants.insert(tenant.to_owned(), Arc::clone(&rules));
+        }
         Ok(rules)
     }
 
     /// Forgets the tenant's rules; the next use reads them again.
     pub(crate) fn invalidate(&self, tenant: &str) {
-        self.tenants.write().unwrap_or_else(PoisonError::into_inner).remove(tenant);
+        let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tenants.remove(tenant);
     }
 }

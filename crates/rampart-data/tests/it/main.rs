@@ -125,7 +125,7 @@ async fn postgres_device_data() {
     let Some((f, url, schema)) = postgres_fixture().await else { return };
     let outcome = tokio::spawn(async move {
         suite(&f).await;
-        throughput(&f, "PostgreSQL", 50, 40).await;
+        throughput(&f, "PostgreSQL", 50, 50, 40).await;
     })
     .await;
     drop_schema(&url, &schema).await;
@@ -564,16 +564,17 @@ async fn encrypted_at_rest(f: &Fixture) {
     }
 }
 
-/// Many concurrent submitters, each waiting for its durable commit; prints msgs/s.
-async fn throughput(f: &Fixture, backend: &str, submitters: usize, per_submitter: usize) {
-    for index in 0..submitters {
-        f.device("globex", &format!("tp-{index}"), None).await;
+/// Many concurrent submitters spread over `devices` devices, each submitter waiting for its
+/// durable commit before sending the next message (like a QoS 1 publisher); prints msgs/s.
+async fn throughput(f: &Fixture, backend: &str, devices: usize, submitters: usize, per_submitter: usize) {
+    for index in 0..devices {
+        f.device("globex", &format!("tp{devices}-{index}"), None).await;
     }
     let started = Instant::now();
     let tasks: Vec<_> = (0..submitters)
         .map(|index| {
             let ingestor = f.ingestor.clone();
-            let device = format!("tp-{index}");
+            let device = format!("tp{devices}-{}", index % devices);
             tokio::spawn(async move {
                 for sequence in 0..per_submitter {
                     let payload = format!(r#"{{"temp":{sequence}.5,"hum":40}}"#);
@@ -591,18 +592,26 @@ async fn throughput(f: &Fixture, backend: &str, submitters: usize, per_submitter
     let elapsed = started.elapsed();
     let total = submitters * per_submitter;
     println!(
-        "ingest throughput ({backend}, {submitters} concurrent submitters, durable): {total} msgs in {:.2} s = {:.0} msgs/s",
+        "ingest throughput ({backend}, {devices} devices, {submitters} concurrent submitters, durable): \
+         {total} msgs in {:.2} s = {:.0} msgs/s",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );
-    let points = f.all_points("globex", "tp-0").await;
-    assert_eq!(points.len(), (2 * per_submitter).min(1000));
+    let points = f.all_points("globex", &format!("tp{devices}-0")).await;
+    let per_device = submitters.div_ceil(devices) * per_submitter;
+    assert_eq!(points.len(), (2 * per_device).min(1000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_throughput() {
     let f = sqlite_fixture().await;
     // Release builds: `cargo test -p rampart-data --release -- --nocapture sqlite_throughput`.
-    let (submitters, per_submitter) = if cfg!(debug_assertions) { (200, 50) } else { (1000, 100) };
-    throughput(&f, "SQLite", submitters, per_submitter).await;
+    if cfg!(debug_assertions) {
+        throughput(&f, "SQLite", 200, 200, 50).await;
+        return;
+    }
+    // One message in flight per device (worst case: every message dirties its own pages), then
+    // 100 devices with 10 messages in flight each (a QoS 1 publisher with a window).
+    throughput(&f, "SQLite", 1000, 1000, 100).await;
+    throughput(&f, "SQLite", 100, 1000, 100).await;
 }

@@ -108,3 +108,48 @@ async fn shutdown_tells_v5_clients_the_server_is_shutting_down() {
     let stored = harness.platform.store.get_device("acme", "d4").await.expect("device");
     assert!(!stored.connected, "disconnect recorded");
 }
+
+#[tokio::test]
+async fn v5_will_delay_waits_and_a_reconnect_cancels_it() {
+    let harness = Harness::start().await;
+    harness.topic_policy("acme", OPEN).await;
+    let token = harness.device("acme", "d5").await;
+    let (key_id, key) = harness.api_key("acme", &["viewer"]).await;
+    let user = format!("acme/{key_id}");
+    let mut watcher = harness.connect_v5("watcher", Some((&user, &key)), None).await.expect("watcher");
+    watcher.client.subscribe("status/d5", V5QoS::AtLeastOnce).await.expect("subscribe");
+    assert!(watcher.next_incoming(PATIENCE, |p| matches!(p, V5Packet::SubAck(_)).then_some(())).await.is_some());
+
+    let with_will = || {
+        let mut options = harness.v5_options("d5", Some(("acme/d5", &token)), None);
+        let properties = rumqttc::v5::mqttbytes::v5::LastWillProperties {
+            delay_interval: Some(1),
+            payload_format_indicator: None,
+            message_expiry_interval: None,
+            content_type: None,
+            response_topic: None,
+            correlation_data: None,
+            user_properties: Vec::new(),
+        };
+        let will = rumqttc::v5::mqttbytes::v5::LastWill::new("status/d5", "gone", V5QoS::AtLeastOnce, false, Some(properties));
+        options.set_last_will(will);
+        options.set_session_expiry_interval(Some(30));
+        options
+    };
+    // Dropped and back at once: the will is cancelled.
+    drop(harness.connect_v5_with(with_will()).await.expect("device"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let device = harness.connect_v5_with(with_will()).await.expect("device again");
+    let early = watcher.next_incoming(Duration::from_millis(1800), |p| matches!(p, V5Packet::Publish(_)).then_some(()));
+    assert!(early.await.is_none(), "a reconnect within the delay cancels the will");
+
+    // Dropped for good: the will comes after its delay.
+    let dropped_at = std::time::Instant::now();
+    drop(device);
+    let will = watcher.next_incoming(PATIENCE, |p| match p {
+        V5Packet::Publish(publish) => Some(publish.payload.to_vec()),
+        _ => None,
+    });
+    assert_eq!(will.await, Some(b"gone".to_vec()));
+    assert!(dropped_at.elapsed() >= Duration::from_millis(900), "{:?}", dropped_at.elapsed());
+}

@@ -15,7 +15,10 @@ async fn gateway_store_suite(store: &dyn Store) {
     assert_eq!(store.get_topic_policy("acme").await.expect("get"), None);
     store.put_topic_policy("acme", r#"{"rules":[]}"#).await.expect("put");
     store.put_topic_policy("acme", r#"{"free_namespace":{"devices":true}}"#).await.expect("replace");
-    assert_eq!(store.get_topic_policy("acme").await.expect("get").as_deref(), Some(r#"{"free_namespace":{"devices":true}}"#));
+    assert_eq!(
+        store.get_topic_policy("acme").await.expect("get").as_deref(),
+        Some(r#"{"free_namespace":{"devices":true}}"#)
+    );
     assert_eq!(store.get_topic_policy("globex").await.expect("get"), None);
 
     // Tokens by hash, across tenants.
@@ -61,7 +64,8 @@ async fn gateway_store_suite(store: &dyn Store) {
     assert!(store.mark_device_connected("acme", "missing", 1, "x").await.is_err());
 
     // Trusted CAs by subject, across tenants.
-    for (tenant, id, subject) in [("acme", "a", "CN=Shared"), ("globex", "b", "CN=Shared"), ("globex", "c", "CN=Other")] {
+    for (tenant, id, subject) in [("acme", "a", "CN=Shared"), ("globex", "b", "CN=Shared"), ("globex", "c", "CN=Other")]
+    {
         let ca = TrustedCa {
             tenant: tenant.into(),
             id: id.into(),
@@ -80,6 +84,10 @@ async fn gateway_store_suite(store: &dyn Store) {
         .map(|ca| (ca.tenant, ca.id))
         .collect();
     assert_eq!(shared, [("acme".to_owned(), "a".to_owned()), ("globex".to_owned(), "b".to_owned())]);
+
+    // A deleted tenant takes its topic policy along.
+    store.delete_tenant("acme").await.expect("delete tenant");
+    assert_eq!(store.get_topic_policy("acme").await.expect("get"), None);
 }
 
 #[tokio::test]

@@ -4,11 +4,12 @@
 //! (5.0 PUBACK 0x87), and a wrong token refused.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rampart_testkit::{ServerOptions, TestServer};
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::BIN;
 use crate::support::{
@@ -16,10 +17,10 @@ use crate::support::{
 };
 
 fn tools_present() -> bool {
-    if have("mosquitto_pub") && have("mosquitto_sub") {
+    if have("mosquitto_pub") && have("mosquitto_sub") && have("stdbuf") {
         return true;
     }
-    println!("skipping: mosquitto_pub/mosquitto_sub not installed (apt-get install mosquitto-clients)");
+    println!("skipping: mosquitto_pub/mosquitto_sub (apt-get install mosquitto-clients) or stdbuf not installed");
     false
 }
 
@@ -46,12 +47,40 @@ async fn mosquitto_clients_with_tokens_on_3_1_1_and_5_0() {
     let application = format!("acme/{}", key["id"].as_str().expect("id"));
 
     // An application subscribes to every device's telemetry and waits for two messages.
-    let mut subscriber = Command::new("mosquitto_sub");
-    subscriber.args(["-h", "127.0.0.1", "-p", &mqtt_port(&mqtt_addr(&server))]).arg("--cafile").arg(ca_pem(&server));
+    // Line-buffered (coreutils stdbuf): mosquitto_sub buffers a piped stdout by blocks.
+    let mut subscriber = tokio::process::Command::new("stdbuf");
+    subscriber
+        .args(["-oL", "mosquitto_sub", "-d", "-h", "127.0.0.1", "-p", &mqtt_port(&mqtt_addr(&server))])
+        .arg("--cafile")
+        .arg(ca_pem(&server));
     subscriber.args(["-V", "mqttv5", "-i", "dashboard-1", "-u", &application, "-P", key["key"].as_str().expect("key")]);
     subscriber.args(["-t", "devices/+/telemetry", "-q", "1", "-C", "2", "-W", "30", "-v"]);
-    let subscriber = tokio::spawn(run_async(subscriber, Duration::from_secs(40)));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    subscriber.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut subscriber = subscriber.spawn().expect("spawn mosquitto_sub");
+    let mut lines = BufReader::new(subscriber.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    // Publish only once the subscription is in place (`-d` prints the SUBACK).
+    let subscribed = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let done = line.contains("received SUBACK");
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(subscribed, Ok(true), "mosquitto_sub did not subscribe: {seen:?}");
+    let received = tokio::spawn(async move {
+        let mut messages = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("devices/") {
+                messages.push(line);
+            }
+        }
+        messages
+    });
 
     for (version, value) in [("mqttv311", 1), ("mqttv5", 2)] {
         let mut publish = mosquitto_pub(&server, version, "mq-1");
@@ -61,14 +90,10 @@ async fn mosquitto_clients_with_tokens_on_3_1_1_and_5_0() {
         assert!(output.status.success(), "{version}: {}", text(&output));
         assert!(String::from_utf8_lossy(&output.stdout).contains("received PUBACK"), "{version}: {}", text(&output));
     }
-    let received = subscriber.await.expect("subscriber");
-    let lines = String::from_utf8_lossy(&received.stdout).to_string();
-    assert_eq!(
-        lines.lines().filter(|line| line.starts_with("devices/mq-1/telemetry ")).count(),
-        2,
-        "{}",
-        text(&received)
-    );
+    let messages =
+        tokio::time::timeout(Duration::from_secs(40), received).await.expect("mosquitto_sub ends").expect("join");
+    let _status = subscriber.wait().await;
+    assert_eq!(messages.iter().filter(|line| line.starts_with("devices/mq-1/telemetry ")).count(), 2, "{messages:?}");
     assert_eq!(measurements(&server, &acme, "mq-1", "temp", 2).await.len(), 2);
 
     // Another device's topic: PUBACK 0x87 on 5.0.

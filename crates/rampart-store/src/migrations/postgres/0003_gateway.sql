@@ -1,8 +1,9 @@
 -- Gateway tables (SPEC §7); see gateway_store.rs.
 
--- The tenant's MQTT topic policy document (JSON text owned by the API layer).
+-- The tenant's MQTT topic policy document (JSON text owned by the API layer). It goes with
+-- its tenant: deleting the tenant row deletes it.
 CREATE TABLE topic_policies (
-    tenant TEXT PRIMARY KEY NOT NULL,
+    tenant TEXT PRIMARY KEY NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     policy_json TEXT NOT NULL
 );
 
