@@ -337,7 +337,11 @@ async fn sweep(shared: Arc<Shared>) {
             if let Some(will) = will {
                 shared.publish_will(&entry.key, will);
             }
-            shared.registry.remove_if_idle(&entry.key);
+            // Checked first under the entry's own lock: the map's write lock is taken only for
+            // entries that are actually idle.
+            if entry.lock().is_idle() {
+                shared.registry.remove_if_idle(&entry.key);
+            }
         }
     }
 }

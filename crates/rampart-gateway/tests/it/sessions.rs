@@ -131,7 +131,8 @@ async fn v5_will_delay_waits_and_a_reconnect_cancels_it() {
             correlation_data: None,
             user_properties: Vec::new(),
         };
-        let will = rumqttc::v5::mqttbytes::v5::LastWill::new("status/d5", "gone", V5QoS::AtLeastOnce, false, Some(properties));
+        let will =
+            rumqttc::v5::mqttbytes::v5::LastWill::new("status/d5", "gone", V5QoS::AtLeastOnce, false, Some(properties));
         options.set_last_will(will);
         options.set_session_expiry_interval(Some(30));
         options

@@ -11,7 +11,7 @@ CREATE TABLE device_telemetry (
     seq INTEGER NOT NULL,
     sealed BLOB NOT NULL,
     PRIMARY KEY (tenant, device, ts, seq)
-) WITHOUT ROWID;
+);
 
 -- `type_tag` is a keyed hash of the event type under the device key, for `?type=` filters.
 CREATE TABLE device_events (
