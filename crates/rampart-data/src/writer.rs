@@ -136,10 +136,7 @@ async fn prepare_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>, p
                 Err(_) => break,
             }
         }
-        let t0 = std::time::Instant::now();
-        let n = commands.len();
         let prepared = prepare(&shared, commands).await;
-        eprintln!("PREP {n} {:?} at {:?}", t0.elapsed(), START.get_or_init(std::time::Instant::now).elapsed());
         loop {
             // Register interest before checking, so a `take` in between is not missed.
             let taken = pending.taken.notified();
@@ -184,20 +181,14 @@ async fn commit_loop(shared: Arc<Shared>, pending: Arc<Pending>) {
             continue;
         }
         pending.taken.notify_one();
-        let n = taken.jobs.len();
-        let t = std::time::Instant::now();
         commit(&shared, taken).await;
-        eprintln!("COMMIT {n} {:?} at {:?}", t.elapsed(), START.get_or_init(std::time::Instant::now).elapsed());
     }
 }
 
 async fn commit(shared: &Arc<Shared>, prepared: Prepared) {
     let Prepared { batch, jobs, flushes } = prepared;
     if !jobs.is_empty() {
-        let t = std::time::Instant::now();
-        let r = shared.platform.store.insert_device_data_batch(&batch).await;
-        eprintln!("INSERT {} rows {} seen {:?}", batch.rows.len(), batch.seen.len(), t.elapsed());
-        match r {
+        match shared.platform.store.insert_device_data_batch(&batch).await {
             Ok(()) => {
                 for job in jobs {
                     finish(shared, job, Ok(()));
@@ -459,5 +450,3 @@ fn security_notice(suffix: &str, event_type: &str, body: &Map<String, Value>) ->
     }
     SecurityNotice { event_type: known.unwrap_or("device_security_event"), severity, details: Value::Object(details) }
 }
-
-static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();

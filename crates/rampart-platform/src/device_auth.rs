@@ -473,6 +473,16 @@ impl Platform {
                 draft
             }
         };
+        // A username can name any tenant: only existing tenants get events, so nobody can fill
+        // the store with events of made-up tenants.
+        match self.store.get_tenant(&draft.tenant).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => return,
+            Err(error) => {
+                tracing::warn!(%error, "could not check the tenant of an authentication failure");
+                return;
+            }
+        }
         let draft = SecurityEventDraft { source_ip: source_ip.map(str::to_owned), ..draft };
         self.raise_security_event(draft).await;
     }

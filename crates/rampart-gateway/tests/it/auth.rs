@@ -49,6 +49,10 @@ async fn wrong_tokens_are_bad_credentials_in_both_versions() {
     assert_eq!(failures[0].device.as_deref(), Some("valve"));
     assert!(!failures.iter().any(|event| event.details_json.contains("rdt_")), "no secret in events");
     assert_eq!(harness.wait_for_events("globex", "auth_failure", 1).await.len(), 1);
+    // Made-up tenants get no events (nobody could read them, anybody could fill the store).
+    let made_up = harness.connect_v3("x", Some(("no-such-tenant/x", "rdt_x")), None).await;
+    assert_eq!(v3_refusal(made_up), Some(ConnectReturnCode::BadUserNamePassword));
+    assert!(harness.security_events("no-such-tenant", "auth_failure").await.is_empty());
 }
 
 #[tokio::test]

@@ -3,7 +3,10 @@
 -- Rows are deleted with their device (delete_device) and their tenant (delete_tenant).
 
 -- One row per telemetry message (or per element of an array message); `seq` is random and
--- only orders rows with the same time.
+-- only orders rows with the same time. Rowid tables on purpose: rows are appended in arrival
+-- order (a commit writes a few sequential pages) and only the small primary-key index is
+-- clustered by device; clustering the rows themselves by device (WITHOUT ROWID) made every
+-- message of a batch dirty its own 4 KiB page and cut group-commit throughput by 3x.
 CREATE TABLE device_telemetry (
     tenant TEXT NOT NULL,
     device TEXT NOT NULL,
@@ -22,7 +25,7 @@ CREATE TABLE device_events (
     type_tag TEXT NOT NULL,
     sealed BLOB NOT NULL,
     PRIMARY KEY (tenant, device, ts, id)
-) WITHOUT ROWID;
+);
 CREATE INDEX device_events_type ON device_events (tenant, device, type_tag, ts, id);
 
 -- At most one alarm per (device, type) that is not CLEARED; ids sort by creation time.
@@ -51,7 +54,7 @@ CREATE TABLE device_attestations (
     id TEXT NOT NULL,
     sealed BLOB NOT NULL,
     PRIMARY KEY (tenant, device, ts, id)
-) WITHOUT ROWID;
+);
 
 -- The reported half of the device twin; `reported_version` guards concurrent merges.
 CREATE TABLE device_twins (
