@@ -1,6 +1,7 @@
 //! `unavailable` alarms (SPEC §8): a device with `required_interval_s` that stays silent
 //! longer raises one MAJOR alarm of type `unavailable`, once; its next message clears it (the
-//! ingest batch does that in the same transaction as the data).
+//! ingest batch does that in the same transaction as the data). Since `last_seen` is written at
+//! most once a second per device, a device is silent after `required_interval_s` + 1 s.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use rampart_store::AlarmRaise;
 
 use crate::ingest::{Inner, Shared};
 use crate::queries::alarm_live_event;
-use crate::writer::seal_alarm_text;
+use crate::writer::{SEEN_RESOLUTION_MS, seal_alarm_text};
 
 /// Devices handled per check; the rest wait for the next round.
 const PER_ROUND: u32 = 1000;
@@ -36,7 +37,8 @@ pub(crate) fn spawn(inner: Weak<Inner>, period: Duration) {
 pub(crate) async fn check_once(shared: &Shared) -> Result<usize, rampart_store::StoreError> {
     let now = shared.platform.now_ms();
     let store = &shared.platform.store;
-    let silent = store.list_silent_devices(now, PER_ROUND).await?;
+    // `last_seen` may lag the last message by up to `SEEN_RESOLUTION_MS`: allow for it.
+    let silent = store.list_silent_devices(now - SEEN_RESOLUTION_MS, PER_ROUND).await?;
     let mut raised = 0;
     for device in silent {
         let text = format!("No data for more than {} s", device.required_interval_s);

@@ -19,7 +19,9 @@ use crate::writer::{self, Command, Job};
 /// Tunables of the ingest pipeline.
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
-    /// Most messages committed in one transaction.
+    /// Most messages committed in one transaction. Batches only grow this large under load
+    /// (a commit takes whatever arrived during the previous one), so a high cap costs latency
+    /// only when the alternative is queueing.
     pub max_batch: usize,
     /// Messages waiting for the writer before `submit` waits and `submit_nowait` drops.
     pub queue_capacity: usize,
@@ -34,7 +36,7 @@ pub struct IngestSettings {
 impl Default for IngestSettings {
     fn default() -> Self {
         IngestSettings {
-            max_batch: 1000,
+            max_batch: 4000,
             queue_capacity: 100_000,
             key_cache_capacity: 100_000,
             live_capacity: 4096,

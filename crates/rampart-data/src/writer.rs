@@ -75,10 +75,18 @@ struct PreparedJob {
     tenant: Arc<str>,
     device: Arc<str>,
     rows: Range<usize>,
-    seen: usize,
+    /// Index into the batch's `seen`, unless this message did not need to move `last_seen`.
+    seen: Option<usize>,
     done: Option<oneshot::Sender<Result<(), IngestError>>>,
     after: AfterCommit,
 }
+
+/// `last_seen` is written at most once per this many milliseconds per device (the availability
+/// monitor allows for it), which spares a row update per message for chatty devices.
+pub(crate) const SEEN_RESOLUTION_MS: i64 = 1000;
+
+/// When this process last wrote `last_seen` for each device.
+type SeenWritten = std::collections::HashMap<(Arc<str>, Arc<str>), i64>;
 
 struct Prepared {
     batch: DeviceDataBatch,
@@ -125,9 +133,15 @@ pub(crate) fn spawn(shared: Arc<Shared>, queue: mpsc::Receiver<Command>, max_bat
     tokio::spawn(commit_loop(shared, pending));
 }
 
-async fn prepare_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>, pending: Arc<Pending>, max_batch: usize) {
+async fn prepare_loop(
+    shared: Arc<Shared>,
+    mut queue: mpsc::Receiver<Command>,
+    pending: Arc<Pending>,
+    max_batch: usize,
+) {
     // Messages are sealed in small groups so that `commit` never waits long for the lock.
     const GROUP: usize = 64;
+    let mut seen_written = SeenWritten::new();
     while let Some(first) = queue.recv().await {
         let mut commands = vec![first];
         while commands.len() < GROUP {
@@ -136,7 +150,7 @@ async fn prepare_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>, p
                 Err(_) => break,
             }
         }
-        let prepared = prepare(&shared, commands).await;
+        let prepared = prepare(&shared, commands, &mut seen_written).await;
         loop {
             // Register interest before checking, so a `take` in between is not missed.
             let taken = pending.taken.notified();
@@ -163,7 +177,7 @@ fn append(batch: &mut Prepared, more: Prepared) {
     batch.batch.seen.extend(more.batch.seen);
     batch.jobs.extend(more.jobs.into_iter().map(|mut job| {
         job.rows = job.rows.start + row_offset..job.rows.end + row_offset;
-        job.seen += seen_offset;
+        job.seen = job.seen.map(|seen| seen + seen_offset);
         job
     }));
     batch.flushes.extend(more.flushes);
@@ -199,7 +213,7 @@ async fn commit(shared: &Arc<Shared>, prepared: Prepared) {
                 for job in jobs {
                     let single = DeviceDataBatch {
                         rows: batch.rows[job.rows.clone()].to_vec(),
-                        seen: batch.seen.get(job.seen).cloned().into_iter().collect(),
+                        seen: job.seen.and_then(|seen| batch.seen.get(seen)).cloned().into_iter().collect(),
                     };
                     let result = shared.platform.store.insert_device_data_batch(&single).await;
                     finish(shared, job, result.map_err(|error| IngestError::Storage(error.to_string())));
@@ -237,8 +251,12 @@ fn finish(shared: &Arc<Shared>, job: PreparedJob, result: Result<(), IngestError
     for event in job.after.live {
         shared.publish(event);
     }
-    let cleared_unavailable = shared.unavailable_open().remove(&(job.tenant.to_string(), job.device.to_string()));
-    let needs_alarm_read = job.after.alarm_type.is_some() || cleared_unavailable;
+    let cleared_unavailable = {
+        let mut open = shared.unavailable_open();
+        !open.is_empty() && open.remove(&(job.tenant.to_string(), job.device.to_string()))
+    };
+    // Reading an alarm back only serves the live channel.
+    let needs_alarm_read = (job.after.alarm_type.is_some() || cleared_unavailable) && shared.live.receiver_count() > 0;
     if job.after.security.is_none() && !needs_alarm_read {
         return;
     }
@@ -265,8 +283,10 @@ fn finish(shared: &Arc<Shared>, job: PreparedJob, result: Result<(), IngestError
     });
 }
 
-async fn prepare(shared: &Shared, commands: Vec<Command>) -> Prepared {
+async fn prepare(shared: &Shared, commands: Vec<Command>, seen_written: &mut SeenWritten) -> Prepared {
     let mut prepared = Prepared::empty();
+    // Live events are built only while someone listens.
+    let want_live = shared.live.receiver_count() > 0;
     for command in commands {
         let job = match command {
             Command::Write(job) => job,
@@ -297,14 +317,25 @@ async fn prepare(shared: &Shared, commands: Vec<Command>) -> Prepared {
         };
         let start = prepared.batch.rows.len();
         let mut after = AfterCommit::default();
-        rows_for(&job, &keys, &mut prepared.batch.rows, &mut after);
-        let seen = prepared.batch.seen.len();
-        prepared.batch.seen.push(DeviceSeen {
-            tenant: job.tenant.to_string(),
-            device: job.device.to_string(),
-            // "Seen" is when the message arrived, not the (device-chosen) data time.
-            at_ms: job.received_at_ms,
-        });
+        rows_for(&job, &keys, want_live, &mut prepared.batch.rows, &mut after);
+        // "Seen" is when the message arrived, not the (device-chosen) data time.
+        let at_ms = job.received_at_ms;
+        let device_key = (Arc::clone(&job.tenant), Arc::clone(&job.device));
+        let seen = match seen_written.get(&device_key) {
+            Some(&written) if (written..written + SEEN_RESOLUTION_MS).contains(&at_ms) => None,
+            _ => {
+                if seen_written.len() >= 1_000_000 {
+                    seen_written.clear();
+                }
+                seen_written.insert(device_key, at_ms);
+                prepared.batch.seen.push(DeviceSeen {
+                    tenant: job.tenant.to_string(),
+                    device: job.device.to_string(),
+                    at_ms,
+                });
+                Some(prepared.batch.seen.len() - 1)
+            }
+        };
         prepared.jobs.push(PreparedJob {
             tenant: job.tenant,
             device: job.device,
@@ -327,7 +358,7 @@ fn row_id(ts: i64) -> String {
 }
 
 /// Appends the rows of one message and what to publish once they are committed.
-fn rows_for(job: &Job, keys: &DeviceKeys, rows: &mut Vec<DeviceDataRow>, after: &mut AfterCommit) {
+fn rows_for(job: &Job, keys: &DeviceKeys, want_live: bool, rows: &mut Vec<DeviceDataRow>, after: &mut AfterCommit) {
     let (tenant, device) = (&*job.tenant, &*job.device);
     match &job.parsed {
         Parsed::Telemetry(groups) => {
@@ -340,11 +371,13 @@ fn rows_for(job: &Job, keys: &DeviceKeys, rows: &mut Vec<DeviceDataRow>, after: 
                     seq: random_seq(),
                     sealed: keys.seal_telemetry(tenant, device, group.ts, plain.as_bytes()),
                 }));
-                let mut data = Map::new();
-                data.insert("device".into(), Value::from(device));
-                data.insert("ts".into(), Value::from(format_rfc3339_ms(group.ts)));
-                data.insert("values".into(), Value::Object(group.values.clone()));
-                after.live.push(live(job, LiveTopic::Telemetry, group.ts, data));
+                if want_live {
+                    let mut data = Map::new();
+                    data.insert("device".into(), Value::from(device));
+                    data.insert("ts".into(), Value::from(format_rfc3339_ms(group.ts)));
+                    data.insert("values".into(), Value::Object(group.values.clone()));
+                    after.live.push(live(job, LiveTopic::Telemetry, group.ts, data));
+                }
             }
         }
         Parsed::Event(event) => {
@@ -358,21 +391,26 @@ fn rows_for(job: &Job, keys: &DeviceKeys, rows: &mut Vec<DeviceDataRow>, after: 
                 type_tag: keys.event_type_tag(&event.event_type),
                 sealed: keys.seal_record(seal::EVENTS, tenant, device, &id, plain.as_bytes()),
             }));
-            let mut data = Map::new();
-            data.insert("device".into(), Value::from(device));
-            data.insert("ts".into(), Value::from(format_rfc3339_ms(event.ts)));
-            data.insert("id".into(), Value::from(id));
-            for (key, value) in &event.body {
-                data.entry(key.clone()).or_insert_with(|| value.clone());
-            }
-            if let Some(suffix) = event.event_type.strip_prefix("security.") {
+            let security = event.event_type.strip_prefix("security.");
+            if let Some(suffix) = security {
                 after.security = Some(security_notice(suffix, &event.event_type, &event.body));
-                after.live.push(live(job, LiveTopic::SecurityEvent, event.ts, data.clone()));
             }
-            after.live.push(live(job, LiveTopic::Events, event.ts, data));
+            if want_live {
+                let mut data = Map::new();
+                data.insert("device".into(), Value::from(device));
+                data.insert("ts".into(), Value::from(format_rfc3339_ms(event.ts)));
+                data.insert("id".into(), Value::from(id));
+                for (key, value) in &event.body {
+                    data.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+                if security.is_some() {
+                    after.live.push(live(job, LiveTopic::SecurityEvent, event.ts, data.clone()));
+                }
+                after.live.push(live(job, LiveTopic::Events, event.ts, data));
+            }
         }
         Parsed::Alarm(alarm) => {
-            rows.push(alarm_row(tenant, device, keys, alarm));
+            rows.push(alarm_row(tenant, device, keys, alarm, job.received_at_ms));
             after.alarm_type = Some(alarm.alarm_type.clone());
         }
         Parsed::Attestation(report) => {
@@ -385,17 +423,27 @@ fn rows_for(job: &Job, keys: &DeviceKeys, rows: &mut Vec<DeviceDataRow>, after: 
                 id: id.clone(),
                 sealed: keys.seal_record(seal::ATTESTATIONS, tenant, device, &id, plain.as_bytes()),
             }));
-            let mut data = report.body.clone();
-            data.insert("device".into(), Value::from(device));
-            data.insert("ts".into(), Value::from(format_rfc3339_ms(report.ts)));
-            after.live.push(live(job, LiveTopic::Attestation, report.ts, data));
+            if want_live {
+                let mut data = report.body.clone();
+                data.insert("device".into(), Value::from(device));
+                data.insert("ts".into(), Value::from(format_rfc3339_ms(report.ts)));
+                after.live.push(live(job, LiveTopic::Attestation, report.ts, data));
+            }
         }
         // Handled outside the batch (read-modify-write); never queued.
         Parsed::TwinReported(_) => {}
     }
 }
 
-fn alarm_row(tenant: &str, device: &str, keys: &DeviceKeys, alarm: &AlarmPayload) -> DeviceDataRow {
+/// `received_at_ms` names a new alarm: alarm ids sort by when they were raised here, whatever
+/// time the device claims.
+fn alarm_row(
+    tenant: &str,
+    device: &str,
+    keys: &DeviceKeys,
+    alarm: &AlarmPayload,
+    received_at_ms: i64,
+) -> DeviceDataRow {
     if alarm.clear {
         return DeviceDataRow::ClearAlarm(AlarmClear {
             tenant: tenant.to_owned(),
@@ -407,7 +455,7 @@ fn alarm_row(tenant: &str, device: &str, keys: &DeviceKeys, alarm: &AlarmPayload
     let severity = alarm.severity.map_or("MAJOR", |severity| severity.as_str());
     DeviceDataRow::RaiseAlarm(AlarmRaise {
         tenant: tenant.to_owned(),
-        id: row_id(alarm.ts),
+        id: row_id(received_at_ms),
         device: device.to_owned(),
         alarm_type: alarm.alarm_type.clone(),
         severity: severity.to_owned(),

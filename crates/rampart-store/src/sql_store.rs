@@ -1010,7 +1010,7 @@ impl Store for SqlStore {
         // Alarms after the rows, in their order: one upsert per change, because one statement
         // may not update the same open alarm twice (PostgreSQL refuses that).
         statements.extend(alarm_statements);
-        if std::env::var("NOSEEN").is_err() { statements.extend(seen_statements(&batch.seen)); }
+        statements.extend(seen_statements(&batch.seen));
         if statements.is_empty() {
             return Ok(());
         }
