@@ -57,10 +57,7 @@ impl std::fmt::Debug for TokenSigningKey {
 }
 
 fn invalid_key(reason: &'static str) -> CryptoError {
-    CryptoError::InvalidKey {
-        kind: "token signing",
-        reason,
-    }
+    CryptoError::InvalidKey { kind: "token signing", reason }
 }
 
 impl TokenSigningKey {
@@ -77,11 +74,8 @@ impl TokenSigningKey {
 
     /// A key from its 32-byte Ed25519 seed.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
-            bytes
-                .try_into()
-                .map_err(|_| invalid_key("expected a 32-byte seed"))?,
-        );
+        let seed: Zeroizing<[u8; 32]> =
+            Zeroizing::new(bytes.try_into().map_err(|_| invalid_key("expected a 32-byte seed"))?);
         // pasetors panics on an all-zero seed; refuse it first.
         if seed.iter().all(|&b| b == 0) {
             return Err(invalid_key("all-zero seed"));
@@ -91,10 +85,9 @@ impl TokenSigningKey {
         let mut keypair_bytes = Zeroizing::new([0u8; 64]);
         keypair_bytes[..32].copy_from_slice(&seed[..]);
         keypair_bytes[32..].copy_from_slice(&public_bytes);
-        let secret = AsymmetricSecretKey::<V4>::from(&keypair_bytes[..])
-            .map_err(|_| invalid_key("rejected by PASETO"))?;
-        let public = AsymmetricPublicKey::<V4>::from(&public_bytes)
-            .map_err(|_| invalid_key("rejected by PASETO"))?;
+        let secret =
+            AsymmetricSecretKey::<V4>::from(&keypair_bytes[..]).map_err(|_| invalid_key("rejected by PASETO"))?;
+        let public = AsymmetricPublicKey::<V4>::from(&public_bytes).map_err(|_| invalid_key("rejected by PASETO"))?;
         Ok(Self { secret, public })
     }
 
@@ -114,9 +107,7 @@ impl TokenSigningKey {
             OffsetDateTime::from_unix_timestamp(unix)
                 .ok()
                 .and_then(|time| time.format(&Rfc3339).ok())
-                .ok_or_else(|| CryptoError::TokenSigning {
-                    reason: format!("timestamp {unix} out of range"),
-                })
+                .ok_or_else(|| CryptoError::TokenSigning { reason: format!("timestamp {unix} out of range") })
         };
         let payload = Payload {
             tenant: claims.tenant.clone(),
@@ -126,30 +117,24 @@ impl TokenSigningKey {
             exp: timestamp(claims.expires_at)?,
             jti: claims.token_id.clone(),
         };
-        let message = serde_json::to_vec(&payload).map_err(|error| CryptoError::TokenSigning {
-            reason: error.to_string(),
-        })?;
-        PublicToken::sign(&self.secret, &message, None, Some(IMPLICIT_ASSERTION)).map_err(|error| {
-            CryptoError::TokenSigning {
-                reason: error.to_string(),
-            }
-        })
+        let message =
+            serde_json::to_vec(&payload).map_err(|error| CryptoError::TokenSigning { reason: error.to_string() })?;
+        PublicToken::sign(&self.secret, &message, None, Some(IMPLICIT_ASSERTION))
+            .map_err(|error| CryptoError::TokenSigning { reason: error.to_string() })
     }
 
     /// Verifies the signature, the implicit assertion, that no footer is present, that the
     /// token has not expired (`exp > now_unix`) and was not issued more than 60 s in the
     /// future. Every failure is [`CryptoError::InvalidToken`].
     pub fn verify(&self, token: &str, now_unix: i64) -> Result<AccessClaims, CryptoError> {
-        let untrusted =
-            UntrustedToken::<Public, V4>::try_from(token).map_err(|_| CryptoError::InvalidToken)?;
+        let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(|_| CryptoError::InvalidToken)?;
         let trusted = PublicToken::verify(&self.public, &untrusted, None, Some(IMPLICIT_ASSERTION))
             .map_err(|_| CryptoError::InvalidToken)?;
         // We never issue footers; a signed one means the token is not ours.
         if !trusted.footer().is_empty() {
             return Err(CryptoError::InvalidToken);
         }
-        let payload: Payload =
-            serde_json::from_str(trusted.payload()).map_err(|_| CryptoError::InvalidToken)?;
+        let payload: Payload = serde_json::from_str(trusted.payload()).map_err(|_| CryptoError::InvalidToken)?;
         let parse = |text: &str| {
             OffsetDateTime::parse(text, &Rfc3339)
                 .map(OffsetDateTime::unix_timestamp)
@@ -163,9 +148,7 @@ impl TokenSigningKey {
             expires_at: parse(&payload.exp)?,
             token_id: payload.jti,
         };
-        if claims.expires_at <= now_unix
-            || claims.issued_at > now_unix.saturating_add(MAX_CLOCK_SKEW_SECS)
-        {
+        if claims.expires_at <= now_unix || claims.issued_at > now_unix.saturating_add(MAX_CLOCK_SKEW_SECS) {
             return Err(CryptoError::InvalidToken);
         }
         Ok(claims)
@@ -208,19 +191,8 @@ mod tests {
         let key = TokenSigningKey::generate();
         let other = TokenSigningKey::generate();
         let token = key.sign(&claims()).unwrap();
-        let future = key
-            .sign(&AccessClaims {
-                issued_at: NOW + 61,
-                expires_at: NOW + 1000,
-                ..claims()
-            })
-            .unwrap();
-        let near_future = key
-            .sign(&AccessClaims {
-                issued_at: NOW + 60,
-                ..claims()
-            })
-            .unwrap();
+        let future = key.sign(&AccessClaims { issued_at: NOW + 61, expires_at: NOW + 1000, ..claims() }).unwrap();
+        let near_future = key.sign(&AccessClaims { issued_at: NOW + 60, ..claims() }).unwrap();
         let mut tampered = token.clone().into_bytes();
         let middle = tampered.len() / 2;
         tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };

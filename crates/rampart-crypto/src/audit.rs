@@ -37,10 +37,8 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>, skip_key: Option<&str>) {
         }
         Value::Object(map) => {
             // UTF-8 byte order is Unicode code point order, so `str` ordering is what we want.
-            let mut entries: Vec<(&String, &Value)> = map
-                .iter()
-                .filter(|(key, _)| Some(key.as_str()) != skip_key)
-                .collect();
+            let mut entries: Vec<(&String, &Value)> =
+                map.iter().filter(|(key, _)| Some(key.as_str()) != skip_key).collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push(b'{');
             for (index, (key, item)) in entries.into_iter().enumerate() {
@@ -93,11 +91,11 @@ impl AuditSigningKey {
 
     /// A key from its 32-byte seed.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let seed: Zeroizing<[u8; 32]> =
-            Zeroizing::new(bytes.try_into().map_err(|_| CryptoError::InvalidKey {
-                kind: "audit signing",
-                reason: "expected a 32-byte seed",
-            })?);
+        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+            bytes
+                .try_into()
+                .map_err(|_| CryptoError::InvalidKey { kind: "audit signing", reason: "expected a 32-byte seed" })?,
+        );
         Ok(Self(SigningKey::from_bytes(&seed)))
     }
 
@@ -113,22 +111,12 @@ impl AuditSigningKey {
 
     /// Signs [`checkpoint_message`]; returns the signature in standard base64.
     pub fn sign_checkpoint(&self, tenant: &str, seq: i64, hash: &str) -> String {
-        STANDARD.encode(
-            self.0
-                .sign(&checkpoint_message(tenant, seq, hash))
-                .to_bytes(),
-        )
+        STANDARD.encode(self.0.sign(&checkpoint_message(tenant, seq, hash)).to_bytes())
     }
 }
 
 /// Checks a checkpoint signature with `verify_strict`. False on any malformed input.
-pub fn verify_checkpoint(
-    public_key_base64: &str,
-    tenant: &str,
-    seq: i64,
-    hash: &str,
-    signature_base64: &str,
-) -> bool {
+pub fn verify_checkpoint(public_key_base64: &str, tenant: &str, seq: i64, hash: &str, signature_base64: &str) -> bool {
     let Some(key) = STANDARD
         .decode(public_key_base64)
         .ok()
@@ -145,8 +133,7 @@ pub fn verify_checkpoint(
     else {
         return false;
     };
-    key.verify_strict(&checkpoint_message(tenant, seq, hash), &signature)
-        .is_ok()
+    key.verify_strict(&checkpoint_message(tenant, seq, hash), &signature).is_ok()
 }
 
 #[cfg(test)]
@@ -162,14 +149,8 @@ mod tests {
                 json!({"z": {"y": [3, {"d": null, "c": true}], "x": "é\"\n"}, "a": []}),
                 r#"{"a":[],"z":{"x":"é\"\n","y":[3,{"c":true,"d":null}]}}"#,
             ),
-            (
-                json!({"é": 1, "z": 2, "Z": 3, "aa": 4, "a": 5}),
-                r#"{"Z":3,"a":5,"aa":4,"z":2,"é":1}"#,
-            ),
-            (
-                json!([1.5, -0, 10000000000u64, "x"]),
-                r#"[1.5,0,10000000000,"x"]"#,
-            ),
+            (json!({"é": 1, "z": 2, "Z": 3, "aa": 4, "a": 5}), r#"{"Z":3,"a":5,"aa":4,"z":2,"é":1}"#),
+            (json!([1.5, -0, 10000000000u64, "x"]), r#"[1.5,0,10000000000,"x"]"#),
             (json!("plain"), r#""plain""#),
             (json!({}), "{}"),
         ];
@@ -194,17 +175,10 @@ mod tests {
         message.extend_from_slice(&canonical_json(&record()));
         assert_eq!(hash, crate::secrets::sha256_hex(&message));
         // Cross-checked with Python: json.dumps(sort_keys=True, separators=(",", ":")).
-        assert_eq!(
-            hash,
-            "685f4206e62e13836ce4e4f2f8bfa6907caa675b8dc906933164f4a9bd004539"
-        );
+        assert_eq!(hash, "685f4206e62e13836ce4e4f2f8bfa6907caa675b8dc906933164f4a9bd004539");
         let mut with_hash = record();
         with_hash["hash"] = json!(hash);
-        assert_eq!(
-            audit_hash(GENESIS_HASH, &with_hash),
-            hash,
-            "top-level hash is ignored"
-        );
+        assert_eq!(audit_hash(GENESIS_HASH, &with_hash), hash, "top-level hash is ignored");
         let mut altered = record();
         altered["outcome"] = json!("failure");
         assert_ne!(audit_hash(GENESIS_HASH, &altered), hash);
@@ -221,61 +195,17 @@ mod tests {
         let other_public = AuditSigningKey::generate().public_key_base64();
         let cases: &[(&str, &str, &str, i64, &str, &str, bool)] = &[
             ("valid", &public, "acme", 1000, &hash, &signature, true),
-            (
-                "tampered seq",
-                &public,
-                "acme",
-                1001,
-                &hash,
-                &signature,
-                false,
-            ),
-            (
-                "other tenant",
-                &public,
-                "acme2",
-                1000,
-                &hash,
-                &signature,
-                false,
-            ),
-            (
-                "other hash",
-                &public,
-                "acme",
-                1000,
-                GENESIS_HASH,
-                &signature,
-                false,
-            ),
-            (
-                "other key",
-                &other_public,
-                "acme",
-                1000,
-                &hash,
-                &signature,
-                false,
-            ),
+            ("tampered seq", &public, "acme", 1001, &hash, &signature, false),
+            ("other tenant", &public, "acme2", 1000, &hash, &signature, false),
+            ("other hash", &public, "acme", 1000, GENESIS_HASH, &signature, false),
+            ("other key", &other_public, "acme", 1000, &hash, &signature, false),
             ("garbage key", "!!", "acme", 1000, &hash, &signature, false),
             ("short key", "AAAA", "acme", 1000, &hash, &signature, false),
-            (
-                "garbage signature",
-                &public,
-                "acme",
-                1000,
-                &hash,
-                "AAAA",
-                false,
-            ),
+            ("garbage signature", &public, "acme", 1000, &hash, "AAAA", false),
             ("empty signature", &public, "acme", 1000, &hash, "", false),
         ];
         for (name, public, tenant, seq, hash, signature, ok) in cases {
-            assert_eq!(
-                verify_checkpoint(public, tenant, *seq, hash, signature),
-                *ok,
-                "{name}"
-            );
+            assert_eq!(verify_checkpoint(public, tenant, *seq, hash, signature), *ok, "{name}");
         }
         let restored = AuditSigningKey::from_bytes(&key.to_bytes()).unwrap();
         assert_eq!(restored.public_key_base64(), public);

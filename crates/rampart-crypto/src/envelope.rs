@@ -30,10 +30,9 @@ impl SecretKey256 {
 
     /// A key from exactly 32 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let array: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::InvalidKey {
-            kind: "AES-256",
-            reason: "expected exactly 32 bytes",
-        })?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::InvalidKey { kind: "AES-256", reason: "expected exactly 32 bytes" })?;
         Ok(Self(Zeroizing::new(array)))
     }
 
@@ -71,20 +70,13 @@ impl SecretKey256 {
     /// Decrypts what [`seal`](Self::seal) produced with the same key and `aad`.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if sealed.len() < HEADER_LEN + TAG_LEN {
-            return Err(CryptoError::Decrypt {
-                reason: "sealed data too short",
-            });
+            return Err(CryptoError::Decrypt { reason: "sealed data too short" });
         }
         if sealed[0] != VERSION {
-            return Err(CryptoError::Decrypt {
-                reason: "unknown envelope version",
-            });
+            return Err(CryptoError::Decrypt { reason: "unknown envelope version" });
         }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..HEADER_LEN]).map_err(|_| {
-            CryptoError::Decrypt {
-                reason: "malformed nonce",
-            }
-        })?;
+        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..HEADER_LEN])
+            .map_err(|_| CryptoError::Decrypt { reason: "malformed nonce" })?;
         let mut in_out = Zeroizing::new(sealed[HEADER_LEN..].to_vec());
         let plaintext_len = self
             .aead_key()
@@ -155,10 +147,7 @@ mod tests {
             ("wrong key", &other, &sealed, b"tenant:acme:a"),
         ];
         for (name, k, data, aad) in cases {
-            assert!(
-                matches!(k.open(data, aad), Err(CryptoError::Decrypt { .. })),
-                "{name}"
-            );
+            assert!(matches!(k.open(data, aad), Err(CryptoError::Decrypt { .. })), "{name}");
         }
     }
 
@@ -167,15 +156,9 @@ mod tests {
         let master = SecretKey256::generate();
         let tenant = SecretKey256::generate();
         let wrapped = master.wrap(&tenant, b"tenant:acme:data-key");
-        let unwrapped = master
-            .unwrap_key(&wrapped, b"tenant:acme:data-key")
-            .unwrap();
+        let unwrapped = master.unwrap_key(&wrapped, b"tenant:acme:data-key").unwrap();
         assert_eq!(unwrapped.expose_bytes(), tenant.expose_bytes());
-        assert!(
-            master
-                .unwrap_key(&wrapped, b"tenant:evil:data-key")
-                .is_err()
-        );
+        assert!(master.unwrap_key(&wrapped, b"tenant:evil:data-key").is_err());
     }
 
     #[test]

@@ -13,19 +13,14 @@ pub enum CryptoError {
         source: std::io::Error,
     },
     /// A key file is readable or writable by group or others.
-    #[error(
-        "key file {path} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)"
-    )]
+    #[error("key file {path} has mode {mode:04o}; it must not be accessible by group or others (chmod 600)")]
     InsecureKeyFile { path: PathBuf, mode: u32 },
     /// A key file exists but its content is not a key.
     #[error("key file {path} is malformed: {reason}")]
     InvalidKeyFile { path: PathBuf, reason: &'static str },
     /// Raw key bytes had the wrong length or were otherwise unusable.
     #[error("invalid {kind} key: {reason}")]
-    InvalidKey {
-        kind: &'static str,
-        reason: &'static str,
-    },
+    InvalidKey { kind: &'static str, reason: &'static str },
     /// An envelope could not be opened: wrong key, wrong context (AAD), tampering or truncation.
     #[error("decryption failed: {reason}")]
     Decrypt { reason: &'static str },
@@ -52,8 +47,5 @@ pub enum CryptoError {
     InvalidParameter { name: &'static str, reason: String },
     /// rcgen failed while building or signing a certificate or CRL.
     #[error("{operation} failed: {reason}")]
-    Pki {
-        operation: &'static str,
-        reason: String,
-    },
+    Pki { operation: &'static str, reason: String },
 }

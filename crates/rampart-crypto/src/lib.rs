@@ -15,17 +15,14 @@ pub mod secrets;
 pub mod totp;
 
 pub use access_token::{AccessClaims, TokenSigningKey};
-pub use audit::{
-    AuditSigningKey, GENESIS_HASH, audit_hash, canonical_json, checkpoint_message,
-    verify_checkpoint,
-};
+pub use audit::{AuditSigningKey, GENESIS_HASH, audit_hash, canonical_json, checkpoint_message, verify_checkpoint};
 pub use envelope::SecretKey256;
 pub use error::CryptoError;
 pub use master_key::{load_or_create_master_key, write_new_key_file};
 pub use password::{hash_password, verify_password, verify_password_dummy};
 pub use pki::{
-    CaCertificateInfo, GeneratedCa, IssuedCertificate, build_crl, generate_ca,
-    issue_server_certificate, parse_ca_certificate, sign_device_csr,
+    CaCertificateInfo, GeneratedCa, IssuedCertificate, build_crl, generate_ca, issue_server_certificate,
+    parse_ca_certificate, sign_device_csr,
 };
 pub use secrets::{ct_eq, hmac_sha256_hex, random_id, random_secret, sha256, sha256_hex};
 pub use totp::TotpSecret;

@@ -17,11 +17,8 @@ const MAX_MEMORY_KIB: u32 = 256 * 1024;
 const MAX_ITERATIONS: u32 = 16;
 
 fn argon2() -> Result<Argon2<'static>, CryptoError> {
-    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).map_err(|error| {
-        CryptoError::PasswordHash {
-            reason: error.to_string(),
-        }
-    })?;
+    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
+        .map_err(|error| CryptoError::PasswordHash { reason: error.to_string() })?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -29,15 +26,11 @@ fn argon2() -> Result<Argon2<'static>, CryptoError> {
 /// (`$argon2id$v=19$m=19456,t=2,p=1$…`).
 pub fn hash_password(password: &str) -> Result<String, CryptoError> {
     let salt_bytes = crate::random_array::<16>();
-    let salt =
-        SaltString::encode_b64(&salt_bytes[..]).map_err(|error| CryptoError::PasswordHash {
-            reason: error.to_string(),
-        })?;
+    let salt = SaltString::encode_b64(&salt_bytes[..])
+        .map_err(|error| CryptoError::PasswordHash { reason: error.to_string() })?;
     let hash = argon2()?
         .hash_password(password.as_bytes(), &salt)
-        .map_err(|error| CryptoError::PasswordHash {
-            reason: error.to_string(),
-        })?;
+        .map_err(|error| CryptoError::PasswordHash { reason: error.to_string() })?;
     Ok(hash.to_string())
 }
 
@@ -58,9 +51,7 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     }
     // The verifier takes the parameters and salt from the hash itself; the comparison of the
     // output inside `password-hash` is constant time.
-    Argon2::default()
-        .verify_password(password.as_bytes(), &hash)
-        .is_ok()
+    Argon2::default().verify_password(password.as_bytes(), &hash).is_ok()
 }
 
 /// A hash of a random password, computed once; used to spend real Argon2 work on unknown users.
@@ -104,14 +95,7 @@ mod tests {
     fn malformed_hashes_are_false() {
         let argon2i = "$argon2i$v=19$m=16,t=2,p=1$c29tZXNhbHQ$g3gU+S4fG8nQzyL/hZTt6w";
         let huge = "$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHQ$g3gU+S4fG8nQzyL/hZTt6w";
-        for phc in [
-            "",
-            "plain",
-            "$argon2id$",
-            "$argon2id$v=19$m=x",
-            argon2i,
-            huge,
-        ] {
+        for phc in ["", "plain", "$argon2id$", "$argon2id$v=19$m=x", argon2i, huge] {
             assert!(!verify_password("password", phc), "{phc}");
         }
     }

@@ -6,16 +6,15 @@
 //! extensions it does not model, and we ignore everything a CSR asks for except its key anyway.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256, RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, RevokedCertParams, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_PKCS1_SHA1WITHRSA, OID_SHA1_WITH_RSA, OID_SIG_ED25519,
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_SHA1WITHRSA,
+    OID_SHA1_WITH_RSA, OID_SIG_ED25519,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
@@ -39,10 +38,7 @@ pub struct GeneratedCa {
 
 impl std::fmt::Debug for GeneratedCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeneratedCa")
-            .field("cert_pem", &self.cert_pem)
-            .field("key_pem", &"<redacted>")
-            .finish()
+        f.debug_struct("GeneratedCa").field("cert_pem", &self.cert_pem).field("key_pem", &"<redacted>").finish()
     }
 }
 
@@ -76,29 +72,19 @@ impl Drop for WipedKeyPair {
 }
 
 fn pki_error(operation: &'static str) -> impl Fn(rcgen::Error) -> CryptoError {
-    move |error| CryptoError::Pki {
-        operation,
-        reason: error.to_string(),
-    }
+    move |error| CryptoError::Pki { operation, reason: error.to_string() }
 }
 
 fn invalid_parameter(name: &'static str, reason: impl Into<String>) -> CryptoError {
-    CryptoError::InvalidParameter {
-        name,
-        reason: reason.into(),
-    }
+    CryptoError::InvalidParameter { name, reason: reason.into() }
 }
 
 fn invalid_csr(reason: impl Into<String>) -> CryptoError {
-    CryptoError::InvalidCsr {
-        reason: reason.into(),
-    }
+    CryptoError::InvalidCsr { reason: reason.into() }
 }
 
 fn invalid_certificate(reason: impl Into<String>) -> CryptoError {
-    CryptoError::InvalidCertificate {
-        reason: reason.into(),
-    }
+    CryptoError::InvalidCertificate { reason: reason.into() }
 }
 
 /// Now, truncated to whole seconds as certificates encode it.
@@ -125,14 +111,11 @@ fn random_serial() -> Vec<u8> {
 }
 
 fn generate_p256() -> Result<WipedKeyPair, CryptoError> {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-        .map(WipedKeyPair)
-        .map_err(pki_error("key generation"))
+    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map(WipedKeyPair).map_err(pki_error("key generation"))
 }
 
 fn parse_pem(pem: &str, labels: &[&str], what: &str) -> Result<Vec<u8>, String> {
-    let (rest, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|_| format!("not a PEM {what}"))?;
+    let (rest, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| format!("not a PEM {what}"))?;
     if !labels.contains(&parsed.label.as_str()) {
         return Err(format!("expected a PEM {what}, found {:?}", parsed.label));
     }
@@ -161,17 +144,13 @@ fn with_issuer<T>(
     let key = KeyPair::from_pem(ca_key_pem)
         .map(WipedKeyPair)
         .map_err(|_| invalid_parameter("CA key", "not a supported PEM private key"))?;
-    let der =
-        parse_pem(ca_cert_pem, &["CERTIFICATE"], "certificate").map_err(invalid_certificate)?;
+    let der = parse_pem(ca_cert_pem, &["CERTIFICATE"], "certificate").map_err(invalid_certificate)?;
     let cert = parse_certificate_der(&der)?;
     if cert.public_key().subject_public_key.data.as_ref() != key.0.public_key_raw() {
-        return Err(invalid_parameter(
-            "CA key",
-            "does not match the CA certificate",
-        ));
+        return Err(invalid_parameter("CA key", "does not match the CA certificate"));
     }
-    let issuer = Issuer::from_ca_cert_der(&der.as_slice().into(), &key.0)
-        .map_err(pki_error("reading the CA certificate"))?;
+    let issuer =
+        Issuer::from_ca_cert_der(&der.as_slice().into(), &key.0).map_err(pki_error("reading the CA certificate"))?;
     sign(&issuer).map_err(pki_error(operation))
 }
 
@@ -184,25 +163,16 @@ pub fn generate_ca(common_name: &str) -> Result<GeneratedCa, CryptoError> {
     let key = generate_p256()?;
     let now = now_seconds();
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Rampart");
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.distinguished_name.push(DnType::OrganizationName, "Rampart");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = now - BACKDATE;
     params.not_after = now + Duration::days(CA_VALIDITY_DAYS);
     params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
     params.key_identifier_method = KeyIdMethod::Sha256;
-    let cert = params
-        .self_signed(&key.0)
-        .map_err(pki_error("CA self-signing"))?;
-    Ok(GeneratedCa {
-        cert_pem: cert.pem(),
-        key_pem: Zeroizing::new(key.0.serialize_pem()),
-    })
+    let cert = params.self_signed(&key.0).map_err(pki_error("CA self-signing"))?;
+    Ok(GeneratedCa { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.0.serialize_pem()) })
 }
 
 /// A TLS server certificate signed by the CA: fresh P-256 key, 397 days, serverAuth, one SAN
@@ -215,13 +185,11 @@ pub fn issue_server_certificate(
     let Some(first_san) = sans.first() else {
         return Err(invalid_parameter("SANs", "at least one is required"));
     };
-    let mut params = CertificateParams::new(sans.to_vec())
-        .map_err(|error| invalid_parameter("SANs", error.to_string()))?;
+    let mut params =
+        CertificateParams::new(sans.to_vec()).map_err(|error| invalid_parameter("SANs", error.to_string()))?;
     let key = generate_p256()?;
     let now = now_seconds();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, first_san.as_str());
+    params.distinguished_name.push(DnType::CommonName, first_san.as_str());
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -229,16 +197,9 @@ pub fn issue_server_certificate(
     params.not_after = now + Duration::days(SERVER_VALIDITY_DAYS);
     params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
     params.use_authority_key_identifier_extension = true;
-    let cert = with_issuer(
-        ca_cert_pem,
-        ca_key_pem,
-        "server certificate signing",
-        |issuer| params.signed_by(&key.0, issuer),
-    )?;
-    Ok(GeneratedCa {
-        cert_pem: cert.pem(),
-        key_pem: Zeroizing::new(key.0.serialize_pem()),
-    })
+    let cert =
+        with_issuer(ca_cert_pem, ca_key_pem, "server certificate signing", |issuer| params.signed_by(&key.0, issuer))?;
+    Ok(GeneratedCa { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.0.serialize_pem()) })
 }
 
 /// `^[a-z][a-z0-9-]{1,62}$` (SPEC §2).
@@ -246,9 +207,7 @@ fn is_tenant_id(id: &str) -> bool {
     let bytes = id.as_bytes();
     (2..=63).contains(&bytes.len())
         && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && bytes.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$` (SPEC §2).
@@ -256,9 +215,7 @@ fn is_device_id(id: &str) -> bool {
     let bytes = id.as_bytes();
     (1..=128).contains(&bytes.len())
         && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Significant bits of a big-endian unsigned integer.
@@ -281,29 +238,19 @@ fn check_device_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<(), CryptoError> 
             return Err(CryptoError::WeakKey { bits });
         }
         if bits > MAX_RSA_BITS {
-            return Err(invalid_csr(format!(
-                "RSA key of {bits} bits is larger than 8192"
-            )));
+            return Err(invalid_csr(format!("RSA key of {bits} bits is larger than 8192")));
         }
         Ok(())
     } else if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|parameters| parameters.as_oid().ok());
+        let curve = spki.algorithm.parameters.as_ref().and_then(|parameters| parameters.as_oid().ok());
         match curve {
             Some(curve) if curve == OID_EC_P256 || curve == OID_NIST_EC_P384 => Ok(()),
-            _ => Err(invalid_csr(
-                "unsupported elliptic curve (P-256 or P-384 required)",
-            )),
+            _ => Err(invalid_csr("unsupported elliptic curve (P-256 or P-384 required)")),
         }
     } else if *algorithm == OID_SIG_ED25519 {
         Ok(())
     } else {
-        Err(invalid_csr(format!(
-            "unsupported key algorithm {algorithm}"
-        )))
+        Err(invalid_csr(format!("unsupported key algorithm {algorithm}")))
     }
 }
 
@@ -322,26 +269,16 @@ pub fn sign_device_csr(
     validity_days: u32,
 ) -> Result<IssuedCertificate, CryptoError> {
     if !is_tenant_id(tenant) {
-        return Err(invalid_parameter(
-            "tenant id",
-            format!("{tenant:?} is not a tenant id"),
-        ));
+        return Err(invalid_parameter("tenant id", format!("{tenant:?} is not a tenant id")));
     }
     if !is_device_id(device_id) {
-        return Err(invalid_parameter(
-            "device id",
-            format!("{device_id:?} is not a device id"),
-        ));
+        return Err(invalid_parameter("device id", format!("{device_id:?} is not a device id")));
     }
     if validity_days == 0 {
         return Err(invalid_parameter("validity", "must be at least one day"));
     }
-    let der = parse_pem(
-        csr_pem,
-        &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"],
-        "certificate request",
-    )
-    .map_err(invalid_csr)?;
+    let der = parse_pem(csr_pem, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"], "certificate request")
+        .map_err(invalid_csr)?;
     let csr = match X509CertificationRequest::from_der(&der) {
         Ok(([], csr)) => csr,
         Ok(_) => return Err(invalid_csr("trailing data after the request")),
@@ -355,8 +292,7 @@ pub fn sign_device_csr(
     if *signature_algorithm == OID_PKCS1_SHA1WITHRSA || *signature_algorithm == OID_SHA1_WITH_RSA {
         return Err(invalid_csr("SHA-1 signatures are not accepted"));
     }
-    csr.verify_signature()
-        .map_err(|_| invalid_csr("signature does not verify"))?;
+    csr.verify_signature().map_err(|_| invalid_csr("signature does not verify"))?;
     let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki.raw)
         .map_err(|error| invalid_csr(format!("unsupported public key: {error}")))?;
 
@@ -365,12 +301,8 @@ pub fn sign_device_csr(
     let serial = random_serial();
     let uri = format!("urn:rampart:{tenant}:{device_id}");
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, device_id);
-    params.subject_alt_names = vec![SanType::URI(
-        uri.try_into().map_err(pki_error("building the SAN URI"))?,
-    )];
+    params.distinguished_name.push(DnType::CommonName, device_id);
+    params.subject_alt_names = vec![SanType::URI(uri.try_into().map_err(pki_error("building the SAN URI"))?)];
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -378,17 +310,10 @@ pub fn sign_device_csr(
     params.not_after = not_after;
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     params.use_authority_key_identifier_extension = true;
-    let cert = with_issuer(
-        ca_cert_pem,
-        ca_key_pem,
-        "device certificate signing",
-        |issuer| params.signed_by(&public_key, issuer),
-    )?;
-    Ok(IssuedCertificate {
-        cert_pem: cert.pem(),
-        serial_hex: hex::encode(serial),
-        not_after_ms: unix_ms(not_after),
-    })
+    let cert = with_issuer(ca_cert_pem, ca_key_pem, "device certificate signing", |issuer| {
+        params.signed_by(&public_key, issuer)
+    })?;
+    Ok(IssuedCertificate { cert_pem: cert.pem(), serial_hex: hex::encode(serial), not_after_ms: unix_ms(not_after) })
 }
 
 /// A v2 CRL signed by the CA: thisUpdate = `now_ms`, nextUpdate one day later, the given CRL
@@ -406,9 +331,7 @@ pub fn build_crl(
             let serial = hex::decode(serial_hex)
                 .ok()
                 .filter(|serial| (1..=20).contains(&serial.len()))
-                .ok_or_else(|| {
-                    invalid_parameter("serial", format!("{serial_hex:?} is not 1 to 20 hex bytes"))
-                })?;
+                .ok_or_else(|| invalid_parameter("serial", format!("{serial_hex:?} is not 1 to 20 hex bytes")))?;
             Ok(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&serial),
                 revocation_time: datetime_from_ms(*revoked_at_ms, "revocation time")?,
@@ -426,9 +349,7 @@ pub fn build_crl(
         revoked_certs,
         key_identifier_method: KeyIdMethod::Sha256,
     };
-    with_issuer(ca_cert_pem, ca_key_pem, "CRL signing", |issuer| {
-        params.signed_by(issuer)?.pem()
-    })
+    with_issuer(ca_cert_pem, ca_key_pem, "CRL signing", |issuer| params.signed_by(issuer)?.pem())
 }
 
 /// Parses one PEM certificate and checks it can act as a CA (basicConstraints `CA:true`, and
@@ -441,17 +362,11 @@ pub fn parse_ca_certificate(pem: &str, now_ms: i64) -> Result<CaCertificateInfo,
         .map_err(|_| invalid_certificate("malformed basicConstraints"))?
         .is_some_and(|extension| extension.value.ca);
     if !is_ca {
-        return Err(invalid_certificate(
-            "not a CA certificate (basicConstraints CA:true missing)",
-        ));
+        return Err(invalid_certificate("not a CA certificate (basicConstraints CA:true missing)"));
     }
-    let key_usage = cert
-        .key_usage()
-        .map_err(|_| invalid_certificate("malformed keyUsage"))?;
+    let key_usage = cert.key_usage().map_err(|_| invalid_certificate("malformed keyUsage"))?;
     if key_usage.is_some_and(|extension| !extension.value.key_cert_sign()) {
-        return Err(invalid_certificate(
-            "keyUsage does not allow certificate signing",
-        ));
+        return Err(invalid_certificate("keyUsage does not allow certificate signing"));
     }
     let not_before_ms = cert.validity().not_before.timestamp().saturating_mul(1000);
     let not_after_ms = cert.validity().not_after.timestamp().saturating_mul(1000);
@@ -483,23 +398,13 @@ mod tests {
     }
 
     fn pem_to_der(pem: &str) -> Vec<u8> {
-        x509_parser::pem::parse_x509_pem(pem.as_bytes())
-            .unwrap()
-            .1
-            .contents
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1.contents
     }
 
     fn der_to_pem(label: &str, der: &[u8]) -> String {
         let body = base64::engine::general_purpose::STANDARD.encode(der);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|line| std::str::from_utf8(line).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-            lines.join("\n")
-        )
+        let lines: Vec<&str> = body.as_bytes().chunks(64).map(|line| std::str::from_utf8(line).unwrap()).collect();
+        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
     }
 
     /// A CSR asking for things we must ignore: another CN, a DNS SAN, CA rights.
@@ -522,10 +427,7 @@ mod tests {
         let ca = generate_ca("Acme Devices").unwrap();
         let info = parse_ca_certificate(&ca.cert_pem, now_ms()).unwrap();
         assert_eq!(info.subject, "CN=Acme Devices, O=Rampart");
-        assert_eq!(
-            info.fingerprint_sha256,
-            crate::secrets::sha256_hex(&pem_to_der(&ca.cert_pem))
-        );
+        assert_eq!(info.fingerprint_sha256, crate::secrets::sha256_hex(&pem_to_der(&ca.cert_pem)));
         let ten_years_ms = 3650 * 86_400_000;
         assert!((info.not_after_ms - now_ms() - ten_years_ms).abs() < 60_000);
         assert!(ca.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
@@ -544,36 +446,18 @@ mod tests {
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
         cert.verify_signature(Some(ca_cert.public_key())).unwrap();
         assert_eq!(cert.subject().to_string(), "CN=localhost");
-        let names = &cert
-            .subject_alternative_name()
-            .unwrap()
-            .unwrap()
-            .value
-            .general_names;
+        let names = &cert.subject_alternative_name().unwrap().unwrap().value.general_names;
         assert_eq!(names[0], GeneralName::DNSName("localhost"));
         assert_eq!(names[1], GeneralName::IPAddress(&[127, 0, 0, 1]));
         assert!(matches!(names[2], GeneralName::IPAddress(ip) if ip.len() == 16));
-        assert!(
-            cert.extended_key_usage()
-                .unwrap()
-                .unwrap()
-                .value
-                .server_auth
-        );
-        let lifetime =
-            cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        assert!(cert.extended_key_usage().unwrap().unwrap().value.server_auth);
+        let lifetime = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
         assert!(lifetime <= 398 * 86_400, "{lifetime}");
-        assert!(
-            parse_ca_certificate(&server.cert_pem, now_ms()).is_err(),
-            "leaf is not a CA"
-        );
+        assert!(parse_ca_certificate(&server.cert_pem, now_ms()).is_err(), "leaf is not a CA");
 
         let other = generate_ca("Other").unwrap();
         let mismatch = issue_server_certificate(&ca.cert_pem, &other.key_pem, &sans);
-        assert!(matches!(
-            mismatch,
-            Err(CryptoError::InvalidParameter { .. })
-        ));
+        assert!(matches!(mismatch, Err(CryptoError::InvalidParameter { .. })));
         assert!(issue_server_certificate(&ca.cert_pem, &ca.key_pem, &[]).is_err());
     }
 
@@ -591,13 +475,7 @@ mod tests {
             ("expired", ca.cert_pem.as_str(), far_future),
             ("not yet valid", ca.cert_pem.as_str(), past),
         ] {
-            assert!(
-                matches!(
-                    parse_ca_certificate(pem, now),
-                    Err(CryptoError::InvalidCertificate { .. })
-                ),
-                "{name}"
-            );
+            assert!(matches!(parse_ca_certificate(pem, now), Err(CryptoError::InvalidCertificate { .. })), "{name}");
         }
     }
 
@@ -607,28 +485,15 @@ mod tests {
         let ca_der = pem_to_der(&ca.cert_pem);
         let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
         let keys = [
-            (
-                "P-256",
-                KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
-            ),
-            (
-                "P-384",
-                KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap(),
-            ),
+            ("P-256", KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap()),
+            ("P-384", KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap()),
             ("Ed25519", KeyPair::generate_for(&PKCS_ED25519).unwrap()),
             ("RSA-2048", rsa_key(aws_lc_rs::rsa::KeySize::Rsa2048)),
         ];
         for (name, key) in keys {
             let before_ms = now_ms();
-            let issued = sign_device_csr(
-                &ca.cert_pem,
-                &ca.key_pem,
-                &csr_for(&key),
-                "acme",
-                "sensor-1",
-                30,
-            )
-            .unwrap_or_else(|error| panic!("{name}: {error}"));
+            let issued = sign_device_csr(&ca.cert_pem, &ca.key_pem, &csr_for(&key), "acme", "sensor-1", 30)
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
             let der = pem_to_der(&issued.cert_pem);
             let (_, cert) = X509Certificate::from_der(&der).unwrap();
             cert.verify_signature(Some(ca_cert.public_key())).unwrap();
@@ -644,34 +509,15 @@ mod tests {
             );
             assert_eq!(cert.subject().to_string(), "CN=sensor-1", "{name}");
             assert_eq!(cert.issuer(), ca_cert.subject(), "{name}");
-            let names = &cert
-                .subject_alternative_name()
-                .unwrap()
-                .unwrap()
-                .value
-                .general_names;
-            assert_eq!(
-                names,
-                &vec![GeneralName::URI("urn:rampart:acme:sensor-1")],
-                "{name}"
-            );
+            let names = &cert.subject_alternative_name().unwrap().unwrap().value.general_names;
+            assert_eq!(names, &vec![GeneralName::URI("urn:rampart:acme:sensor-1")], "{name}");
             assert_eq!(hex::encode(cert.raw_serial()), issued.serial_hex, "{name}");
             assert_eq!(issued.serial_hex.len(), 32, "{name}");
             let eku = cert.extended_key_usage().unwrap().unwrap().value;
             assert!(eku.client_auth && !eku.server_auth, "{name}");
-            assert!(
-                !cert.basic_constraints().unwrap().unwrap().value.ca,
-                "{name}"
-            );
-            assert!(
-                cert.key_usage().unwrap().unwrap().value.digital_signature(),
-                "{name}"
-            );
-            assert_eq!(
-                cert.validity().not_after.timestamp() * 1000,
-                issued.not_after_ms,
-                "{name}"
-            );
+            assert!(!cert.basic_constraints().unwrap().unwrap().value.ca, "{name}");
+            assert!(cert.key_usage().unwrap().unwrap().value.digital_signature(), "{name}");
+            assert_eq!(cert.validity().not_after.timestamp() * 1000, issued.not_after_ms, "{name}");
             let expected_ms = before_ms + 30 * 86_400_000;
             assert!((issued.not_after_ms - expected_ms).abs() < 5_000, "{name}");
         }
@@ -680,13 +526,9 @@ mod tests {
     #[test]
     fn sign_device_csr_refusals() {
         let ca = generate_ca("Acme Devices").unwrap();
-        let sign =
-            |csr: &str| sign_device_csr(&ca.cert_pem, &ca.key_pem, csr, "acme", "sensor-1", 30);
+        let sign = |csr: &str| sign_device_csr(&ca.cert_pem, &ca.key_pem, csr, "acme", "sensor-1", 30);
 
-        assert!(matches!(
-            sign(RSA_1024_CSR),
-            Err(CryptoError::WeakKey { bits: 1024 })
-        ));
+        assert!(matches!(sign(RSA_1024_CSR), Err(CryptoError::WeakKey { bits: 1024 })));
 
         let good = csr_for(&KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap());
         let mut der = pem_to_der(&good);
@@ -700,24 +542,12 @@ mod tests {
             ("empty", ""),
             ("certificate instead", ca.cert_pem.as_str()),
         ] {
-            assert!(
-                matches!(sign(csr), Err(CryptoError::InvalidCsr { .. })),
-                "{name}: {:?}",
-                sign(csr)
-            );
+            assert!(matches!(sign(csr), Err(CryptoError::InvalidCsr { .. })), "{name}: {:?}", sign(csr));
         }
 
-        for (tenant, device, days) in [
-            ("Acme", "d", 30),
-            ("acme", "bad/id", 30),
-            ("acme", "", 30),
-            ("acme", "d", 0),
-        ] {
+        for (tenant, device, days) in [("Acme", "d", 30), ("acme", "bad/id", 30), ("acme", "", 30), ("acme", "d", 0)] {
             let result = sign_device_csr(&ca.cert_pem, &ca.key_pem, &good, tenant, device, days);
-            assert!(
-                matches!(result, Err(CryptoError::InvalidParameter { .. })),
-                "{tenant} {device} {days}"
-            );
+            assert!(matches!(result, Err(CryptoError::InvalidParameter { .. })), "{tenant} {device} {days}");
         }
     }
 
@@ -728,10 +558,7 @@ mod tests {
         let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
         let now = 1_750_000_000_000;
         let revoked = vec![
-            (
-                "4a1b2c3d4e5f60718293a4b5c6d7e8f9".to_string(),
-                now - 3_600_000,
-            ),
+            ("4a1b2c3d4e5f60718293a4b5c6d7e8f9".to_string(), now - 3_600_000),
             ("7fffffffffffffffffffffffffffffff".to_string(), now - 1000),
         ];
         let crl_pem = build_crl(&ca.cert_pem, &ca.key_pem, &revoked, 42, now).unwrap();
@@ -741,51 +568,21 @@ mod tests {
         crl.verify_signature(ca_cert.public_key()).unwrap();
         assert_eq!(crl.version().map(|v| v.0), Some(1));
         assert_eq!(crl.issuer(), ca_cert.subject());
-        assert_eq!(
-            crl.crl_number().map(|n| n.to_string()),
-            Some("42".to_string())
-        );
+        assert_eq!(crl.crl_number().map(|n| n.to_string()), Some("42".to_string()));
         assert_eq!(crl.last_update().timestamp(), now / 1000);
         assert_eq!(crl.next_update().unwrap().timestamp(), now / 1000 + 86_400);
         let serials: Vec<(String, i64)> = crl
             .iter_revoked_certificates()
-            .map(|entry| {
-                (
-                    hex::encode(entry.raw_serial()),
-                    entry.revocation_date.timestamp() * 1000,
-                )
-            })
+            .map(|entry| (hex::encode(entry.raw_serial()), entry.revocation_date.timestamp() * 1000))
             .collect();
-        assert_eq!(
-            serials,
-            revoked
-                .iter()
-                .map(|(s, t)| (s.clone(), t / 1000 * 1000))
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(serials, revoked.iter().map(|(s, t)| (s.clone(), t / 1000 * 1000)).collect::<Vec<_>>());
 
         let empty = build_crl(&ca.cert_pem, &ca.key_pem, &[], 1, now).unwrap();
         let der = pem_to_der(&empty);
-        assert_eq!(
-            CertificateRevocationList::from_der(&der)
-                .unwrap()
-                .1
-                .iter_revoked_certificates()
-                .count(),
-            0
-        );
+        assert_eq!(CertificateRevocationList::from_der(&der).unwrap().1.iter_revoked_certificates().count(), 0);
         for bad_serial in ["", "xyz", &"ab".repeat(21)] {
-            let result = build_crl(
-                &ca.cert_pem,
-                &ca.key_pem,
-                &[(bad_serial.to_string(), now)],
-                2,
-                now,
-            );
-            assert!(
-                matches!(result, Err(CryptoError::InvalidParameter { .. })),
-                "{bad_serial}"
-            );
+            let result = build_crl(&ca.cert_pem, &ca.key_pem, &[(bad_serial.to_string(), now)], 2, now);
+            assert!(matches!(result, Err(CryptoError::InvalidParameter { .. })), "{bad_serial}");
         }
     }
 
@@ -794,22 +591,10 @@ mod tests {
         assert_eq!(bit_length(&[0x00, 0x80, 0x00]), 16);
         assert_eq!(bit_length(&[0x01]), 1);
         assert_eq!(bit_length(&[0, 0]), 0);
-        for (id, ok) in [
-            ("acme", true),
-            ("a", false),
-            ("a-1", true),
-            ("1a", false),
-            ("Acme", false),
-        ] {
+        for (id, ok) in [("acme", true), ("a", false), ("a-1", true), ("1a", false), ("Acme", false)] {
             assert_eq!(is_tenant_id(id), ok, "{id}");
         }
-        for (id, ok) in [
-            ("d", true),
-            ("Sensor_1.a-b", true),
-            (".x", false),
-            ("a/b", false),
-            ("", false),
-        ] {
+        for (id, ok) in [("d", true), ("Sensor_1.a-b", true), (".x", false), ("a/b", false), ("", false)] {
             assert_eq!(is_device_id(id), ok, "{id}");
         }
     }

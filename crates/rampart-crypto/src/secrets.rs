@@ -16,9 +16,7 @@ pub fn random_secret(prefix: &str, n_bytes: usize) -> Zeroizing<String> {
     let mut bytes = Zeroizing::new(vec![0u8; n_bytes]);
     rand::fill(&mut bytes[..]);
     // Reserve the final size up front so the buffer never reallocates and leaves copies behind.
-    let mut secret = Zeroizing::new(String::with_capacity(
-        prefix.len() + n_bytes.div_ceil(3) * 4,
-    ));
+    let mut secret = Zeroizing::new(String::with_capacity(prefix.len() + n_bytes.div_ceil(3) * 4));
     secret.push_str(prefix);
     URL_SAFE_NO_PAD.encode_string(&bytes[..], &mut secret);
     secret
@@ -61,21 +59,14 @@ mod tests {
 
     #[test]
     fn random_secret_shape_and_uniqueness() {
-        for (prefix, n_bytes, expected_len) in
-            [("rpt_", 32, 4 + 43), ("", 16, 22), ("x", 1, 1 + 22)]
-        {
+        for (prefix, n_bytes, expected_len) in [("rpt_", 32, 4 + 43), ("", 16, 22), ("x", 1, 1 + 22)] {
             let secret = random_secret(prefix, n_bytes);
             assert_eq!(secret.len(), expected_len, "{prefix} {n_bytes}");
             assert!(secret.starts_with(prefix));
             let body = &secret[prefix.len()..];
-            assert!(
-                body.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            );
+            assert!(body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         }
-        let secrets: HashSet<String> = (0..1000)
-            .map(|_| random_secret("k_", 32).to_string())
-            .collect();
+        let secrets: HashSet<String> = (0..1000).map(|_| random_secret("k_", 32).to_string()).collect();
         assert_eq!(secrets.len(), 1000);
     }
 
@@ -83,19 +74,13 @@ mod tests {
     fn random_id_shape() {
         let id = random_id(16);
         assert_eq!(id.len(), 32);
-        assert!(
-            id.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        );
+        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         assert_ne!(random_id(16), id);
     }
 
     #[test]
     fn hashes_match_known_values() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         // RFC 4231 test case 2.
         assert_eq!(
             hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
@@ -105,12 +90,9 @@ mod tests {
 
     #[test]
     fn constant_time_equality() {
-        for (a, b, equal) in [
-            (&b"abc"[..], &b"abc"[..], true),
-            (b"abc", b"abd", false),
-            (b"abc", b"ab", false),
-            (b"", b"", true),
-        ] {
+        for (a, b, equal) in
+            [(&b"abc"[..], &b"abc"[..], true), (b"abc", b"abd", false), (b"abc", b"ab", false), (b"", b"", true)]
+        {
             assert_eq!(ct_eq(a, b), equal, "{a:?} {b:?}");
         }
     }

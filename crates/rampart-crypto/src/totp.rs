@@ -30,10 +30,7 @@ impl TotpSecret {
     /// A secret from stored bytes; at least 128 bits (RFC 4226 §4), at most 64 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
         if !(16..=64).contains(&bytes.len()) {
-            return Err(CryptoError::InvalidKey {
-                kind: "TOTP",
-                reason: "expected 16 to 64 bytes",
-            });
+            return Err(CryptoError::InvalidKey { kind: "TOTP", reason: "expected 16 to 64 bytes" });
         }
         Ok(Self(Zeroizing::new(bytes.to_vec())))
     }
@@ -81,12 +78,7 @@ impl TotpSecret {
         let mac = tag.as_ref();
         // Dynamic truncation (RFC 4226 §5.3); SHA-1 output is 20 bytes so offset + 4 <= 19.
         let offset = usize::from(mac[mac.len() - 1] & 0x0f);
-        let binary = u32::from_be_bytes([
-            mac[offset],
-            mac[offset + 1],
-            mac[offset + 2],
-            mac[offset + 3],
-        ]) & 0x7fff_ffff;
+        let binary = u32::from_be_bytes([mac[offset], mac[offset + 1], mac[offset + 2], mac[offset + 3]]) & 0x7fff_ffff;
         format!("{:06}", binary % 1_000_000)
     }
 
@@ -99,14 +91,7 @@ impl TotpSecret {
         let current = unix_secs / STEP_SECS;
         let mut matched = None;
         // Check all three steps every time, so timing does not reveal which one matched.
-        for step in [
-            current.checked_sub(1),
-            Some(current),
-            current.checked_add(1),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for step in [current.checked_sub(1), Some(current), current.checked_add(1)].into_iter().flatten() {
             let expected = self.code_for_step(step);
             if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && matched.is_none() {
                 matched = Some(step);
@@ -157,9 +142,7 @@ mod tests {
         let secret = rfc_secret();
         let now = 1_234_567_890;
         let step = now / 30;
-        for (offset_steps, accepted) in
-            [(-2i64, false), (-1, true), (0, true), (1, true), (2, false)]
-        {
+        for (offset_steps, accepted) in [(-2i64, false), (-1, true), (0, true), (1, true), (2, false)] {
             let code_time = (now as i64 + offset_steps * 30) as u64;
             let code = secret.code_at(code_time);
             let expected = accepted.then_some(code_time / 30);
@@ -173,35 +156,22 @@ mod tests {
     #[test]
     fn malformed_codes_refused() {
         let secret = rfc_secret();
-        for code in [
-            "", "28708", "2870820", "28708a", " 87082", "２87082", "+87082",
-        ] {
+        for code in ["", "28708", "2870820", "28708a", " 87082", "２87082", "+87082"] {
             assert_eq!(secret.verify(code, 59), None, "{code:?}");
         }
-        assert_eq!(
-            secret.verify("287082", 0),
-            Some(1),
-            "step before 0 does not underflow"
-        );
+        assert_eq!(secret.verify("287082", 0), Some(1), "step before 0 does not underflow");
     }
 
     #[test]
     fn base32_and_uri() {
         let secret = rfc_secret();
         assert_eq!(secret.base32(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
-        assert_eq!(
-            TotpSecret::from_bytes(&[0xff; 16]).unwrap().base32(),
-            format!("{}4", "7".repeat(25))
-        );
+        assert_eq!(TotpSecret::from_bytes(&[0xff; 16]).unwrap().base32(), format!("{}4", "7".repeat(25)));
         assert_eq!(
             secret.otpauth_uri("Rampart", "alice@acme"),
             "otpauth://totp/Rampart:alice@acme?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Rampart&algorithm=SHA1&digits=6&period=30"
         );
-        assert!(
-            secret
-                .otpauth_uri("My Co", "a b:c")
-                .starts_with("otpauth://totp/My%20Co:a%20b%3Ac?")
-        );
+        assert!(secret.otpauth_uri("My Co", "a b:c").starts_with("otpauth://totp/My%20Co:a%20b%3Ac?"));
         let generated = TotpSecret::generate();
         assert_eq!(generated.expose_bytes().len(), 20);
         assert_eq!(generated.base32().len(), 32);

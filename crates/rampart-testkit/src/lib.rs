@@ -133,7 +133,13 @@ impl TestServer {
 
     /// Sends a request with an optional bearer token and JSON body; returns status and JSON
     /// (`Value::Null` when the answer is not JSON).
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);

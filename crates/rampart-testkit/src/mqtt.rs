@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rampart_mqtt::codec::{decode, encode};
-use rampart_mqtt::{
-    Connect, Packet, Properties, Protocol, PubResponse, Publish, QoS, Subscribe, SubscriptionOptions,
-};
+use rampart_mqtt::{Connect, Packet, Properties, Protocol, PubResponse, Publish, QoS, Subscribe, SubscriptionOptions};
 use rustls_pki_types::ServerName;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

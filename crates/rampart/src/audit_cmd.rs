@@ -17,10 +17,14 @@ const TAMPERED: u8 = 1;
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        AuditCommand::Verify { data_dir: Some(data_dir), storage, .. } => verify_data_dir(&data_dir, storage.as_deref()).await,
+        AuditCommand::Verify { data_dir: Some(data_dir), storage, .. } => {
+            verify_data_dir(&data_dir, storage.as_deref()).await
+        }
         AuditCommand::Verify { file: Some(file), public_key: Some(public_key), .. } => verify_file(&file, &public_key),
         AuditCommand::Verify { .. } => bail!("give --data-dir DIR, or --file F.jsonl with --public-key K"),
-        AuditCommand::Export { data_dir, storage, tenant, out } => export(&data_dir, storage.as_deref(), &tenant, &out).await,
+        AuditCommand::Export { data_dir, storage, tenant, out } => {
+            export(&data_dir, storage.as_deref(), &tenant, &out).await
+        }
     }
 }
 
@@ -97,14 +101,18 @@ async fn export(data_dir: &Path, storage: Option<&str>, tenant: &str, out: &Path
     if lines.is_empty() {
         bail!("tenant {tenant} has no audit records");
     }
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
-    );
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
     for line in &lines {
         writeln!(file, "{line}")?;
     }
     file.flush()?;
-    let entry = rampart_platform::AuditEntry::success(tenant, rampart_platform::Actor::System, "audit.export", format!("tenant:{tenant}"));
+    let entry = rampart_platform::AuditEntry::success(
+        tenant,
+        rampart_platform::Actor::System,
+        "audit.export",
+        format!("tenant:{tenant}"),
+    );
     platform.audit.append(entry).await?;
     println!("exported {} lines of tenant {tenant} to {}", lines.len(), out.display());
     println!("public key {}", platform.audit.public_key_base64());

@@ -25,7 +25,8 @@ pub fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
             .create(path)
             .with_context(|| format!("creating data dir {}", path.display()))?;
     }
-    let mode = std::fs::metadata(path).with_context(|| format!("reading data dir {}", path.display()))?.permissions().mode();
+    let mode =
+        std::fs::metadata(path).with_context(|| format!("reading data dir {}", path.display()))?.permissions().mode();
     if mode & 0o077 != 0 {
         bail!(
             "data dir {} is accessible by group or others (mode {:o}); run `chmod 700` on it",
@@ -103,8 +104,11 @@ pub async fn open_existing_platform(data_dir: &Path, storage: Option<&str>) -> a
         bail!("data dir {} does not exist", data_dir.display());
     }
     let (path, _) = master_key_path(data_dir);
-    let (master, _) = load_or_create_master_key(&path, false).with_context(|| format!("master key {}", path.display()))?;
+    let (master, _) =
+        load_or_create_master_key(&path, false).with_context(|| format!("master key {}", path.display()))?;
     let storage = crate::config::StorageSetting::parse(storage)?;
     let store = rampart_store::open(storage.as_spec(), data_dir).await.context("opening the store")?;
-    Platform::open(store, master, std::sync::Arc::new(rampart_platform::SystemClock)).await.context("opening the platform")
+    Platform::open(store, master, std::sync::Arc::new(rampart_platform::SystemClock))
+        .await
+        .context("opening the platform")
 }

@@ -28,7 +28,10 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             .with_details(serde_json::json!({ "rewrapped": rewrapped }));
             platform.audit.append(entry).await?;
             println!("re-wrapped {rewrapped} keys under {}", new_key_file.display());
-            println!("start the server with RAMPART_MASTER_KEY_FILE={} (or move it to DATA_DIR/master.key)", new_key_file.display());
+            println!(
+                "start the server with RAMPART_MASTER_KEY_FILE={} (or move it to DATA_DIR/master.key)",
+                new_key_file.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -18,8 +18,8 @@ use rampart_platform::{Platform, SystemClock};
 
 use crate::cli::ServeArgs;
 use crate::config::{ServeSettings, check_environment};
-use crate::peer_cert::PeerCertAcceptor;
 use crate::first_start::{AdminPassword, bootstrap_admin, load_master_key, prepare_data_dir};
+use crate::peer_cert::PeerCertAcceptor;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -34,10 +34,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     prepare_data_dir(&settings.data_dir)?;
     let master = load_master_key(&settings.data_dir)?;
-    let store = rampart_store::open(settings.storage.as_spec(), &settings.data_dir)
-        .await
-        .context("opening the store")?;
-    let platform = Arc::new(Platform::open(store, master, Arc::new(SystemClock)).await.context("opening the platform")?);
+    let store =
+        rampart_store::open(settings.storage.as_spec(), &settings.data_dir).await.context("opening the store")?;
+    let platform =
+        Arc::new(Platform::open(store, master, Arc::new(SystemClock)).await.context("opening the platform")?);
     let admin = bootstrap_admin(&platform, &settings.data_dir).await?;
     let tls = crate::tls::listener_configs(&platform, &settings).await?;
     let ingestor = Ingestor::start(Arc::clone(&platform), IngestSettings::default());

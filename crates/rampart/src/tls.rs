@@ -46,11 +46,15 @@ pub async fn listener_configs(platform: &Platform, settings: &ServeSettings) -> 
 }
 
 /// The server certificate chain and key: the operator's files, or one issued by the platform CA.
-async fn server_credentials(platform: &Platform, settings: &ServeSettings) -> anyhow::Result<(String, Zeroizing<String>)> {
+async fn server_credentials(
+    platform: &Platform,
+    settings: &ServeSettings,
+) -> anyhow::Result<(String, Zeroizing<String>)> {
     let (cert_pem, key_pem) = match &settings.tls_files {
         Some((cert, key)) => {
             let cert_pem = std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
-            let key_pem = Zeroizing::new(std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?);
+            let key_pem =
+                Zeroizing::new(std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?);
             (cert_pem, key_pem)
         }
         None => platform_server_certificate(platform, &settings.data_dir, &settings.tls_sans).await?,
@@ -82,7 +86,8 @@ async fn platform_server_certificate(
     std::fs::write(tls_dir.join("ca.pem"), &ca.cert_pem).context("writing tls/ca.pem")?;
     let mut sans: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).to_vec();
     sans.extend(extra_sans.iter().filter(|s| !s.is_empty()).cloned());
-    let server = issue_server_certificate(&ca.cert_pem, &ca.key_pem, &sans).context("issuing the server certificate")?;
+    let server =
+        issue_server_certificate(&ca.cert_pem, &ca.key_pem, &sans).context("issuing the server certificate")?;
     let chain = format!("{}{}", server.cert_pem, ca.cert_pem);
     Ok((chain, server.key_pem))
 }

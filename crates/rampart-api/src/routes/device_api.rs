@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use rampart_data::{DataKind, IngestError};
 use rampart_platform::{AuthenticatedDevice, DeviceAuthError};
 use serde::Serialize;
@@ -100,28 +100,42 @@ macro_rules! device_post {
     ($name:ident, $path:literal, $kind:expr, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(
-            post,
-            path = $path,
-            tag = "device",
-            request_body(content = Object, content_type = "application/json"),
-            responses(
-                (status = 200, body = Stored),
-                (status = 400, body = crate::error::ErrorBody),
-                (status = 401, body = crate::error::ErrorBody),
-                (status = 403, body = crate::error::ErrorBody),
-                (status = 413, body = crate::error::ErrorBody)
-            ),
-            security(("bearer" = []))
-        )]
-        async fn $name(State(state): State<AppState>, caller: DeviceCaller, RawBody(body): RawBody) -> ApiResult<Json<Stored>> {
+                            post,
+                            path = $path,
+                            tag = "device",
+                            request_body(content = Object, content_type = "application/json"),
+                            responses(
+                                (status = 200, body = Stored),
+                                (status = 400, body = crate::error::ErrorBody),
+                                (status = 401, body = crate::error::ErrorBody),
+                                (status = 403, body = crate::error::ErrorBody),
+                                (status = 413, body = crate::error::ErrorBody)
+                            ),
+                            security(("bearer" = []))
+                        )]
+        async fn $name(
+            State(state): State<AppState>,
+            caller: DeviceCaller,
+            RawBody(body): RawBody,
+        ) -> ApiResult<Json<Stored>> {
             ingest(&state, &caller, $kind, &body).await
         }
     };
 }
 
-device_post!(post_telemetry, "/api/v1/device/telemetry", DataKind::Telemetry, "Stores telemetry, as on `devices/{id}/telemetry`.");
+device_post!(
+    post_telemetry,
+    "/api/v1/device/telemetry",
+    DataKind::Telemetry,
+    "Stores telemetry, as on `devices/{id}/telemetry`."
+);
 device_post!(post_events, "/api/v1/device/events", DataKind::Events, "Stores an event, as on `devices/{id}/events`.");
-device_post!(post_alarms, "/api/v1/device/alarms", DataKind::Alarms, "Raises or clears an alarm, as on `devices/{id}/alarms`.");
+device_post!(
+    post_alarms,
+    "/api/v1/device/alarms",
+    DataKind::Alarms,
+    "Raises or clears an alarm, as on `devices/{id}/alarms`."
+);
 device_post!(
     post_attestation,
     "/api/v1/device/attestation",
@@ -172,6 +186,10 @@ async fn get_twin(State(state): State<AppState>, caller: DeviceCaller) -> ApiRes
     ),
     security(("bearer" = []))
 )]
-async fn patch_reported(State(state): State<AppState>, caller: DeviceCaller, RawBody(body): RawBody) -> ApiResult<Json<Stored>> {
+async fn patch_reported(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Stored>> {
     ingest(&state, &caller, DataKind::TwinReported, &body).await
 }

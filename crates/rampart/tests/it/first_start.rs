@@ -81,10 +81,8 @@ async fn config_file_flags_and_environment_layer() {
     let config = dir.path().join("rampart.toml");
     // The file asks for a fixed port; the environment overrides it with port 0.
     std::fs::write(&config, "http_listen = \"127.0.0.1:1\"\nlog_format = \"json\"\n").expect("write");
-    let options = ServerOptions {
-        extra_args: vec!["--config".into(), config.display().to_string()],
-        ..Default::default()
-    };
+    let options =
+        ServerOptions { extra_args: vec!["--config".into(), config.display().to_string()], ..Default::default() };
     let server = TestServer::start(BIN, options).await;
     assert!(!server.http_addr.ends_with(":1"));
     assert!(server.log().contains("\"level\":\"INFO\""), "json logs from the file: {}", server.log());
@@ -118,11 +116,12 @@ async fn raw_https(server: &TestServer, head: String, body: &[u8]) -> String {
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert.expect("cert")).expect("add root");
     }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(&server.http_addr).await.expect("connect");
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");

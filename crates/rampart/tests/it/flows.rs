@@ -17,10 +17,7 @@ pub fn postgres_options(url: &str, schema: &str) -> ServerOptions {
         .unwrap_or(false);
     assert!(created, "creating schema {schema} with psql");
     let separator = if url.contains('?') { '&' } else { '?' };
-    ServerOptions {
-        storage: Some(format!("{url}{separator}options=-csearch_path%3D{schema}")),
-        ..Default::default()
-    }
+    ServerOptions { storage: Some(format!("{url}{separator}options=-csearch_path%3D{schema}")), ..Default::default() }
 }
 
 /// Drops a schema made by [`postgres_options`].
@@ -51,7 +48,8 @@ async fn tour(server: &TestServer) {
     // The same device id in another tenant is another device; neither sees the other.
     assert_eq!(server.post("/api/v1/devices", &globex, json!({"id": "sensor-1"})).await.0, 201);
     assert_eq!(server.get("/api/v1/devices/sensor-1/tokens", &globex).await.1["items"], json!([]));
-    let (status, body) = server.call(Method::DELETE, "/api/v1/devices/sensor-1/tokens/0123456789abcdef", Some(&globex), None).await;
+    let (status, body) =
+        server.call(Method::DELETE, "/api/v1/devices/sensor-1/tokens/0123456789abcdef", Some(&globex), None).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     // The parent tenant manages acme's lifecycle but cannot read its devices.
     let (status, listing) = server.get("/api/v1/devices", &admin).await;

@@ -124,7 +124,8 @@ async fn https_device_api_with_token() {
     let token = device_with_token(&server, &acme, "meter-1").await;
     let (status, body) = server.post("/api/v1/device/telemetry", &token, json!({"values": {"kwh": 12.5}})).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = server.post("/api/v1/device/events", &token, json!({"type": "door.open", "text": "front"})).await;
+    let (status, body) =
+        server.post("/api/v1/device/events", &token, json!({"type": "door.open", "text": "front"})).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = server.post("/api/v1/device/telemetry", &token, json!({"kwh": "lots"})).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
@@ -206,7 +207,12 @@ async fn acknowledged_messages_survive_sigkill(options: ServerOptions) {
             .map(|value| value as i64)
             .collect();
         let lost: Vec<&i64> = acked.difference(&stored).collect();
-        assert!(lost.is_empty(), "{device}: {} acknowledged messages lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+        assert!(
+            lost.is_empty(),
+            "{device}: {} acknowledged messages lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
         println!("{device}: {} acknowledged, {} stored", acked.len(), stored.len());
     }
 }
@@ -264,12 +270,8 @@ async fn certificate_devices_over_mqtt_and_https() {
         .identity(identity)
         .build()
         .expect("client");
-    let response = client
-        .post(server.url("/api/v1/device/telemetry"))
-        .json(&json!({"lux": 310}))
-        .send()
-        .await
-        .expect("request");
+    let response =
+        client.post(server.url("/api/v1/device/telemetry")).json(&json!({"lux": 310})).send().await.expect("request");
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(measurements(&server, &acme, "cam-7").await.len(), 3);
 
@@ -277,12 +279,8 @@ async fn certificate_devices_over_mqtt_and_https() {
     assert_eq!(server.post("/api/v1/devices/cam-7/revoke", &acme, json!({})).await.0, 200);
     let (_, code) = connect(&server, &ConnectOptions::certificate(Protocol::V5, "cam-7", &cert, &key)).await;
     assert_eq!(code, 0x87, "a revoked certificate is refused as not authorized");
-    let response = client
-        .post(server.url("/api/v1/device/telemetry"))
-        .json(&json!({"lux": 1}))
-        .send()
-        .await
-        .expect("request");
+    let response =
+        client.post(server.url("/api/v1/device/telemetry")).json(&json!({"lux": 1})).send().await.expect("request");
     assert_eq!(response.status().as_u16(), 401);
     let (_, events) = server.get("/api/v1/security/events?type=revoked_credential_used", &acme).await;
     assert!(events["items"].as_array().is_some_and(|items| !items.is_empty()), "{events}");

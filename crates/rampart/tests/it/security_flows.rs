@@ -4,10 +4,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rampart_crypto::TotpSecret;
-use x509_parser::prelude::FromDer;
 use rampart_testkit::{ADMIN_PASSWORD, ServerOptions, TestServer};
 use reqwest::Method;
 use serde_json::{Value, json};
+use x509_parser::prelude::FromDer;
 
 use crate::BIN;
 
@@ -92,7 +92,11 @@ async fn lockout_and_token_revocation() {
 async fn api_keys_roles_and_group_scope() {
     let server = TestServer::start(BIN, ServerOptions::default()).await;
     let acme = server.tenant_admin("acme").await;
-    for group in [json!({"id": "eu", "name": "EU"}), json!({"id": "de", "name": "DE", "parent": "eu"}), json!({"id": "us", "name": "US"})] {
+    for group in [
+        json!({"id": "eu", "name": "EU"}),
+        json!({"id": "de", "name": "DE", "parent": "eu"}),
+        json!({"id": "us", "name": "US"}),
+    ] {
         assert_eq!(server.post("/api/v1/groups", &acme, group).await.0, 201);
     }
     for (id, group) in [("berlin-1", "de"), ("ny-1", "us")] {
@@ -160,12 +164,10 @@ async fn certificates_crl_and_trusted_cas() {
     assert_eq!(crl.status().as_u16(), 200);
     let crl_pem = crl.text().await.expect("crl text");
     let (_, crl_der) = x509_parser::pem::parse_x509_pem(crl_pem.as_bytes()).expect("crl pem");
-    let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crl_der.contents).expect("crl");
+    let (_, parsed) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(&crl_der.contents).expect("crl");
     let serial = issued["serial"].as_str().expect("serial").to_owned();
-    assert!(
-        parsed.iter_revoked_certificates().any(|r| hex_serial(r.raw_serial()) == serial),
-        "serial {serial} in CRL"
-    );
+    assert!(parsed.iter_revoked_certificates().any(|r| hex_serial(r.raw_serial()) == serial), "serial {serial} in CRL");
 
     // A trusted external CA: a CA certificate is accepted, a leaf is refused.
     let ca_key = rcgen::KeyPair::generate().expect("key");
@@ -176,7 +178,8 @@ async fn certificates_crl_and_trusted_cas() {
     let (status, trusted) =
         server.post("/api/v1/ca/trusted", &acme, json!({"certificate": ca.pem(), "auto_register": true})).await;
     assert_eq!(status, 201, "{trusted}");
-    let (status, _) = server.post("/api/v1/ca/trusted", &acme, json!({"certificate": pem, "auto_register": false})).await;
+    let (status, _) =
+        server.post("/api/v1/ca/trusted", &acme, json!({"certificate": pem, "auto_register": false})).await;
     assert_eq!(status, 400, "a leaf certificate is not a CA");
 }
 
