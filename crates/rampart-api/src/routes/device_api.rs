@@ -96,52 +96,97 @@ async fn ingest(state: &AppState, caller: &DeviceCaller, kind: DataKind, body: &
     }
 }
 
-macro_rules! device_post {
-    ($name:ident, $path:literal, $kind:expr, $doc:literal) => {
-        #[doc = $doc]
-        #[utoipa::path(
-                            post,
-                            path = $path,
-                            tag = "device",
-                            request_body(content = Object, content_type = "application/json"),
-                            responses(
-                                (status = 200, body = Stored),
-                                (status = 400, body = crate::error::ErrorBody),
-                                (status = 401, body = crate::error::ErrorBody),
-                                (status = 403, body = crate::error::ErrorBody),
-                                (status = 413, body = crate::error::ErrorBody)
-                            ),
-                            security(("bearer" = []))
-                        )]
-        async fn $name(
-            State(state): State<AppState>,
-            caller: DeviceCaller,
-            RawBody(body): RawBody,
-        ) -> ApiResult<Json<Stored>> {
-            ingest(&state, &caller, $kind, &body).await
-        }
-    };
+/// Stores telemetry, as on `devices/{id}/telemetry`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/device/telemetry",
+    tag = "device",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, body = Stored),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn post_telemetry(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Stored>> {
+    ingest(&state, &caller, DataKind::Telemetry, &body).await
 }
 
-device_post!(
-    post_telemetry,
-    "/api/v1/device/telemetry",
-    DataKind::Telemetry,
-    "Stores telemetry, as on `devices/{id}/telemetry`."
-);
-device_post!(post_events, "/api/v1/device/events", DataKind::Events, "Stores an event, as on `devices/{id}/events`.");
-device_post!(
-    post_alarms,
-    "/api/v1/device/alarms",
-    DataKind::Alarms,
-    "Raises or clears an alarm, as on `devices/{id}/alarms`."
-);
-device_post!(
-    post_attestation,
-    "/api/v1/device/attestation",
-    DataKind::Attestation,
-    "Stores an attestation report, as on `devices/{id}/attestation`."
-);
+/// Stores an event, as on `devices/{id}/events`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/device/events",
+    tag = "device",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, body = Stored),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn post_events(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Stored>> {
+    ingest(&state, &caller, DataKind::Events, &body).await
+}
+
+/// Raises or clears an alarm, as on `devices/{id}/alarms`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/device/alarms",
+    tag = "device",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, body = Stored),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn post_alarms(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Stored>> {
+    ingest(&state, &caller, DataKind::Alarms, &body).await
+}
+
+/// Stores an attestation report, as on `devices/{id}/attestation`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/device/attestation",
+    tag = "device",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, body = Stored),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn post_attestation(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<Stored>> {
+    ingest(&state, &caller, DataKind::Attestation, &body).await
+}
 
 /// The device's twin as the device sees it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
