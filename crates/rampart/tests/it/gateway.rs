@@ -95,6 +95,8 @@ async fn token_devices_on_both_protocols_and_their_boundaries() {
     assert!(events["items"].as_array().is_some_and(|items| items.len() >= 2), "{events}");
     let (_, failures) = server.get("/api/v1/security/events?type=auth_failure", &acme).await;
     assert!(failures["items"].as_array().is_some_and(|items| !items.is_empty()), "{failures}");
+    let log = server.log();
+    assert!(!log.contains(&token) && !log.contains(&other_token), "device tokens must never reach the logs");
 }
 
 #[tokio::test]
@@ -146,6 +148,7 @@ async fn https_device_api_with_token() {
     // A user token is no device credential, and a device token is no user credential.
     assert_eq!(server.post("/api/v1/device/telemetry", &acme, json!({"kwh": 1})).await.0, 401);
     assert_eq!(server.get("/api/v1/devices", &token).await.0, 401);
+    assert!(!server.log().contains(&token), "device tokens must never reach the logs");
 }
 
 type Publisher = tokio::task::JoinHandle<(String, BTreeSet<i64>)>;
