@@ -16,7 +16,8 @@ use zeroize::Zeroizing;
 pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
 const ADMIN_USERNAME: &str = "admin";
 
-/// Creates the data dir with mode 0700, or checks that an existing one is private.
+/// Creates the data dir with mode 0700, or makes an existing one private (0700): it holds the
+/// master key, the database and the initial admin password.
 pub fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
     if !path.exists() {
         DirBuilder::new()
@@ -25,14 +26,16 @@ pub fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
             .create(path)
             .with_context(|| format!("creating data dir {}", path.display()))?;
     }
-    let mode =
-        std::fs::metadata(path).with_context(|| format!("reading data dir {}", path.display()))?.permissions().mode();
+    let metadata = std::fs::metadata(path).with_context(|| format!("reading data dir {}", path.display()))?;
+    if !metadata.is_dir() {
+        bail!("data dir {} is not a directory", path.display());
+    }
+    let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        bail!(
-            "data dir {} is accessible by group or others (mode {:o}); run `chmod 700` on it",
-            path.display(),
-            mode & 0o777
-        );
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).with_context(|| {
+            format!("data dir {} is open to group or others (mode {mode:o}) and cannot be made private", path.display())
+        })?;
+        tracing::warn!(path = %path.display(), previous_mode = format!("{mode:o}"), "data dir was open to group or others; set to 0700");
     }
     Ok(())
 }

@@ -225,3 +225,27 @@ async fn openapi_document_lists_the_routes() {
         assert!(paths.contains_key(path), "OpenAPI lacks {path}");
     }
 }
+
+#[tokio::test]
+async fn a_premade_open_data_dir_is_made_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("RAMPART_ADMIN_PASSWORD", rampart_testkit::ADMIN_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    while !data.join("endpoints.json").exists() && started.elapsed() < std::time::Duration::from_secs(30) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().ok();
+    child.wait().ok();
+    assert!(data.join("endpoints.json").exists(), "the server started");
+    assert_eq!(mode(&data), 0o700);
+}
