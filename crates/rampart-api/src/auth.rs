@@ -7,9 +7,8 @@ use std::collections::BTreeSet;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use rampart_core::{Permission, PermissionSet, builtin_role_permissions, groups_in_scope};
-use rampart_crypto::{ct_eq, sha256};
-use rampart_platform::{Actor, AuditEntry};
+use rampart_core::{Permission, PermissionSet, groups_in_scope};
+use rampart_platform::{Actor, AuditEntry, DeviceAuthError};
 use rampart_store::{Store, StoreError};
 
 use crate::error::{ApiError, ApiResult};
@@ -17,7 +16,7 @@ use crate::extract::client_ip;
 use crate::state::AppState;
 
 /// Prefix of API keys: `rak_<id>_<secret>`.
-pub const API_KEY_PREFIX: &str = "rak_";
+pub use rampart_platform::API_KEY_PREFIX;
 const ACCESS_TOKEN_PREFIX: &str = "v4.public.";
 /// Routes a user may still call while the tenant requires MFA they have not enrolled.
 const ENROLMENT_PATHS: [&str; 4] = ["/api/v1/me", "/api/v1/me/mfa", "/api/v1/me/mfa/confirm", "/api/v1/me/password"];
@@ -111,19 +110,7 @@ impl Principal {
 
 /// The union of the permissions of `roles` in `tenant` (built-in or custom; unknown roles add none).
 pub async fn resolve_permissions(store: &dyn Store, tenant: &str, roles: &[String]) -> ApiResult<PermissionSet> {
-    let mut permissions = PermissionSet::new();
-    for role in roles {
-        if let Some(builtin) = builtin_role_permissions(role) {
-            permissions.extend(builtin);
-            continue;
-        }
-        match store.get_role(tenant, role).await {
-            Ok(custom) => permissions.extend(custom.permissions.iter().filter_map(|p| Permission::parse(p))),
-            Err(StoreError::NotFound) => {}
-            Err(other) => return Err(other.into()),
-        }
-    }
-    Ok(permissions)
+    Ok(rampart_platform::resolve_role_permissions(store, tenant, roles).await?)
 }
 
 /// Whether the tenant's policy requires MFA of every user.
@@ -148,8 +135,8 @@ impl FromRequestParts<AppState> for Principal {
         if bearer.starts_with(ACCESS_TOKEN_PREFIX) {
             return user_principal(state, bearer, source_ip, parts.uri.path()).await;
         }
-        if let Some(rest) = bearer.strip_prefix(API_KEY_PREFIX) {
-            return api_key_principal(state, bearer, rest, source_ip).await;
+        if bearer.starts_with(API_KEY_PREFIX) {
+            return api_key_principal(state, bearer, source_ip).await;
         }
         Err(ApiError::Unauthorized)
     }
@@ -184,26 +171,17 @@ async fn user_principal(state: &AppState, token: &str, source_ip: Option<String>
     })
 }
 
-async fn api_key_principal(state: &AppState, key: &str, rest: &str, source_ip: Option<String>) -> ApiResult<Principal> {
-    let platform = &state.platform;
-    let id = rest.split_once('_').map(|(id, _)| id).ok_or(ApiError::Unauthorized)?;
-    let stored = match platform.store.get_api_key(id).await {
-        Ok(stored) => stored,
-        Err(StoreError::NotFound) => return Err(ApiError::Unauthorized),
-        Err(other) => return Err(other.into()),
+async fn api_key_principal(state: &AppState, key: &str, source_ip: Option<String>) -> ApiResult<Principal> {
+    let application = match state.platform.verify_api_key(key.as_bytes()).await {
+        Ok(application) => application,
+        Err(DeviceAuthError::Platform(cause)) => return Err(cause.into()),
+        Err(_) => return Err(ApiError::Unauthorized),
     };
-    if !ct_eq(&sha256(key.as_bytes()), &stored.key_hash) {
-        return Err(ApiError::Unauthorized);
-    }
-    if stored.expires_at.is_some_and(|at| at <= platform.now_ms()) {
-        return Err(ApiError::Unauthorized);
-    }
-    let permissions = resolve_permissions(platform.store.as_ref(), &stored.tenant, &stored.roles).await?;
     Ok(Principal {
-        tenant: stored.tenant,
-        kind: PrincipalKind::ApiKey { id: stored.id },
-        roles: stored.roles,
-        permissions,
+        tenant: application.tenant,
+        kind: PrincipalKind::ApiKey { id: application.key_id },
+        roles: application.roles,
+        permissions: application.permissions,
         groups: Vec::new(),
         source_ip,
     })

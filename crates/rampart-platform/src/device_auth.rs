@@ -426,20 +426,30 @@ impl Platform {
         let bad = |reason| {
             DeviceAuthError::bad(Some(tenant).filter(|t| validate_id(IdKind::Tenant, t).is_ok()), None, reason)
         };
-        let Ok(key_text) = std::str::from_utf8(key) else { return Err(bad("malformed key")) };
-        let Some((id_in_key, _)) = key_text.strip_prefix(API_KEY_PREFIX).and_then(|rest| rest.split_once('_')) else {
-            return Err(bad("malformed key"));
-        };
-        if id_in_key != key_id {
+        let application = self.verify_api_key(key).await.map_err(|error| match error {
+            DeviceAuthError::BadCredentials { reason, .. } => bad(reason),
+            other => other,
+        })?;
+        if application.key_id != key_id || application.tenant != tenant {
             return Err(bad("key does not match the username"));
         }
+        Ok(application)
+    }
+
+    /// Checks an API key (`rak_<id>_<secret>`) on its own, as a bearer credential: the id names
+    /// the stored key, whose SHA-256 must match in constant time, and which must not be expired.
+    pub async fn verify_api_key(&self, key: &[u8]) -> Result<AuthenticatedApplication, DeviceAuthError> {
+        let bad = |reason| DeviceAuthError::bad(None, None, reason);
+        let Ok(key_text) = std::str::from_utf8(key) else { return Err(bad("malformed key")) };
+        let Some((key_id, _)) = key_text.strip_prefix(API_KEY_PREFIX).and_then(|rest| rest.split_once('_')) else {
+            return Err(bad("malformed key"));
+        };
         let stored = match self.store.get_api_key(key_id).await {
             Ok(stored) => stored,
             Err(StoreError::NotFound) => return Err(bad("unknown key")),
             Err(other) => return Err(other.into()),
         };
-        let hash_matches = ct_eq(&sha256(key), &stored.key_hash);
-        if !hash_matches || stored.tenant != tenant {
+        if !ct_eq(&sha256(key), &stored.key_hash) {
             return Err(bad("wrong key"));
         }
         if stored.expires_at.is_some_and(|at| at <= self.now_ms()) {

@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 
-use crate::sql_store::SqlStore;
-use crate::value::{Row, Value};
+use crate::sql_store::{SqlStore, device_token_from_row, trusted_ca_from_row};
+use crate::value::Value;
 use crate::{DeviceToken, StoreError, StoreResult, TrustedCa};
 
 /// Gateway-specific persistence.
@@ -29,27 +29,10 @@ pub trait GatewayStore: Send + Sync {
 
     /// Records a disconnect: `connected = false` and `last_seen`.
     async fn mark_device_disconnected(&self, tenant: &str, device: &str, at_ms: i64) -> StoreResult<()>;
-}
 
-fn token_from_row(mut row: Row) -> StoreResult<DeviceToken> {
-    Ok(DeviceToken {
-        tenant: row.text()?,
-        device: row.text()?,
-        id: row.text()?,
-        token_hash: row.blob()?,
-        created_at: row.int()?,
-    })
-}
-
-fn trusted_ca_from_row(mut row: Row) -> StoreResult<TrustedCa> {
-    Ok(TrustedCa {
-        tenant: row.text()?,
-        id: row.text()?,
-        cert_pem: row.text()?,
-        subject: row.text()?,
-        auto_register: row.bool()?,
-        created_at: row.int()?,
-    })
+    /// Records a visit without a connection (HTTPS device API): `last_seen`, `last_address`, and
+    /// `registered` becomes `active`; `connected` is left as it is.
+    async fn mark_device_seen(&self, tenant: &str, device: &str, at_ms: i64, address: &str) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -73,7 +56,7 @@ impl GatewayStore for SqlStore {
     async fn find_device_token_by_hash(&self, token_hash: &[u8]) -> StoreResult<Option<DeviceToken>> {
         let sql = "SELECT tenant, device, id, token_hash, created_at FROM device_tokens WHERE token_hash = ?";
         let rows = self.driver.query(sql, vec![Value::Blob(token_hash.to_vec())]).await?;
-        rows.into_iter().next().map(token_from_row).transpose()
+        rows.into_iter().next().map(device_token_from_row).transpose()
     }
 
     async fn list_trusted_cas_by_subject(&self, subject: &str) -> StoreResult<Vec<TrustedCa>> {
@@ -105,6 +88,22 @@ impl GatewayStore for SqlStore {
         let sql = "UPDATE devices SET connected = ?, last_seen = ? WHERE tenant = ? AND id = ?";
         let params =
             vec![Value::from(false), Value::Int(at_ms), Value::Text(tenant.to_owned()), Value::Text(device.to_owned())];
+        match self.driver.execute(sql, params).await? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn mark_device_seen(&self, tenant: &str, device: &str, at_ms: i64, address: &str) -> StoreResult<()> {
+        let sql = "UPDATE devices SET last_seen = ?, last_address = ?, \
+                   status = CASE WHEN status = 'registered' THEN 'active' ELSE status END \
+                   WHERE tenant = ? AND id = ?";
+        let params = vec![
+            Value::Int(at_ms),
+            Value::Text(address.to_owned()),
+            Value::Text(tenant.to_owned()),
+            Value::Text(device.to_owned()),
+        ];
         match self.driver.execute(sql, params).await? {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),

@@ -238,7 +238,7 @@ fn device_key_from_row(mut row: Row) -> StoreResult<DeviceKey> {
     Ok(DeviceKey { tenant: row.text()?, device: row.text()?, tenant_key_id: row.text()?, wrapped: row.blob()? })
 }
 
-fn device_token_from_row(mut row: Row) -> StoreResult<DeviceToken> {
+pub(crate) fn device_token_from_row(mut row: Row) -> StoreResult<DeviceToken> {
     Ok(DeviceToken {
         tenant: row.text()?,
         device: row.text()?,
@@ -270,7 +270,7 @@ fn certificate_from_row(mut row: Row) -> StoreResult<DeviceCertificate> {
     })
 }
 
-fn trusted_ca_from_row(mut row: Row) -> StoreResult<TrustedCa> {
+pub(crate) fn trusted_ca_from_row(mut row: Row) -> StoreResult<TrustedCa> {
     Ok(TrustedCa {
         tenant: row.text()?,
         id: row.text()?,

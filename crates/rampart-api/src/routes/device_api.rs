@@ -63,8 +63,7 @@ impl FromRequestParts<AppState> for DeviceCaller {
                 let now = platform.now_ms();
                 let address = source_ip.unwrap_or_default();
                 // An HTTPS device is "seen", not connected: record the visit and its address.
-                platform.store.mark_device_connected(&device.tenant, &device.id, now, &address).await?;
-                platform.store.mark_device_disconnected(&device.tenant, &device.id, now).await?;
+                platform.store.mark_device_seen(&device.tenant, &device.id, now, &address).await?;
                 Ok(DeviceCaller { tenant: device.tenant, device: device.id })
             }
             Err(error) => {
