@@ -136,3 +136,33 @@ async fn an_export_verifies_with_the_public_key_only() {
     assert!(stdout(&verify).contains("first bad record seq 1"), "{}", stdout(&verify));
     let _ = ADMIN_PASSWORD;
 }
+
+#[tokio::test]
+async fn master_key_rotation_rewraps_every_key() {
+    let mut server = TestServer::start(BIN, ServerOptions::default()).await;
+    let acme = server.tenant_admin("acme").await;
+    assert_eq!(server.get("/api/v1/ca/crl", &acme).await.0, 200);
+    assert!(server.terminate().success());
+
+    let new_key = server.data_dir.parent().expect("root").join("master-2.key");
+    let data_arg = server.data_dir.display().to_string();
+    let key_arg = new_key.display().to_string();
+    let rotate = rampart(&["keys", "rotate-master", "--data-dir", &data_arg, "--new-key-file", &key_arg]);
+    assert!(rotate.status.success(), "{}", String::from_utf8_lossy(&rotate.stderr));
+    assert!(stdout(&rotate).contains("re-wrapped"), "{}", stdout(&rotate));
+
+    // The old key no longer opens anything: the server refuses to start with it.
+    let old = Command::new(BIN)
+        .args(["serve", "--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--data-dir", &data_arg])
+        .output()
+        .expect("run");
+    assert!(!old.status.success(), "the old master key must not open the rotated store");
+
+    // With the new key everything opens: the platform keys, acme's tenant key and its CA key.
+    server.options.env.push(("RAMPART_MASTER_KEY_FILE".to_owned(), key_arg.clone()));
+    server.spawn().await;
+    let acme = server.login("acme", "admin", rampart_testkit::ADMIN_PASSWORD).await;
+    assert_eq!(server.get("/api/v1/ca/crl", &acme).await.0, 200);
+    let (status, verify) = server.get("/api/v1/audit/verify", &server.admin_token().await).await;
+    assert_eq!((status, verify["valid"].as_bool()), (200, Some(true)), "{verify}");
+}
