@@ -1,9 +1,10 @@
 //! Group commit. One queue feeds two tasks. `prepare` takes messages as they arrive, seals
 //! each under its device key and appends its rows to one pending batch. `commit`, whenever it
-//! is free, takes the whole pending batch (up to `max_batch` messages), writes it in ONE
-//! transaction and only then answers each waiter. Sealing thus overlaps the fsync of the
-//! previous batch, and every message that arrives during a commit rides the next one: one
-//! fsync per batch, however many messages it holds.
+//! is free, takes the whole pending batch (up to `max_batch` messages) and writes it in ONE
+//! transaction; a task of its own answers each waiter once the store says the commit is
+//! durable (fsync'd), while `commit` already writes the next batch. Sealing and the fsync of
+//! one batch thus overlap the writing of another, and every message that arrives during a
+//! commit rides the next one: one transaction per batch, however many messages it holds.
 //!
 //! If a batch fails, its messages are retried one by one, so one bad message (or a device
 //! deleted meanwhile) cannot fail the others.
@@ -14,7 +15,8 @@ use std::sync::Arc;
 use rampart_crypto::random_id;
 use rampart_platform::{SecurityEventDraft, Severity, format_rfc3339_ms};
 use rampart_store::{
-    AlarmClear, AlarmRaise, AttestationRow, DeviceDataBatch, DeviceDataRow, DeviceEventRow, DeviceSeen, TelemetryRow,
+    AlarmClear, AlarmRaise, AttestationRow, DeviceDataBatch, DeviceDataRow, DeviceEventRow, DeviceSeen, StoreError,
+    TelemetryRow,
 };
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -184,6 +186,8 @@ fn append(batch: &mut Prepared, more: Prepared) {
 }
 
 async fn commit_loop(shared: Arc<Shared>, pending: Arc<Pending>) {
+    // The task answering the previous batch once it is durable.
+    let mut answering: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let filled = pending.filled.notified();
         let taken = std::mem::replace(&mut *pending.lock(), Prepared::empty());
@@ -195,38 +199,88 @@ async fn commit_loop(shared: Arc<Shared>, pending: Arc<Pending>) {
             continue;
         }
         pending.taken.notify_one();
-        commit(&shared, taken).await;
+        answering = commit(&shared, taken, answering.take()).await;
     }
 }
 
-async fn commit(shared: &Arc<Shared>, prepared: Prepared) {
+/// Writes the batch and returns once it is committed; its waiters are answered by the task it
+/// returns once it is also durable, so the next batch is written meanwhile. `previous` is that
+/// task of the batch before, for flushes that come alone.
+async fn commit(
+    shared: &Arc<Shared>,
+    prepared: Prepared,
+    previous: Option<tokio::task::JoinHandle<()>>,
+) -> Option<tokio::task::JoinHandle<()>> {
     let Prepared { batch, jobs, flushes } = prepared;
-    if !jobs.is_empty() {
-        match shared.platform.store.insert_device_data_batch(&batch).await {
-            Ok(()) => {
-                for job in jobs {
-                    finish(shared, job, Ok(()));
-                }
+    if jobs.is_empty() {
+        // Durability is in order: once the previous batch is answered, all before it are durable.
+        return Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _answered_or_panicked = previous.await;
             }
-            Err(error) if jobs.len() > 1 => {
-                tracing::warn!(%error, messages = jobs.len(), "ingest batch failed; retrying one by one");
-                for job in jobs {
-                    let single = DeviceDataBatch {
-                        rows: batch.rows[job.rows.clone()].to_vec(),
-                        seen: job.seen.and_then(|seen| batch.seen.get(seen)).cloned().into_iter().collect(),
-                    };
-                    let result = shared.platform.store.insert_device_data_batch(&single).await;
-                    finish(shared, job, result.map_err(|error| IngestError::Storage(error.to_string())));
+            answer_flushes(flushes);
+        }));
+    }
+    let started = std::time::Instant::now();
+    let written = shared.platform.store.write_device_data_batch(&batch).await;
+    tracing::debug!(
+        messages = jobs.len(),
+        rows = batch.rows.len(),
+        write_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "batch committed"
+    );
+    match written {
+        Ok(durable) => {
+            let shared = Arc::clone(shared);
+            Some(tokio::spawn(async move {
+                let synced = durable.wait().await;
+                if let Err(error) = &synced {
+                    tracing::error!(%error, messages = jobs.len(), "ingest batch committed but not made durable");
                 }
+                for job in jobs {
+                    let result = synced.as_ref().map(|()| ()).map_err(|error| IngestError::Storage(error.to_string()));
+                    finish(&shared, job, result);
+                }
+                answer_flushes(flushes);
+            }))
+        }
+        Err(error) => {
+            // Rare: settle the batch before, so flushes below are answered in order.
+            if let Some(previous) = previous {
+                let _answered_or_panicked = previous.await;
             }
-            Err(error) => {
-                tracing::warn!(%error, "ingest commit failed");
-                for job in jobs {
-                    finish(shared, job, Err(IngestError::Storage(error.to_string())));
-                }
+            retry_or_fail(shared, batch, jobs, error).await;
+            answer_flushes(flushes);
+            None
+        }
+    }
+}
+
+/// A batch failed: its messages are retried one by one, so one bad message (or a device
+/// deleted meanwhile) cannot fail the others.
+async fn retry_or_fail(shared: &Arc<Shared>, batch: DeviceDataBatch, jobs: Vec<PreparedJob>, error: StoreError) {
+    match error {
+        error if jobs.len() > 1 => {
+            tracing::warn!(%error, messages = jobs.len(), "ingest batch failed; retrying one by one");
+            for job in jobs {
+                let single = DeviceDataBatch {
+                    rows: batch.rows[job.rows.clone()].to_vec(),
+                    seen: job.seen.and_then(|seen| batch.seen.get(seen)).cloned().into_iter().collect(),
+                };
+                let result = shared.platform.store.insert_device_data_batch(&single).await;
+                finish(shared, job, result.map_err(|error| IngestError::Storage(error.to_string())));
+            }
+        }
+        error => {
+            tracing::warn!(%error, "ingest commit failed");
+            for job in jobs {
+                finish(shared, job, Err(IngestError::Storage(error.to_string())));
             }
         }
     }
+}
+
+fn answer_flushes(flushes: Vec<oneshot::Sender<()>>) {
     for flush in flushes {
         let _waiter_gone_is_fine = flush.send(());
     }
@@ -357,13 +411,21 @@ fn row_id(ts: i64) -> String {
     format!("{:016x}{}", ts.max(0), random_id(6))
 }
 
+/// The JSON text of a map (without copying it into a `Value` first).
+fn json_text(map: &Map<String, Value>) -> String {
+    let mut out = Vec::with_capacity(128);
+    // Writing a map of string keys into a Vec cannot fail.
+    let _infallible = serde_json::to_writer(&mut out, map);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Appends the rows of one message and what to publish once they are committed.
 fn rows_for(job: &Job, keys: &DeviceKeys, want_live: bool, rows: &mut Vec<DeviceDataRow>, after: &mut AfterCommit) {
     let (tenant, device) = (&*job.tenant, &*job.device);
     match &job.parsed {
         Parsed::Telemetry(groups) => {
             for group in groups {
-                let plain = Value::Object(group.values.clone()).to_string();
+                let plain = json_text(&group.values);
                 rows.push(DeviceDataRow::Telemetry(TelemetryRow {
                     tenant: tenant.to_owned(),
                     device: device.to_owned(),
@@ -382,7 +444,7 @@ fn rows_for(job: &Job, keys: &DeviceKeys, want_live: bool, rows: &mut Vec<Device
         }
         Parsed::Event(event) => {
             let id = row_id(event.ts);
-            let plain = Value::Object(event.body.clone()).to_string();
+            let plain = json_text(&event.body);
             rows.push(DeviceDataRow::Event(DeviceEventRow {
                 tenant: tenant.to_owned(),
                 device: device.to_owned(),
@@ -415,7 +477,7 @@ fn rows_for(job: &Job, keys: &DeviceKeys, want_live: bool, rows: &mut Vec<Device
         }
         Parsed::Attestation(report) => {
             let id = row_id(report.ts);
-            let plain = Value::Object(report.body.clone()).to_string();
+            let plain = json_text(&report.body);
             rows.push(DeviceDataRow::Attestation(AttestationRow {
                 tenant: tenant.to_owned(),
                 device: device.to_owned(),

@@ -40,6 +40,32 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Resolves once a committed write is on disk. Returned by
+/// [`Store::write_device_data_batch`], whose commit is visible to readers before it is durable.
+#[must_use = "a write is not durable until its Durable resolves"]
+pub struct Durable(Option<tokio::sync::oneshot::Receiver<StoreResult<()>>>);
+
+impl Durable {
+    /// Already durable (the backend synced at commit).
+    pub(crate) fn now() -> Durable {
+        Durable(None)
+    }
+
+    /// Durable once `synced` answers.
+    pub(crate) fn later(synced: tokio::sync::oneshot::Receiver<StoreResult<()>>) -> Durable {
+        Durable(Some(synced))
+    }
+
+    /// Waits until the write is on disk; `Err` if the sync failed (the write may or may not
+    /// survive a crash, so it must not be acknowledged as stored).
+    pub async fn wait(self) -> StoreResult<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(synced) => synced.await.unwrap_or_else(|_| Err(StoreError::Backend("the sync thread stopped".into()))),
+        }
+    }
+}
+
 /// Keyset pagination: rows strictly after `after` (in the list's sort order), at most `limit`.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
@@ -165,8 +191,17 @@ pub trait Store: GatewayStore + SecurityStore + Send + Sync + 'static {
     // Payloads arrive sealed under the device key; rows go with their device and tenant.
 
     /// Commits the whole batch in ONE transaction (all or nothing): rows in order, then the
-    /// `seen` updates. This is the group-commit path of ingest; SQLite fsyncs on commit.
-    async fn insert_device_data_batch(&self, batch: &DeviceDataBatch) -> StoreResult<()>;
+    /// `seen` updates, and returns once it is durable.
+    async fn insert_device_data_batch(&self, batch: &DeviceDataBatch) -> StoreResult<()> {
+        self.write_device_data_batch(batch).await?.wait().await
+    }
+    /// The group-commit path of ingest: commits the batch like
+    /// [`Store::insert_device_data_batch`] and returns as soon as it is committed (visible to
+    /// readers), with a [`Durable`] that resolves once it is on disk. SQLite commits without
+    /// fsync and one sync thread then fsyncs the WAL for every commit made since its last sync,
+    /// so the caller can write the next batch while this one is flushed. PostgreSQL is durable
+    /// at commit.
+    async fn write_device_data_batch(&self, batch: &DeviceDataBatch) -> StoreResult<Durable>;
     /// `last_seen = max(last_seen, at_ms)` and `registered` → `active` per device, touching only
     /// those columns (no lost update against API edits or the gateway's connect bookkeeping).
     async fn touch_devices_last_seen(&self, seen: &[DeviceSeen]) -> StoreResult<()>;

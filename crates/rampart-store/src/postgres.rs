@@ -105,6 +105,11 @@ impl SqlDriver for PostgresDriver {
         "postgres"
     }
 
+    /// Each statement is a round trip.
+    fn rows_per_insert(&self) -> usize {
+        100
+    }
+
     async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>> {
         let client = self.client().await?;
         let statement = client.prepare_cached(&number_placeholders(sql)).await.map_err(map_error)?;

@@ -942,7 +942,7 @@ impl Store for SqlStore {
 
     // ---- device data ----
 
-    async fn insert_device_data_batch(&self, batch: &DeviceDataBatch) -> StoreResult<()> {
+    async fn write_device_data_batch(&self, batch: &DeviceDataBatch) -> StoreResult<Durable> {
         let mut telemetry = Vec::new();
         let mut events = Vec::new();
         let mut attestations = Vec::new();
@@ -963,6 +963,7 @@ impl Store for SqlStore {
         let mut statements = Vec::new();
         multi_row_inserts(
             &mut statements,
+            self.driver.rows_per_insert(),
             "INSERT INTO device_telemetry (tenant, device, ts, seq, sealed) VALUES ",
             5,
             &telemetry,
@@ -978,6 +979,7 @@ impl Store for SqlStore {
         );
         multi_row_inserts(
             &mut statements,
+            self.driver.rows_per_insert(),
             "INSERT INTO device_events (tenant, device, ts, id, type_tag, sealed) VALUES ",
             6,
             &events,
@@ -994,6 +996,7 @@ impl Store for SqlStore {
         );
         multi_row_inserts(
             &mut statements,
+            self.driver.rows_per_insert(),
             "INSERT INTO device_attestations (tenant, device, ts, id, sealed) VALUES ",
             5,
             &attestations,
@@ -1012,9 +1015,9 @@ impl Store for SqlStore {
         statements.extend(alarm_statements);
         statements.extend(seen_statements(&batch.seen));
         if statements.is_empty() {
-            return Ok(());
+            return Ok(Durable::now());
         }
-        self.driver.transaction(statements).await
+        self.driver.transaction_durable_later(statements).await
     }
 
     async fn touch_devices_last_seen(&self, seen: &[DeviceSeen]) -> StoreResult<()> {
@@ -1292,23 +1295,34 @@ fn raise_alarm_statement(raise: &AlarmRaise) -> Statement {
     )
 }
 
-/// Multi-row INSERTs in chunks of a few fixed sizes, so that both drivers' statement caches
-/// see at most three distinct SQL texts per table.
+/// Multi-row INSERTs of at most `rows_per_insert` rows, in chunks of a few fixed sizes so
+/// that both drivers' statement caches see at most three distinct SQL texts per table.
 fn multi_row_inserts<T>(
     statements: &mut Vec<Statement>,
+    rows_per_insert: usize,
     prefix: &str,
     columns: usize,
     rows: &[&T],
     bind: impl Fn(&T, &mut Vec<Value>),
 ) {
     let row_placeholders = format!("({})", placeholders(columns));
+    let mut texts: Vec<(usize, std::sync::Arc<str>)> = Vec::new();
     let mut rest = rows;
     while !rest.is_empty() {
-        let size = [100, 10, 1].into_iter().find(|size| rest.len() >= *size).unwrap_or(1);
+        let size = [100, 10, 1]
+            .into_iter()
+            .find(|size| *size <= rows_per_insert.max(1) && rest.len() >= *size)
+            .unwrap_or(1);
         let (chunk, tail) = rest.split_at(size);
-        let mut sql = String::with_capacity(prefix.len() + size * (row_placeholders.len() + 2));
-        sql.push_str(prefix);
-        sql.push_str(&vec![row_placeholders.as_str(); size].join(", "));
+        let sql = match texts.iter().find(|(built, _)| *built == size) {
+            Some((_, sql)) => std::sync::Arc::clone(sql),
+            None => {
+                let sql: std::sync::Arc<str> =
+                    format!("{prefix}{}", vec![row_placeholders.as_str(); size].join(", ")).into();
+                texts.push((size, std::sync::Arc::clone(&sql)));
+                sql
+            }
+        };
         let mut params = Vec::with_capacity(size * columns);
         for row in chunk {
             bind(row, &mut params);

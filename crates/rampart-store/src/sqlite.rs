@@ -1,7 +1,12 @@
-//! The SQLite driver: one connection behind a mutex, used from `spawn_blocking`, in WAL mode
-//! with full fsync and foreign keys on.
+//! The SQLite driver, in WAL mode with foreign keys on. One connection behind a mutex, used
+//! from `spawn_blocking`, serves every call and fsyncs at each commit (`synchronous = FULL`).
+//! A second connection serves only [`SqlDriver::transaction_durable_later`] (device-data group
+//! commits): it commits without fsync (`synchronous = NORMAL`), and the [`WalSyncer`] thread
+//! then fsyncs the WAL once for every commit made since its last sync. The next batch is thus
+//! written while the previous one is being flushed, and no caller is told "durable" before the
+//! fsync that covers its commit has returned.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +15,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, ffi, params_from_iter};
 
 use crate::value::{Row, SqlDriver, Statement, Value};
-use crate::{StoreError, StoreResult};
+use crate::{Durable, StoreError, StoreResult};
 
 /// Schema versions, applied in order at open.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -22,32 +27,32 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 pub(crate) struct SqliteDriver {
     connection: Arc<Mutex<Connection>>,
+    /// Commits without fsync; see the module documentation.
+    batch_connection: Arc<Mutex<Connection>>,
+    syncer: WalSyncer,
 }
 
 impl SqliteDriver {
     /// Opens (creating it with mode 0600 if needed) and migrates the database at `path`.
     pub(crate) async fn open(path: &Path) -> StoreResult<Self> {
         let path = path.to_owned();
-        let connection = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
-            create_private_file(&path)?;
-            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let mut connection = Connection::open_with_flags(&path, flags).map_err(map_error)?;
-            connection.busy_timeout(Duration::from_secs(10)).map_err(map_error)?;
-            // A 32 MiB page cache and checkpoints every ~40 MB of WAL (instead of 2 MiB and 4 MB):
-            // group commits of device data dirty many index pages, and re-reading and
-            // re-checkpointing them halved ingest throughput.
-            connection
-                .execute_batch(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-                     PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 10000;",
-                )
-                .map_err(map_error)?;
-            migrate(&mut connection)?;
-            Ok(connection)
+        let (connection, batch_connection, wal_path) =
+            tokio::task::spawn_blocking(move || -> StoreResult<(Connection, Connection, PathBuf)> {
+                create_private_file(&path)?;
+                let mut connection = open_connection(&path, "FULL")?;
+                migrate(&mut connection)?;
+                let batch_connection = open_connection(&path, "NORMAL")?;
+                let mut wal_path = path.into_os_string();
+                wal_path.push("-wal");
+                Ok((connection, batch_connection, PathBuf::from(wal_path)))
+            })
+            .await
+            .map_err(|error| StoreError::Backend(format!("sqlite open task: {error}")))??;
+        Ok(SqliteDriver {
+            connection: Arc::new(Mutex::new(connection)),
+            batch_connection: Arc::new(Mutex::new(batch_connection)),
+            syncer: WalSyncer::start(wal_path)?,
         })
-        .await
-        .map_err(|error| StoreError::Backend(format!("sqlite open task: {error}")))??;
-        Ok(SqliteDriver { connection: Arc::new(Mutex::new(connection)) })
     }
 
     async fn with_connection<T, F>(&self, work: F) -> StoreResult<T>
@@ -55,15 +60,85 @@ impl SqliteDriver {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
-        let connection = Arc::clone(&self.connection);
-        tokio::task::spawn_blocking(move || {
-            let mut connection =
-                connection.lock().map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
-            work(&mut connection)
-        })
-        .await
-        .map_err(|error| StoreError::Backend(format!("sqlite task: {error}")))?
+        with(&self.connection, work).await
     }
+}
+
+/// Runs `work` on a blocking thread with the connection locked.
+async fn with<T, F>(connection: &Arc<Mutex<Connection>>, work: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+{
+    let connection = Arc::clone(connection);
+    tokio::task::spawn_blocking(move || {
+        let mut connection =
+            connection.lock().map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
+        work(&mut connection)
+    })
+    .await
+    .map_err(|error| StoreError::Backend(format!("sqlite task: {error}")))?
+}
+
+/// Opens one connection in WAL mode with the given `synchronous` level (`FULL` or `NORMAL`).
+fn open_connection(path: &Path, synchronous: &str) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(map_error)?;
+    connection.busy_timeout(Duration::from_secs(10)).map_err(map_error)?;
+    // A 32 MiB page cache and checkpoints every ~40 MB of WAL (instead of 2 MiB and 4 MB):
+    // group commits of device data dirty many index pages, and re-reading and
+    // re-checkpointing them halved ingest throughput.
+    connection
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 10000;"
+        ))
+        .map_err(map_error)?;
+    Ok(connection)
+}
+
+/// The thread that makes `synchronous = NORMAL` commits durable: each request is sent after
+/// its commit returned, and answered after an fsync of the WAL file that began after that.
+/// Requests that arrive during an fsync share the next one.
+struct WalSyncer {
+    requests: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<StoreResult<()>>>,
+}
+
+impl WalSyncer {
+    fn start(wal_path: PathBuf) -> StoreResult<WalSyncer> {
+        let (requests, incoming) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<StoreResult<()>>>();
+        std::thread::Builder::new()
+            .name("sqlite-wal-sync".into())
+            .spawn(move || {
+                // Ends when the driver (the only sender) is dropped.
+                while let Ok(first) = incoming.recv() {
+                    let waiters: Vec<_> = std::iter::once(first).chain(incoming.try_iter()).collect();
+                    let synced = sync_file(&wal_path);
+                    for waiter in waiters {
+                        let _caller_gone_is_fine = waiter.send(synced.clone().map_err(StoreError::Backend));
+                    }
+                }
+            })
+            .map_err(|error| StoreError::Backend(format!("starting the WAL sync thread: {error}")))?;
+        Ok(WalSyncer { requests })
+    }
+
+    /// Resolves once everything committed before this call is on disk.
+    fn request(&self) -> Durable {
+        let (done, synced) = tokio::sync::oneshot::channel();
+        if let Err(refused) = self.requests.send(done) {
+            let _caller_waits_below = refused
+                .0
+                .send(Err(StoreError::Backend("the WAL sync thread stopped".into())));
+        }
+        Durable::later(synced)
+    }
+}
+
+/// fsyncs the file at `path`. It is opened afresh each time (fsync flushes the file, whichever
+/// descriptor wrote it), so a WAL file SQLite re-created is never missed.
+fn sync_file(path: &Path) -> Result<(), String> {
+    std::fs::File::open(path).and_then(|file| file.sync_data()).map_err(|error| format!("fsync of the WAL: {error}"))
 }
 
 /// Creates the database file readable by its owner only, and tightens an existing one.
@@ -150,6 +225,13 @@ impl SqlDriver for SqliteDriver {
         "sqlite"
     }
 
+    /// In process, statements cost no round trip, and an INSERT of several rows that can fail
+    /// on a constraint makes SQLite keep a statement journal (a copy of every page it touches)
+    /// to undo just that statement; one row per statement needs none.
+    fn rows_per_insert(&self) -> usize {
+        1
+    }
+
     async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>> {
         let sql = sql.to_owned();
         self.with_connection(move |connection| run_query(connection, &sql, &params)).await
@@ -161,20 +243,25 @@ impl SqlDriver for SqliteDriver {
     }
 
     async fn transaction(&self, statements: Vec<Statement>) -> StoreResult<()> {
-        self.with_connection(move |connection| {
-            // Dropping the transaction without commit rolls it back.
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
-            for statement in &statements {
-                let changed = run_execute(&transaction, &statement.sql, &statement.params)?;
-                if statement.must_change_row && changed == 0 {
-                    return Err(StoreError::NotFound);
-                }
-            }
-            transaction.commit().map_err(map_error)
-        })
-        .await
+        self.with_connection(move |connection| run_transaction(connection, &statements)).await
     }
+
+    async fn transaction_durable_later(&self, statements: Vec<Statement>) -> StoreResult<Durable> {
+        with(&self.batch_connection, move |connection| run_transaction(connection, &statements)).await?;
+        Ok(self.syncer.request())
+    }
+}
+
+fn run_transaction(connection: &mut Connection, statements: &[Statement]) -> StoreResult<()> {
+    // Dropping the transaction without commit rolls it back.
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_error)?;
+    for statement in statements {
+        let changed = run_execute(&transaction, &statement.sql, &statement.params)?;
+        if statement.must_change_row && changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+    }
+    transaction.commit().map_err(map_error)
 }
 
 /// Maps a SQLite error to a short [`StoreError`] without SQL text or parameter values.

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::{StoreError, StoreResult};
+use crate::{Durable, StoreError, StoreResult};
 
 /// One SQL parameter or column value. Booleans travel as `Int` 0/1, times as epoch ms and
 /// lists as JSON text.
@@ -63,7 +63,8 @@ where
 /// One statement of a [`SqlDriver::transaction`].
 #[derive(Debug)]
 pub(crate) struct Statement {
-    pub sql: String,
+    /// Shared, so that the many statements of one multi-row insert share one text.
+    pub sql: std::sync::Arc<str>,
     pub params: Vec<Value>,
     /// When set and the statement changes no row, the whole transaction is rolled back and
     /// fails with [`StoreError::NotFound`].
@@ -71,7 +72,7 @@ pub(crate) struct Statement {
 }
 
 impl Statement {
-    pub(crate) fn new(sql: impl Into<String>, params: Vec<Value>) -> Self {
+    pub(crate) fn new(sql: impl Into<std::sync::Arc<str>>, params: Vec<Value>) -> Self {
         Statement { sql: sql.into(), params, must_change_row: false }
     }
 
@@ -86,11 +87,18 @@ impl Statement {
 #[async_trait]
 pub(crate) trait SqlDriver: Send + Sync + 'static {
     fn backend_name(&self) -> &'static str;
+    /// Rows per multi-row INSERT that suit this backend.
+    fn rows_per_insert(&self) -> usize;
     async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>>;
     /// Runs one statement and answers how many rows it changed.
     async fn execute(&self, sql: &str, params: Vec<Value>) -> StoreResult<u64>;
     /// Runs the statements in one transaction: all of them take effect or none does.
     async fn transaction(&self, statements: Vec<Statement>) -> StoreResult<()>;
+    /// Like [`SqlDriver::transaction`], but may return once the transaction is committed and
+    /// visible, before it is on disk; the [`Durable`] resolves once it is.
+    async fn transaction_durable_later(&self, statements: Vec<Statement>) -> StoreResult<Durable> {
+        self.transaction(statements).await.map(|()| Durable::now())
+    }
 }
 
 /// One result row, read front to back with the typed getters (the order of the SELECT list).
