@@ -16,7 +16,7 @@ pub mod totp;
 
 pub use access_token::{AccessClaims, TokenSigningKey};
 pub use audit::{AuditSigningKey, GENESIS_HASH, audit_hash, canonical_json, checkpoint_message, verify_checkpoint};
-pub use envelope::SecretKey256;
+pub use envelope::{SealingKey, SecretKey256};
 pub use error::CryptoError;
 pub use master_key::{load_or_create_master_key, write_new_key_file};
 pub use password::{hash_password, verify_password, verify_password_dummy};

@@ -7,12 +7,13 @@
 //! device key. `?type=` filters compute the tag and use the index; the clear type lives in the
 //! sealed body. Alarm type, severity and status stay clear for querying; alarm text is sealed.
 
-use rampart_crypto::{CryptoError, SecretKey256, hmac_sha256_hex};
+use rampart_crypto::{CryptoError, SealingKey, SecretKey256, hmac_sha256_hex};
 use zeroize::Zeroizing;
 
 /// The unwrapped keys of one device.
 pub(crate) struct DeviceKeys {
-    data: SecretKey256,
+    /// The device key, prepared once for the many messages it seals.
+    data: SealingKey,
     /// Derived from the data key; only for event-type tags.
     tag_key: Zeroizing<Vec<u8>>,
 }
@@ -20,7 +21,7 @@ pub(crate) struct DeviceKeys {
 impl DeviceKeys {
     pub(crate) fn new(data: SecretKey256) -> Self {
         let derived = hmac_sha256_hex(data.expose_bytes(), b"rampart:event-type-tag-key");
-        DeviceKeys { data, tag_key: Zeroizing::new(derived.into_bytes()) }
+        DeviceKeys { data: SealingKey::new(&data), tag_key: Zeroizing::new(derived.into_bytes()) }
     }
 
     pub(crate) fn seal_telemetry(&self, tenant: &str, device: &str, ts: i64, plain: &[u8]) -> Vec<u8> {
