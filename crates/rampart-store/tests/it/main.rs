@@ -988,6 +988,24 @@ async fn check_device_data(store: &dyn Store) {
         store.list_telemetry("dx-one", "probe", &range(Some(9_000), None, None, false, 0)).await.unwrap().is_empty()
     );
     assert_eq!(store.get_device("dx-one", "probe").await.unwrap().last_seen, Some(60_000));
+    assert_conflict(store.write_device_data_batch(&failing).await.map(drop));
+
+    // The group-commit path: readable once written, durable once `wait` answers; several
+    // writes waiting at once are all answered (one sync may serve several).
+    let one = |ts| DeviceDataBatch { rows: vec![telemetry_row("dx-one", "probe", ts, 1)], seen: Vec::new() };
+    let durable = store.write_device_data_batch(&one(9_500)).await.unwrap();
+    let written = store.list_telemetry("dx-one", "probe", &range(Some(9_500), Some(9_500), None, false, 0)).await;
+    assert_eq!(written.unwrap().len(), 1);
+    durable.wait().await.unwrap();
+    let mut waiting = Vec::new();
+    for ts in 9_600..9_620 {
+        waiting.push(store.write_device_data_batch(&one(ts)).await.unwrap());
+    }
+    for durable in waiting {
+        durable.wait().await.unwrap();
+    }
+    let written = store.list_telemetry("dx-one", "probe", &range(Some(9_600), None, None, false, 0)).await;
+    assert_eq!(written.unwrap().len(), 20);
 }
 
 async fn check_alarms(store: &dyn Store) {

@@ -329,9 +329,12 @@ async fn publisher_loop(topic: String, mut connection: Connection, shared: Arc<S
             }
         }
         // Wait for the broker, the next due message, the end of the send phase or a ping.
-        let can_send_now = sending && shared.period.is_none() && (shared.qos == 0 || inflight.len() < shared.inflight);
+        let window_open = shared.qos == 0 || inflight.len() < shared.inflight;
+        let can_send_now = sending && shared.period.is_none() && window_open;
         let mut wake = if sending { shared.send_end } else { drain_deadline };
-        if sending && shared.period.is_some() {
+        // With the window full, a due message waits for an acknowledgement, not for its time
+        // (which may have passed: waking for it would spin).
+        if sending && shared.period.is_some() && window_open {
             wake = wake.min(next_send);
         }
         wake = wake.min(last_write + PING_AFTER);
