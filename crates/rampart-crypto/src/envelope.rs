@@ -130,7 +130,9 @@ fn open_with(key: &RandomizedNonceKey, sealed: &[u8], aad: &[u8]) -> Result<Zero
     let mut in_out = Zeroizing::new(sealed[HEADER_LEN..].to_vec());
     let plaintext_len = key
         .open_in_place(nonce, Aad::from(aad), &mut in_out)
-        .map_err(|_| CryptoError::Decrypt { reason: "authentication failed (wrong key, wrong context or tampered data)" })?
+        .map_err(|_| CryptoError::Decrypt {
+            reason: "authentication failed (wrong key, wrong context or tampered data)",
+        })?
         .len();
     in_out.truncate(plaintext_len);
     Ok(in_out)

@@ -238,7 +238,7 @@ async fn commit(
                     tracing::error!(%error, messages = jobs.len(), "ingest batch committed but not made durable");
                 }
                 for job in jobs {
-                    let result = synced.as_ref().map(|()| ()).map_err(|error| IngestError::Storage(error.to_string()));
+                    let result = synced.as_ref().copied().map_err(|error| IngestError::Storage(error.to_string()));
                     finish(&shared, job, result);
                 }
                 answer_flushes(flushes);

@@ -1309,10 +1309,8 @@ fn multi_row_inserts<T>(
     let mut texts: Vec<(usize, std::sync::Arc<str>)> = Vec::new();
     let mut rest = rows;
     while !rest.is_empty() {
-        let size = [100, 10, 1]
-            .into_iter()
-            .find(|size| *size <= rows_per_insert.max(1) && rest.len() >= *size)
-            .unwrap_or(1);
+        let size =
+            [100, 10, 1].into_iter().find(|size| *size <= rows_per_insert.max(1) && rest.len() >= *size).unwrap_or(1);
         let (chunk, tail) = rest.split_at(size);
         let sql = match texts.iter().find(|(built, _)| *built == size) {
             Some((_, sql)) => std::sync::Arc::clone(sql),

@@ -127,9 +127,7 @@ impl WalSyncer {
     fn request(&self) -> Durable {
         let (done, synced) = tokio::sync::oneshot::channel();
         if let Err(refused) = self.requests.send(done) {
-            let _caller_waits_below = refused
-                .0
-                .send(Err(StoreError::Backend("the WAL sync thread stopped".into())));
+            let _caller_waits_below = refused.0.send(Err(StoreError::Backend("the WAL sync thread stopped".into())));
         }
         Durable::later(synced)
     }
