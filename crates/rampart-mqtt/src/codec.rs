@@ -781,7 +781,10 @@ fn write_body(packet: &Packet, protocol: Protocol, sink: &mut impl Sink) -> Resu
         Packet::PingResp => Ok(0xd0),
         Packet::Disconnect(disconnect) => {
             if v5 {
-                write_reason_and_properties(disconnect.reason, &disconnect.properties, Ctx::Disconnect, sink)?;
+                // Always the long form (reason code and property length), though the spec
+                // allows dropping both: some clients (rumqttc 0.25) cannot read the short forms.
+                sink.put(&[disconnect.reason]);
+                write_properties(&disconnect.properties, Ctx::Disconnect, sink)?;
             }
             Ok(0xe0)
         }

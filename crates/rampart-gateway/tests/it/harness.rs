@@ -379,12 +379,19 @@ impl V5Client {
     }
 
     pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        self.closed_with(wait).await.is_some()
+    }
+
+    /// Waits until the connection fails; answers the client's error text (which names the
+    /// reason of a server DISCONNECT), or `None` if it stayed open.
+    pub async fn closed_with(&mut self, wait: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_))) | Ok(None) => return true,
-                Err(_) => return false,
+                Ok(Some(Err(error))) => return Some(error),
+                Ok(None) => return Some("event stream ended".into()),
+                Err(_) => return None,
             }
         }
     }
