@@ -67,6 +67,9 @@ run() { # NAME ADDRESS CA CREDS ARGS...
   local name=$1 address=$2 ca=$3 creds=$4
   shift 4
   say "\$ rampart bench run --mqtt $address --ca $(basename "$ca") --credentials $(basename "$creds") $*"
+  # Start every run with no dirty pages left over from the one before (the runs write GBs;
+  # the kernel's writeback of them would otherwise compete with the next run's fsyncs).
+  sync
   local line
   line=$("$BENCH_RAMPART" bench run --mqtt "$address" --ca "$ca" --credentials "$creds" "$@" 2>"$work/$name.progress")
   say "$name $line"
