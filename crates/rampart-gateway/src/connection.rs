@@ -330,7 +330,7 @@ async fn admit(
             Refusal::Unavailable
         })?;
         if let PublishDecision::Denied(why) = authorize_publish(&rules.topics, &identity.requester(), &will.topic) {
-            shared.acl_violation(&identity, &will.topic, "will", why, Some(peer));
+            shared.acl_violation(&identity, &will.topic, "will", why, Some(peer), 0);
             return Err(Refusal::NotAuthorized);
         }
     }
@@ -385,6 +385,23 @@ struct Connection {
     will: Option<Box<Will>>,
     closing: Option<Ending>,
     sent_disconnect: bool,
+    /// Boxed and made at the first denial: most connections are never denied anything.
+    denials: Option<Box<DenialBudget>>,
+}
+
+/// `acl_violation` events one connection records in full per window. Further denials in the
+/// window are counted and recorded as one event carrying `suppressed` (when the next window
+/// starts, or when the connection ends), so a flood of denied publishes cannot become a flood
+/// of security-event writes; every denial is still accounted for.
+const ACL_EVENTS_PER_WINDOW: u32 = 10;
+const ACL_EVENT_WINDOW_MS: u64 = 10_000;
+
+struct DenialBudget {
+    window_start_ms: u64,
+    recorded: u32,
+    suppressed: u32,
+    /// The last suppressed denial: topic, action, reason.
+    last: Option<(String, &'static str, &'static str)>,
 }
 
 impl Connection {
@@ -479,6 +496,7 @@ impl Connection {
             will: connect.will.map(Box::new),
             closing: None,
             sent_disconnect: false,
+            denials: None,
         };
         connection.encode(&Packet::ConnAck(connack));
         if let Identity::Device { tenant, device } = &connection.identity {
@@ -675,7 +693,7 @@ impl Connection {
         let message = self.routed_message(&publish);
         match decision {
             PublishDecision::Denied(why) => {
-                self.shared.acl_violation(&self.identity, &publish.topic, "publish", why, Some(self.peer));
+                self.denied(&publish.topic, "publish", why);
                 let code = match self.protocol {
                     Protocol::V5 => reason::NOT_AUTHORIZED,
                     // 3.1.1 has no negative PUBACK: the message is dropped, and acknowledged
@@ -696,6 +714,38 @@ impl Connection {
                 }
             }
             PublishDecision::Platform(topic) => self.platform_publish(publish, topic, message),
+        }
+    }
+
+    /// Records a denial as an `acl_violation` event, within this connection's budget.
+    fn denied(&mut self, topic: &str, action: &'static str, why: &'static str) {
+        let now = self.shared.now_ms();
+        let budget = self.denials.get_or_insert_with(|| {
+            Box::new(DenialBudget { window_start_ms: now, recorded: 0, suppressed: 0, last: None })
+        });
+        if now >= budget.window_start_ms.saturating_add(ACL_EVENT_WINDOW_MS) {
+            self.report_suppressed();
+            self.denials =
+                Some(Box::new(DenialBudget { window_start_ms: now, recorded: 0, suppressed: 0, last: None }));
+        }
+        let Some(budget) = self.denials.as_mut() else { return };
+        if budget.recorded < ACL_EVENTS_PER_WINDOW {
+            budget.recorded += 1;
+            self.shared.acl_violation(&self.identity, topic, action, why, Some(self.peer), 0);
+        } else {
+            budget.suppressed += 1;
+            budget.last = Some((topic.to_owned(), action, why));
+            self.shared.stats.acl_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Records the denials of the current window that were only counted, as one event.
+    fn report_suppressed(&mut self) {
+        let Some(budget) = self.denials.as_mut() else { return };
+        if let (Some((topic, action, why)), suppressed @ 1..) = (budget.last.take(), budget.suppressed) {
+            budget.suppressed = 0;
+            // Counted when they happened.
+            self.shared.raise_acl_violation(&self.identity, &topic, action, why, Some(self.peer), suppressed);
         }
     }
 
@@ -808,7 +858,7 @@ impl Connection {
                 false => authorize_subscribe(&rules.topics, &self.identity.requester(), filter),
             };
             if let SubscribeDecision::Denied(why) = decision {
-                self.shared.acl_violation(&self.identity, filter, "subscribe", why, Some(self.peer));
+                self.denied(filter, "subscribe", why);
                 reasons.push(reason::NOT_AUTHORIZED);
                 continue;
             }
@@ -873,6 +923,7 @@ impl Connection {
     /// After the socket is gone: finish outstanding stores, publish or schedule the will,
     /// park a persistent session or drop a clean one, record the disconnect.
     async fn finish(mut self, mut receiver: mpsc::Receiver<Box<OutgoingMessage>>) {
+        self.report_suppressed();
         let drain_until = Instant::now() + STORE_DRAIN_WAIT;
         while !self.pending.is_empty() {
             match timeout_at(drain_until, self.pending.next()).await {
@@ -1072,11 +1123,29 @@ impl Shared {
         action: &str,
         why: &str,
         peer: Option<SocketAddr>,
+        suppressed: u32,
     ) {
         self.stats.acl_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.raise_acl_violation(identity, topic, action, why, peer, suppressed);
+    }
+
+    /// The event of [`Shared::acl_violation`] without counting it (already counted);
+    /// `suppressed` > 0 says how many more denials, the last of them this one, it stands for.
+    pub(crate) fn raise_acl_violation(
+        &self,
+        identity: &Identity,
+        topic: &str,
+        action: &str,
+        why: &str,
+        peer: Option<SocketAddr>,
+        suppressed: u32,
+    ) {
         let mut draft = SecurityEventDraft::new(identity.tenant(), "acl_violation", Severity::Minor);
         draft.source_ip = peer.map(|peer| peer.ip().to_string());
         let mut details = serde_json::json!({"topic": topic, "action": action, "reason": why, "protocol": "mqtt"});
+        if suppressed > 0 {
+            details["suppressed"] = serde_json::Value::from(suppressed);
+        }
         match identity {
             Identity::Device { device, .. } => {
                 draft.device = Some(device.clone());

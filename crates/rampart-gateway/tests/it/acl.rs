@@ -45,6 +45,38 @@ async fn publishing_to_another_devices_topic_is_denied_and_recorded() {
 }
 
 #[tokio::test]
+async fn a_flood_of_denials_is_recorded_up_to_a_budget_and_the_rest_as_a_count() {
+    let harness = Harness::start().await;
+    let token = harness.device("acme", "d1").await;
+    let mut v5 = harness.connect_v5("d1", Some(("acme/d1", &token)), None).await.expect("connect");
+    for _ in 0..200 {
+        v5.client
+            .publish("devices/d2/telemetry", rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, br#"{"x":1}"#.to_vec())
+            .await
+            .expect("publish");
+    }
+    for _ in 0..200 {
+        let reason = v5.next_incoming(PATIENCE, |p| match p {
+            V5Packet::PubAck(ack) => Some(ack.reason),
+            _ => None,
+        });
+        assert_eq!(reason.await, Some(PubAckReason::NotAuthorized));
+    }
+    // Ten in full; the other 190 as one event with their count, written when the connection ends.
+    drop(v5);
+    harness.wait_for_events("acme", "acl_violation", 11).await;
+    // And no more arrive: 200 denials, 11 events.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = harness.security_events("acme", "acl_violation").await;
+    let details: Vec<serde_json::Value> =
+        events.iter().map(|event| serde_json::from_str(&event.details_json).expect("details")).collect();
+    assert_eq!(details.len(), 11, "{details:?}");
+    let suppressed: Vec<u64> = details.iter().filter_map(|detail| detail["suppressed"].as_u64()).collect();
+    assert_eq!(suppressed, [190]);
+    assert!(details.iter().all(|detail| detail["topic"] == "devices/d2/telemetry"));
+}
+
+#[tokio::test]
 async fn devices_cannot_subscribe_beyond_their_own_topics() {
     let harness = Harness::start().await;
     let token = harness.device("acme", "d1").await;
