@@ -565,9 +565,11 @@ impl Connection {
                 Wake::Read(Ok(0)) | Wake::Read(Err(_)) => self.closing = Some(Ending::Abrupt),
                 Wake::Read(Ok(_)) => Box::pin(self.decode_all(&mut buffer, max_packet_size)).await,
                 Wake::Deliver(message) => {
-                    let now = self.shared.now_ms();
-                    let actions = self.session.publish(*message, now);
-                    self.carry_out(actions).await;
+                    if self.may_receive(&message.topic).await {
+                        let now = self.shared.now_ms();
+                        let actions = self.session.publish(*message, now);
+                        self.carry_out(actions).await;
+                    }
                 }
                 Wake::Stored(outcome) => {
                     Box::pin(self.stored(*outcome)).await;
@@ -829,6 +831,20 @@ impl Connection {
         };
         let actions = self.session.inbound_stored(packet_id, code);
         self.carry_out(actions).await;
+    }
+
+    /// Subscriptions are authorised when made; this checks each delivery against the topic
+    /// policy in force now, so a policy change withdraws a topic from live subscriptions too.
+    async fn may_receive(&mut self, topic: &str) -> bool {
+        match self.rules().await {
+            Some(rules) => {
+                matches!(
+                    authorize_subscribe(&rules.topics, &self.identity.requester(), topic),
+                    SubscribeDecision::Allowed
+                )
+            }
+            None => false,
+        }
     }
 
     async fn rules(&mut self) -> Option<Arc<TenantRules>> {

@@ -173,6 +173,39 @@ async fn the_free_namespace_is_closed_until_the_tenant_opens_it() {
 }
 
 #[tokio::test]
+async fn a_policy_change_withdraws_topics_from_live_subscriptions() {
+    let harness = Harness::start().await;
+    let publisher = harness.device("acme", "d1").await;
+    let listener = harness.device("acme", "d2").await;
+    let open = r#"{"rules":[{"principal":"device","action":"all","topic":"shared/#","effect":"allow"}]}"#;
+    harness.topic_policy("acme", open).await;
+    let mut d2 = harness.connect_v3("d2", Some(("acme/d2", &listener)), None).await.expect("connect");
+    d2.client.subscribe("shared/#", QoS::AtLeastOnce).await.expect("subscribe");
+    let granted = d2.next_incoming(PATIENCE, |p| match p {
+        Packet::SubAck(ack) => Some(ack.return_codes.clone()),
+        _ => None,
+    });
+    assert_eq!(granted.await, Some(vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]));
+    let mut d1 = harness.connect_v3("d1", Some(("acme/d1", &publisher)), None).await.expect("connect");
+    let received = |topic: &'static str| {
+        move |p: &Packet| match p {
+            Packet::Publish(publish) if publish.topic == topic => Some(()),
+            _ => None,
+        }
+    };
+    d1.client.publish("shared/before", QoS::AtLeastOnce, false, b"x".to_vec()).await.expect("publish");
+    assert!(d2.next_incoming(PATIENCE, received("shared/before")).await.is_some());
+
+    // Devices may still publish there, but no longer subscribe: d2's subscription stops.
+    let publish_only = r#"{"rules":[{"principal":"device","action":"publish","topic":"shared/#","effect":"allow"}]}"#;
+    harness.topic_policy("acme", publish_only).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d1.client.publish("shared/after", QoS::AtLeastOnce, false, b"y".to_vec()).await.expect("publish");
+    assert!(d1.next_incoming(PATIENCE, |p| matches!(p, Packet::PubAck(_)).then_some(())).await.is_some());
+    assert!(d2.next_incoming(Duration::from_secs(1), received("shared/after")).await.is_none());
+}
+
+#[tokio::test]
 async fn topic_policy_rules_open_custom_topics_and_deny_wins() {
     let harness = Harness::start().await;
     let token = harness.device("acme", "d1").await;
