@@ -330,7 +330,8 @@ async fn admit(
             Refusal::Unavailable
         })?;
         if let PublishDecision::Denied(why) = authorize_publish(&rules.topics, &identity.requester(), &will.topic) {
-            shared.acl_violation(&identity, &will.topic, "will", why, Some(peer), 0);
+            shared.count_denial();
+            shared.raise_acl_violation(&identity, &will.topic, "will", why, Some(peer), 0);
             return Err(Refusal::NotAuthorized);
         }
     }
@@ -730,14 +731,14 @@ impl Connection {
             self.denials =
                 Some(Box::new(DenialBudget { window_start_ms: now, recorded: 0, suppressed: 0, last: None }));
         }
+        self.shared.count_denial();
         let Some(budget) = self.denials.as_mut() else { return };
         if budget.recorded < ACL_EVENTS_PER_WINDOW {
             budget.recorded += 1;
-            self.shared.acl_violation(&self.identity, topic, action, why, Some(self.peer), 0);
+            self.shared.raise_acl_violation(&self.identity, topic, action, why, Some(self.peer), 0);
         } else {
             budget.suppressed += 1;
             budget.last = Some((topic.to_owned(), action, why));
-            self.shared.stats.acl_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -1131,22 +1132,13 @@ impl Shared {
         self.route(publisher, message);
     }
 
-    /// Records an `acl_violation` security event without holding up the connection.
-    pub(crate) fn acl_violation(
-        &self,
-        identity: &Identity,
-        topic: &str,
-        action: &str,
-        why: &str,
-        peer: Option<SocketAddr>,
-        suppressed: u32,
-    ) {
+    /// Counts a denial (every one, recorded as an event or not).
+    pub(crate) fn count_denial(&self) {
         self.stats.acl_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.raise_acl_violation(identity, topic, action, why, peer, suppressed);
     }
 
-    /// The event of [`Shared::acl_violation`] without counting it (already counted);
-    /// `suppressed` > 0 says how many more denials, the last of them this one, it stands for.
+    /// Records an `acl_violation` security event without holding up the connection;
+    /// `suppressed` > 0 says how many denials, the last of them this one, it stands for.
     pub(crate) fn raise_acl_violation(
         &self,
         identity: &Identity,
