@@ -7,12 +7,15 @@
 #   bench/run-comparison.sh
 #
 # Settings (environment): DEVICES=100 PAYLOAD=256 DURATION=30 IDLE=10000 (idle connections for
-# the memory test, 0 to skip) BENCH_RAMPART=target/release/rampart WORK=$(mktemp -d);
+# the memory test, 0 to skip) ROUNDS=1 (the four throughput runs, repeated; with more than one
+# the median ratio is printed too: on a shared 2-core VM one run moves by ±15 %)
+# BENCH_RAMPART=target/release/rampart WORK=$(mktemp -d);
 # MOSQUITTO_ONLY=1 measures only the Mosquitto side (the yardstick alone).
 # Build first: cargo build --release -p rampart
 set -euo pipefail
 cd "$(dirname "$0")/.."
 devices=${DEVICES:-100} payload=${PAYLOAD:-256} duration=${DURATION:-30} idle=${IDLE:-10000}
+rounds=${ROUNDS:-1}
 export BENCH_RAMPART=${BENCH_RAMPART:-$PWD/target/release/rampart}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"
@@ -77,13 +80,22 @@ run() { # NAME ADDRESS CA CREDS ARGS...
 }
 common=(--qos 1 --payload "$payload" --duration "$duration")
 half() { awk -v r="$(echo "$1" | jq .msgs_per_s)" 'BEGIN {printf "%.0f", r / 2}'; }
-mosq_peak=$(run mosquitto-qos1-flat "$MOSQ_MQTT" "$MOSQ_CA" "$work/mosquitto-load.csv" "${common[@]}")
-mosq_half=$(run mosquitto-qos1-half "$MOSQ_MQTT" "$MOSQ_CA" "$work/mosquitto-load.csv" "${common[@]}" --rate "$(half "$mosq_peak")")
-if with_rampart; then
-  ramp_peak=$(run rampart-qos1-flat "$RAMPART_MQTT" "$RAMPART_CA" "$work/rampart-load.csv" "${common[@]}")
-  ramp_half=$(run rampart-qos1-half "$RAMPART_MQTT" "$RAMPART_CA" "$work/rampart-load.csv" "${common[@]}" --rate "$(half "$ramp_peak")")
-  say "ratio qos1 msgs/s rampart/mosquitto = $(jq -n --argjson a "$ramp_peak" --argjson b "$mosq_peak" 'if $b.msgs_per_s > 0 then ($a.msgs_per_s / $b.msgs_per_s * 100 | round / 100) else 0 end')"
-  say "p99 publish->ack at half peak: rampart $(echo "$ramp_half" | jq .ack_p99_ms) ms, mosquitto $(echo "$mosq_half" | jq .ack_p99_ms) ms"
+ratios=()
+for round in $(seq 1 "$rounds"); do
+  [ "$rounds" -gt 1 ] && say "# round $round of $rounds"
+  mosq_peak=$(run mosquitto-qos1-flat "$MOSQ_MQTT" "$MOSQ_CA" "$work/mosquitto-load.csv" "${common[@]}")
+  mosq_half=$(run mosquitto-qos1-half "$MOSQ_MQTT" "$MOSQ_CA" "$work/mosquitto-load.csv" "${common[@]}" --rate "$(half "$mosq_peak")")
+  if with_rampart; then
+    ramp_peak=$(run rampart-qos1-flat "$RAMPART_MQTT" "$RAMPART_CA" "$work/rampart-load.csv" "${common[@]}")
+    ramp_half=$(run rampart-qos1-half "$RAMPART_MQTT" "$RAMPART_CA" "$work/rampart-load.csv" "${common[@]}" --rate "$(half "$ramp_peak")")
+    ratio=$(jq -n --argjson a "$ramp_peak" --argjson b "$mosq_peak" 'if $b.msgs_per_s > 0 then ($a.msgs_per_s / $b.msgs_per_s * 100 | round / 100) else 0 end')
+    ratios+=("$ratio")
+    say "ratio qos1 msgs/s rampart/mosquitto = $ratio"
+    say "p99 publish->ack at half peak: rampart $(echo "$ramp_half" | jq .ack_p99_ms) ms, mosquitto $(echo "$mosq_half" | jq .ack_p99_ms) ms"
+  fi
+done
+if with_rampart && [ "$rounds" -gt 1 ]; then
+  say "median ratio over $rounds rounds = $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}') (rounds: ${ratios[*]})"
 fi
 
 if [ "$idle" -gt 0 ]; then
