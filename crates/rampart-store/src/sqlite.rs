@@ -113,7 +113,13 @@ impl WalSyncer {
                 // Ends when the driver (the only sender) is dropped.
                 while let Ok(first) = incoming.recv() {
                     let waiters: Vec<_> = std::iter::once(first).chain(incoming.try_iter()).collect();
+                    let started = std::time::Instant::now();
                     let synced = sync_file(&wal_path);
+                    tracing::trace!(
+                        commits = waiters.len(),
+                        sync_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        "WAL synced"
+                    );
                     for waiter in waiters {
                         let _caller_gone_is_fine = waiter.send(synced.clone().map_err(StoreError::Backend));
                     }
