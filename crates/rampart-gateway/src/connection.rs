@@ -400,9 +400,22 @@ const ACL_EVENT_WINDOW_MS: u64 = 10_000;
 struct DenialBudget {
     window_start_ms: u64,
     recorded: u32,
-    suppressed: u32,
-    /// The last suppressed denial: topic, action, reason.
-    last: Option<(String, &'static str, &'static str)>,
+    /// The window's denials beyond the budget, if any.
+    suppressed: Option<Suppressed>,
+}
+
+/// How many denials were only counted, and the last of them.
+struct Suppressed {
+    topic: String,
+    action: &'static str,
+    why: &'static str,
+    count: u32,
+}
+
+impl DenialBudget {
+    fn starting(now_ms: u64) -> DenialBudget {
+        DenialBudget { window_start_ms: now_ms, recorded: 0, suppressed: None }
+    }
 }
 
 impl Connection {
@@ -722,33 +735,47 @@ impl Connection {
 
     /// Records a denial as an `acl_violation` event, within this connection's budget.
     fn denied(&mut self, topic: &str, action: &'static str, why: &'static str) {
-        let now = self.shared.now_ms();
-        let budget = self.denials.get_or_insert_with(|| {
-            Box::new(DenialBudget { window_start_ms: now, recorded: 0, suppressed: 0, last: None })
-        });
-        if now >= budget.window_start_ms.saturating_add(ACL_EVENT_WINDOW_MS) {
-            self.report_suppressed();
-            self.denials =
-                Some(Box::new(DenialBudget { window_start_ms: now, recorded: 0, suppressed: 0, last: None }));
-        }
         self.shared.count_denial();
-        let Some(budget) = self.denials.as_mut() else { return };
+        let now = self.shared.now_ms();
+        let budget = self.denials.get_or_insert_with(|| Box::new(DenialBudget::starting(now)));
+        if now >= budget.window_start_ms.saturating_add(ACL_EVENT_WINDOW_MS) {
+            if let Some(last) = budget.suppressed.take() {
+                self.shared.raise_acl_violation(
+                    &self.identity,
+                    &last.topic,
+                    last.action,
+                    last.why,
+                    Some(self.peer),
+                    last.count,
+                );
+            }
+            **budget = DenialBudget::starting(now);
+        }
         if budget.recorded < ACL_EVENTS_PER_WINDOW {
             budget.recorded += 1;
             self.shared.raise_acl_violation(&self.identity, topic, action, why, Some(self.peer), 0);
         } else {
-            budget.suppressed += 1;
-            budget.last = Some((topic.to_owned(), action, why));
+            budget.suppressed = Some(Suppressed {
+                topic: topic.to_owned(),
+                action,
+                why,
+                count: budget.suppressed.as_ref().map_or(0, |last| last.count) + 1,
+            });
         }
     }
 
     /// Records the denials of the current window that were only counted, as one event.
     fn report_suppressed(&mut self) {
-        let Some(budget) = self.denials.as_mut() else { return };
-        if let (Some((topic, action, why)), suppressed @ 1..) = (budget.last.take(), budget.suppressed) {
-            budget.suppressed = 0;
+        if let Some(last) = self.denials.as_mut().and_then(|budget| budget.suppressed.take()) {
             // Counted when they happened.
-            self.shared.raise_acl_violation(&self.identity, &topic, action, why, Some(self.peer), suppressed);
+            self.shared.raise_acl_violation(
+                &self.identity,
+                &last.topic,
+                last.action,
+                last.why,
+                Some(self.peer),
+                last.count,
+            );
         }
     }
 

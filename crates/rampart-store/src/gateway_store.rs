@@ -78,20 +78,14 @@ impl GatewayStore for SqlStore {
             Value::Text(tenant.to_owned()),
             Value::Text(device.to_owned()),
         ];
-        match self.driver.execute(sql, params).await? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
-        }
+        self.change_one(sql, params).await
     }
 
     async fn mark_device_disconnected(&self, tenant: &str, device: &str, at_ms: i64) -> StoreResult<()> {
         let sql = "UPDATE devices SET connected = ?, last_seen = ? WHERE tenant = ? AND id = ?";
         let params =
             vec![Value::from(false), Value::Int(at_ms), Value::Text(tenant.to_owned()), Value::Text(device.to_owned())];
-        match self.driver.execute(sql, params).await? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
-        }
+        self.change_one(sql, params).await
     }
 
     async fn mark_device_seen(&self, tenant: &str, device: &str, at_ms: i64, address: &str) -> StoreResult<()> {
@@ -104,9 +98,6 @@ impl GatewayStore for SqlStore {
             Value::Text(tenant.to_owned()),
             Value::Text(device.to_owned()),
         ];
-        match self.driver.execute(sql, params).await? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
-        }
+        self.change_one(sql, params).await
     }
 }

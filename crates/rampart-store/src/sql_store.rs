@@ -358,7 +358,7 @@ impl SqlStore {
     }
 
     /// Runs an UPDATE or DELETE that must hit exactly the row named by its key.
-    async fn change_one(&self, sql: &str, params: Vec<Value>) -> StoreResult<()> {
+    pub(crate) async fn change_one(&self, sql: &str, params: Vec<Value>) -> StoreResult<()> {
         match self.driver.execute(sql, params).await? {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),

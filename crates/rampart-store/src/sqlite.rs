@@ -54,14 +54,6 @@ impl SqliteDriver {
             syncer: WalSyncer::start(wal_path)?,
         })
     }
-
-    async fn with_connection<T, F>(&self, work: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
-    {
-        with(&self.connection, work).await
-    }
 }
 
 /// Runs `work` on a blocking thread with the connection locked.
@@ -238,16 +230,16 @@ impl SqlDriver for SqliteDriver {
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>> {
         let sql = sql.to_owned();
-        self.with_connection(move |connection| run_query(connection, &sql, &params)).await
+        with(&self.connection, move |connection| run_query(connection, &sql, &params)).await
     }
 
     async fn execute(&self, sql: &str, params: Vec<Value>) -> StoreResult<u64> {
         let sql = sql.to_owned();
-        self.with_connection(move |connection| run_execute(connection, &sql, &params)).await
+        with(&self.connection, move |connection| run_execute(connection, &sql, &params)).await
     }
 
     async fn transaction(&self, statements: Vec<Statement>) -> StoreResult<()> {
-        self.with_connection(move |connection| run_transaction(connection, &statements)).await
+        with(&self.connection, move |connection| run_transaction(connection, &statements)).await
     }
 
     async fn transaction_durable_later(&self, statements: Vec<Statement>) -> StoreResult<Durable> {
