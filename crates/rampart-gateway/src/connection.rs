@@ -737,20 +737,12 @@ impl Connection {
     fn denied(&mut self, topic: &str, action: &'static str, why: &'static str) {
         self.shared.count_denial();
         let now = self.shared.now_ms();
-        let budget = self.denials.get_or_insert_with(|| Box::new(DenialBudget::starting(now)));
-        if now >= budget.window_start_ms.saturating_add(ACL_EVENT_WINDOW_MS) {
-            if let Some(last) = budget.suppressed.take() {
-                self.shared.raise_acl_violation(
-                    &self.identity,
-                    &last.topic,
-                    last.action,
-                    last.why,
-                    Some(self.peer),
-                    last.count,
-                );
-            }
-            **budget = DenialBudget::starting(now);
+        if self.denials.as_ref().is_some_and(|budget| now >= budget.window_start_ms.saturating_add(ACL_EVENT_WINDOW_MS))
+        {
+            self.report_suppressed();
+            self.denials = None;
         }
+        let budget = self.denials.get_or_insert_with(|| Box::new(DenialBudget::starting(now)));
         if budget.recorded < ACL_EVENTS_PER_WINDOW {
             budget.recorded += 1;
             self.shared.raise_acl_violation(&self.identity, topic, action, why, Some(self.peer), 0);
