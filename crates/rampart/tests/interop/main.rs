@@ -5,6 +5,7 @@
 //! A test whose outside tool is missing prints why and passes; CI installs the tools.
 
 mod bench_cli;
+mod conformance;
 mod mosquitto_clients;
 mod paho;
 mod support;
