@@ -21,8 +21,9 @@
 //! 3. To deliver a routed message to this client call [`Session::publish`] with an
 //!    [`OutgoingMessage`] (its QoS already `min(subscription, message)`); the session
 //!    allocates packet ids, respects the client's Receive Maximum and Maximum Packet Size,
-//!    queues what does not fit (bounded by `max_queued`), drops expired messages and rewrites
-//!    the remaining Message Expiry Interval.
+//!    queues what does not fit (bounded by `max_queued`), drops expired messages, rewrites
+//!    the remaining Message Expiry Interval, and sends topics by alias when the 5.0 client
+//!    allows Topic Aliases.
 //! 4. Arm a timer at [`Session::next_deadline`] and call [`Session::tick`] when it fires; it
 //!    returns a [`Action::Close`] when the keep-alive (1.5 × the effective keep alive) ran out.
 //! 5. On [`Action::Close`] send a DISCONNECT with the reason when `send` is true (it is only
@@ -211,6 +212,12 @@ pub struct Session {
     storing: HashMap<u16, Storing>,
     /// Incoming topic aliases (5.0).
     topic_aliases: HashMap<u16, String>,
+    /// Outgoing topic aliases (5.0): topic → alias, at most the client's Topic Alias Maximum.
+    /// The first aliases go to the first topics sent and are never reassigned: a subscriber's
+    /// few busy topics are the usual case, and a stable map needs no eviction bookkeeping.
+    outgoing_aliases: HashMap<String, u16>,
+    /// The client's Topic Alias Maximum (5.0; 0 = send no aliases).
+    client_topic_alias_maximum: u16,
     session_expiry_interval: u32,
     closed: bool,
 }
@@ -277,6 +284,11 @@ impl Session {
             },
             storing: HashMap::new(),
             topic_aliases: HashMap::new(),
+            outgoing_aliases: HashMap::new(),
+            client_topic_alias_maximum: match protocol {
+                Protocol::V311 => 0,
+                Protocol::V5 => connect.properties.topic_alias_maximum.unwrap_or(0),
+            },
             session_expiry_interval: match protocol {
                 Protocol::V311 if connect.clean_start => 0,
                 Protocol::V311 => u32::MAX,
@@ -636,6 +648,7 @@ impl Session {
             return;
         };
         publish.packet_id = Some(packet_id);
+        self.apply_outgoing_alias(&mut publish);
         actions.push(Action::Send(Packet::Publish(publish)));
         self.state.sequence += 1;
         self.state.inflight.insert(packet_id, (self.state.sequence, Inflight::Publish(Box::new(message))));
@@ -644,7 +657,10 @@ impl Session {
     /// Send a QoS 0 message now, or drop it.
     fn send_now(&mut self, message: OutgoingMessage, now_ms: u64, actions: &mut Vec<Action>) {
         match self.prepare(&message, None, now_ms) {
-            Ok(publish) => actions.push(Action::Send(Packet::Publish(publish))),
+            Ok(mut publish) => {
+                self.apply_outgoing_alias(&mut publish);
+                actions.push(Action::Send(Packet::Publish(publish)));
+            }
             Err(why) => actions.push(Action::Dropped { topic: message.topic, why }),
         }
     }
@@ -679,6 +695,34 @@ impl Session {
             payload: message.payload.clone(),
             properties,
         }
+    }
+
+    /// Sends a topic the client already knows by its alias alone (empty topic name), and gives
+    /// a new topic an alias while the client's Topic Alias Maximum leaves room (5.0). A first
+    /// use carries both the topic and the alias, and only when the extra 3 bytes still fit the
+    /// client's Maximum Packet Size. Resends after a reconnect go out without aliases: aliases
+    /// belong to one connection.
+    fn apply_outgoing_alias(&mut self, publish: &mut Publish) {
+        if self.client_topic_alias_maximum == 0 {
+            return;
+        }
+        if let Some(alias) = self.outgoing_aliases.get(&publish.topic) {
+            publish.properties.topic_alias = Some(*alias);
+            publish.topic.clear();
+            return;
+        }
+        let Ok(next) = u16::try_from(self.outgoing_aliases.len() + 1) else { return };
+        if next > self.client_topic_alias_maximum {
+            return;
+        }
+        publish.properties.topic_alias = Some(next);
+        if let Some(limit) = self.client_max_packet_size
+            && crate::codec::encoded_publish_len(publish, self.protocol) > limit as usize
+        {
+            publish.properties.topic_alias = None;
+            return;
+        }
+        self.outgoing_aliases.insert(publish.topic.clone(), next);
     }
 
     fn allocate_packet_id(&mut self) -> Option<u16> {

@@ -352,6 +352,51 @@ fn topic_aliases() {
 }
 
 #[test]
+fn outgoing_topic_aliases_within_the_clients_maximum() {
+    let with_alias = |topic: &str, qos: QoS, id: Option<u16>, alias: u16| {
+        let mut publish = incoming(topic, qos, id);
+        publish.properties.topic_alias = Some(alias);
+        Action::Send(Packet::Publish(publish))
+    };
+    let mut connect = v5();
+    connect.properties.topic_alias_maximum = Some(2);
+    let mut session = start(connect, config());
+    check(
+        &mut session,
+        vec![
+            // First use: topic and alias; then the alias alone, at every QoS.
+            (1, Out(message("a", Q0)), vec![with_alias("a", Q0, None, 1)]),
+            (2, Out(message("a", Q1)), vec![with_alias("", Q1, Some(1), 1)]),
+            (3, Out(message("b", Q2)), vec![with_alias("b", Q2, Some(2), 2)]),
+            // The client's maximum of 2 is used up: a third topic goes out by name.
+            (4, Out(message("c", Q0)), vec![sent("c", Q0, None)]),
+            (5, Out(message("b", Q0)), vec![with_alias("", Q0, None, 2)]),
+        ],
+    );
+    // A resend after reconnecting names the topic: the new connection knows no aliases.
+    let mut connect = v5();
+    connect.clean_start = false;
+    let (_, _, resent) = Session::accept(&connect, config(), Some(session.into_state()), 10);
+    let mut first = incoming("a", Q1, Some(1));
+    first.dup = true;
+    let mut second = incoming("b", Q2, Some(2));
+    second.dup = true;
+    assert_eq!(resent, vec![send(Packet::Publish(first)), send(Packet::Publish(second))]);
+
+    // No Topic Alias Maximum (or 0, or 3.1.1): never an alias.
+    for connect in [v5(), v3()] {
+        let mut session = start(connect, config());
+        check(
+            &mut session,
+            vec![
+                (1, Out(message("a", Q0)), vec![sent("a", Q0, None)]),
+                (2, Out(message("a", Q0)), vec![sent("a", Q0, None)]),
+            ],
+        );
+    }
+}
+
+#[test]
 fn keep_alive_is_enforced_at_one_and_a_half_times() {
     let mut connect = v3();
     connect.keep_alive = 10;
