@@ -320,7 +320,11 @@ async fn admit(
             platform.record_device_auth_failure(&error, Some(&source_ip), "mqtt").await;
             return Err(Refusal::BadClientId);
         }
-        (Identity::Application { .. }, "") if !connect.clean_start => return Err(Refusal::BadClientId),
+        // [MQTT-3.1.3-8]: 3.1.1 refuses an empty client id for a persistent session. 5.0 dropped
+        // that rule: the assigned id (told in CONNACK) names the session for a later resume.
+        (Identity::Application { .. }, "") if !connect.clean_start && connect.protocol == Protocol::V311 => {
+            return Err(Refusal::BadClientId);
+        }
         (Identity::Application { .. }, "") => (format!("auto-{}", rampart_crypto::random_id(8)), true),
         (Identity::Application { .. }, client_id) => (client_id.to_owned(), false),
     };

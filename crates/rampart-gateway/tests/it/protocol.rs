@@ -138,3 +138,56 @@ async fn revocation_and_shutdown_send_their_disconnect_reasons() {
     );
     tokio::time::timeout(PATIENCE, shutdown).await.expect("shutdown in time").expect("shutdown task");
 }
+
+/// Sends a CONNECT and reads the CONNACK (the connection stays open).
+async fn connack_for(
+    stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin),
+    connect: Connect,
+) -> rampart_mqtt::ConnAck {
+    let protocol = connect.protocol;
+    send(stream, &Packet::Connect(Box::new(connect)), protocol).await;
+    let mut buffer = BytesMut::new();
+    loop {
+        if let Ok(Some(packet)) = decode(&mut buffer, Some(protocol), 1 << 20) {
+            match packet {
+                Packet::ConnAck(connack) => return connack,
+                other => panic!("expected CONNACK, got {other:?}"),
+            }
+        }
+        let read = tokio::time::timeout(PATIENCE, stream.read_buf(&mut buffer)).await.expect("CONNACK in time");
+        assert!(read.expect("read") > 0, "closed before CONNACK");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_client_id_with_a_persistent_session_is_refused_in_3_1_1_and_assigned_in_5_0() {
+    let harness = Harness::start().await;
+    let (key_id, key) = harness.api_key("acme", &["admin"]).await;
+    let application = |protocol: Protocol, client_id: &str, session_expiry: Option<u32>| {
+        let Packet::Connect(mut connect) = connect_packet(protocol, client_id, &format!("acme/{key_id}"), &key, 30)
+        else {
+            unreachable!("connect_packet makes a CONNECT")
+        };
+        connect.clean_start = false;
+        connect.properties.session_expiry_interval = session_expiry;
+        *connect
+    };
+    // [MQTT-3.1.3-8]: 3.1.1 answers 0x02 (identifier rejected).
+    let mut raw = harness.raw(None).await;
+    let connack = connack_for(&mut raw, application(Protocol::V311, "", None)).await;
+    assert_eq!(connack.code, reason::V3_IDENTIFIER_REJECTED);
+
+    // 5.0 has no such rule: the session gets an assigned id, and can be resumed under it.
+    let mut raw = harness.raw(None).await;
+    let connack = connack_for(&mut raw, application(Protocol::V5, "", Some(60))).await;
+    assert_eq!(connack.code, reason::SUCCESS, "{connack:?}");
+    assert!(!connack.session_present);
+    let assigned = connack.properties.assigned_client_identifier.expect("Assigned Client Identifier");
+    let disconnect = rampart_mqtt::Disconnect { reason: reason::SUCCESS, properties: Properties::default() };
+    send(&mut raw, &Packet::Disconnect(disconnect), Protocol::V5).await;
+    assert!(read_until_closed(&mut raw, Protocol::V5, PATIENCE).await.is_some(), "closed after DISCONNECT");
+    let mut raw = harness.raw(None).await;
+    let connack = connack_for(&mut raw, application(Protocol::V5, &assigned, Some(0))).await;
+    assert_eq!(connack.code, reason::SUCCESS, "{connack:?}");
+    assert!(connack.session_present, "the session of {assigned} is resumed");
+}
