@@ -65,7 +65,7 @@ class Paho:
     """A connected paho-mqtt client that records everything it receives."""
 
     def __init__(self, ctx, client_id, clean=True, keepalive=60, expiry=None, will=None, app=0, props=None,
-                 expect_refusal=False):
+                 expect_refusal=False, credentials=None):
         self.ctx = ctx
         self.messages = []
         self.subacks = {}
@@ -80,8 +80,10 @@ class Paho:
             kwargs["clean_session"] = clean
         client = mqtt.Client(**kwargs)
         client.tls_set(ca_certs=ctx.ca, cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        key_id, key = ctx.apps[app]
-        client.username_pw_set(f"{ctx.tenant}/{key_id}", key)
+        if credentials is None:
+            key_id, key = ctx.apps[app]
+            credentials = (f"{ctx.tenant}/{key_id}", key)
+        client.username_pw_set(*credentials)
         # A scenario decides itself when to reconnect.
         client.reconnect_delay_set(600, 600)
         client.on_connect = self._on_connect
@@ -263,6 +265,11 @@ def decode_properties(data, at):
             raise Failure(f"unknown property 0x{ident:02x}")
         props[ident] = value
     return props, end
+
+
+def DeviceClient(ctx, device, token):
+    """A device: username `<tenant>/<device>`, its token, client id = device id (SPEC §7)."""
+    return ctx.paho(device, credentials=(f"{ctx.tenant}/{device}", token))
 
 
 class Closed(Exception):
@@ -474,6 +481,7 @@ class Context:
     def __init__(self, args, protocol):
         self.host, self.port, self.ca, self.tenant = args.host, args.port, args.ca, args.tenant
         self.apps = [tuple(app.split(":", 1)) for app in args.app]
+        self.device = tuple(args.device.split(":", 1)) if args.device else None
         self.v5 = protocol == "5"
         self.protocol = protocol
         prefix = f"conformance{protocol}/"
@@ -1264,6 +1272,94 @@ def shared_subscriptions(ctx):
     check(got == sorted(f"shared {i}".encode() for i in range(4)), f"each shared message exactly once: {got}")
 
 
+@scenario("qos_downgrade_to_the_subscription")
+def qos_downgrade(ctx):
+    a = ctx.paho("myclientid")
+    a.subscribe([(ctx.topics[0], 1)])
+    a.publish(ctx.topics[0], b"sent at 2", 2)
+    messages = a.received(1)
+    a.disconnect()
+    check([m.qos for m in messages] == [1], f"a QoS 2 message to a QoS 1 subscription arrives at QoS 1: {messages}")
+
+
+@scenario("message_order_and_large_payload")
+def order_and_size(ctx):
+    a = ctx.paho("myclientid")
+    a.subscribe([(ctx.topics[0], 1)])
+    b = ctx.paho("myclientid2")
+    for index in range(200):
+        b.publish(ctx.topics[0], str(index).encode(), 1, wait=False)
+    big = bytes(range(256)) * 800  # 200 KiB, under the 256 KiB maximum packet size
+    b.publish(ctx.topics[0], big, 1)
+    messages = a.received(201, 10)
+    b.disconnect()
+    a.disconnect()
+    check(len(messages) == 201, f"expected 201 messages, got {len(messages)}")
+    order = [int(m.payload) for m in messages[:200]]
+    check(order == list(range(200)), "QoS 1 messages from one publisher arrive in order")
+    check(messages[200].payload == big, "a 200 KiB payload arrives intact")
+
+
+@scenario("session_takeover")
+def takeover(ctx):
+    first = ctx.raw("myclientid")
+    second = ctx.paho("myclientid")
+    closed = first.closed_within(3)
+    check(closed, "a second connection with the same client id must close the first")
+    if ctx.v5:
+        check(getattr(closed, "reason", None) == 0x8E, f"5.0: DISCONNECT 0x8E (session taken over), got {closed}")
+    check(second.connack["rc"] == 0 and not second.disconnects, "the newcomer stays connected")
+    second.disconnect()
+
+
+@scenario("will_only_when_the_client_vanishes")
+def will_rules(ctx):
+    b = ctx.paho("myclientid2")
+    b.subscribe([(ctx.topics[2], 1)])
+    a = ctx.raw("myclientid", will={"topic": ctx.topics[2], "payload": b"gone", "qos": 1})
+    a.disconnect()
+    check(b.received(1, 1.0) == [], "a normal DISCONNECT discards the will")
+    if ctx.v5:
+        a = ctx.raw("myclientid", will={"topic": ctx.topics[2], "payload": b"with will", "qos": 1})
+        a.send(Raw.frame(0xE0, b"\x04\x00"))  # DISCONNECT 0x04: disconnect with will message
+        a.close()
+        messages = b.received(1, 3)
+        check([m.payload for m in messages] == [b"with will"], f"DISCONNECT 0x04 publishes the will: {messages}")
+    b.disconnect()
+
+
+@scenario("ping")
+def ping(ctx):
+    a = ctx.raw("myclientid", keepalive=10)
+    a.send(b"\xc0\x00")
+    response = a.read(3)
+    a.disconnect()
+    check(response is not None and response.kind == 13, f"PINGREQ is answered with PINGRESP, got {response}")
+
+
+@scenario("device_and_application_in_the_free_namespace")
+def device_in_free_namespace(ctx):
+    if not ctx.device:
+        raise Failure("no device credentials given (--device ID:TOKEN)")
+    device, token = ctx.device
+    app = ctx.paho("myclientid")
+    check(app.subscribe([(ctx.prefix + "free/#", 1), ("devices/+/telemetry", 1)]) == [1, 1], "application SUBACK")
+    dev = DeviceClient(ctx, device, token)
+    check(dev.publish(ctx.prefix + "free/from-device", b"hello", 1) == 0, "device publishes in the free namespace")
+    check(dev.publish(f"devices/{device}/telemetry", b'{"temp": 21.5}', 1) == 0, "device telemetry")
+    messages = app.received(2, 5)
+    app.disconnect()
+    topics = sorted(m.topic for m in messages)
+    check(topics == sorted([ctx.prefix + "free/from-device", f"devices/{device}/telemetry"]),
+          f"the application gets the device's free-namespace message and its telemetry: {topics}")
+    # SPEC §7: an application publishes to no device topic (5.0: 0x87; 3.1.1: dropped).
+    other = ctx.paho("myclientid2")
+    rc = other.publish(f"devices/{device}/operations", b"{}", 1)
+    other.disconnect()
+    check(rc == (0x87 if ctx.v5 else 0), f"application publish to a device topic: {rc}")
+    dev.disconnect()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -1271,6 +1367,7 @@ def main():
     parser.add_argument("--ca", required=True)
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--app", action="append", required=True, help="KEY_ID:KEY, at least two")
+    parser.add_argument("--device", help="DEVICE_ID:TOKEN of a device of the tenant")
     parser.add_argument("--protocol", choices=["311", "5"], required=True)
     parser.add_argument("--only", action="append", help="run only these scenarios")
     args = parser.parse_args()

@@ -1,8 +1,8 @@
 //! MQTT conformance scenarios (conformance.py: our own, modelled on what third-party broker
 //! suites such as the Eclipse Paho interoperability tests check) on MQTT 3.1.1 and 5.0, run by
 //! paho-mqtt and a minimal raw client against the real binary over TLS, as applications of a
-//! tenant whose free namespace is open (SPEC §7). Every scenario must pass; failures are
-//! listed with their reasons.
+//! tenant whose free namespace is open (SPEC §7), plus one scenario where a device of that
+//! tenant meets them there. Every scenario must pass; failures are listed with their reasons.
 
 use std::process::Command;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use rampart_testkit::{ServerOptions, TestServer};
 use serde_json::{Value, json};
 
 use crate::BIN;
-use crate::support::{ca_pem, mqtt_addr, mqtt_port, paho_python, run_async, text};
+use crate::support::{ca_pem, device_with_token, mqtt_addr, mqtt_port, paho_python, run_async, text};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/conformance.py");
 
@@ -44,7 +44,9 @@ async fn conformance_scenarios_on_3_1_1_and_5_0() {
     let acme = server.tenant_admin("acme").await;
     open_free_namespace(&server, &acme).await;
     let apps = [application(&server, &acme, "conformance-a").await, application(&server, &acme, "conformance-b").await];
-    let only: Vec<String> = std::env::var("RAMPART_CONFORMANCE_ONLY")
+    let device = "conformance-dev";
+    let device_token = device_with_token(&server, &acme, device).await;
+    let only: Vec<String> = std::env::var("MQTT_CONFORMANCE_ONLY")
         .map(|names| names.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
 
@@ -56,6 +58,7 @@ async fn conformance_scenarios_on_3_1_1_and_5_0() {
         for app in &apps {
             command.args(["--app", app]);
         }
+        command.args(["--device", &format!("{device}:{device_token}")]);
         for name in &only {
             command.args(["--only", name]);
         }
