@@ -16,8 +16,8 @@ use rampart_core::PermissionSet;
 use rampart_data::{DataKind, IngestError};
 use rampart_mqtt::topic::{parse_shared, valid_topic_filter};
 use rampart_mqtt::{
-    Action, ConnAck, Connect, DecodeError, Disconnect, OutgoingMessage, Packet, Properties, Protocol, Publish, QoS,
-    Session, SubAck, Subscribe, UnsubAck, Unsubscribe, Will, decode, encode, reason,
+    Action, ConnAck, Connect, DecodeError, Disconnect, DropReason, OutgoingMessage, Packet, Properties, Protocol,
+    Publish, QoS, Session, SubAck, Subscribe, UnsubAck, Unsubscribe, Will, decode, encode, reason,
 };
 use rampart_platform::{AuthenticatedDevice, DeviceAuthError, SecurityEventDraft, Severity, split_username};
 use rustls_pki_types::CertificateDer;
@@ -48,6 +48,9 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 const STORE_DRAIN_WAIT: Duration = Duration::from_secs(10);
 /// How long a server-sent DISCONNECT waits for the client to close first.
 const DISCONNECT_LINGER: Duration = Duration::from_millis(250);
+/// How long a write may still take once the connection is asked to close (or while it closes):
+/// a client that stopped reading must not keep its connection, and its session, forever.
+const STALLED_WRITE_GRACE: Duration = Duration::from_secs(1);
 
 type Stream = TlsStream<TcpStream>;
 type StoreFuture = Pin<Box<dyn Future<Output = StoreOutcome> + Send>>;
@@ -472,6 +475,7 @@ impl Connection {
                 address: peer.ip(),
                 credential,
                 finished,
+                overflow: None,
             });
             // A will still waiting for its delay is cancelled by the reconnect.
             slot.pending_will = None;
@@ -546,11 +550,7 @@ impl Connection {
         Box::pin(self.decode_all(&mut buffer, max_packet_size)).await;
         while self.closing.is_none() {
             if !self.out.is_empty() {
-                let written = stream.write_all(&self.out).await;
-                let flushed = match written {
-                    Ok(()) => stream.flush().await,
-                    Err(error) => Err(error),
-                };
+                let flushed = Box::pin(write_unless_closed(&mut stream, &self.out, &close)).await;
                 self.out.clear();
                 if self.out.capacity() > SHRINK_ABOVE {
                     self.out = BytesMut::new();
@@ -586,7 +586,22 @@ impl Connection {
                     if self.may_receive(&message.topic).await {
                         let now = self.shared.now_ms();
                         let actions = self.session.publish(*message, now);
+                        let overflowed = actions
+                            .iter()
+                            .any(|action| matches!(action, Action::Dropped { why: DropReason::QueueFull, .. }));
                         self.carry_out(actions).await;
+                        if overflowed {
+                            // The client's inflight window and our queue behind it are full: it
+                            // does not keep up. Losing its messages quietly is worse than closing
+                            // (a persistent session keeps the queue for the next connection).
+                            tracing::warn!(
+                                tenant = %self.key.tenant,
+                                client = ?self.key.client,
+                                "a subscriber's queue is full: closing its connection (quota exceeded)"
+                            );
+                            let actions = self.session.close(reason::QUOTA_EXCEEDED, true);
+                            self.carry_out(actions).await;
+                        }
                     }
                 }
                 Wake::Stored(outcome) => {
@@ -613,9 +628,12 @@ impl Connection {
     /// Writes what is left, closes the socket and cleans up.
     async fn close_down(self, mut stream: Stream, receiver: mpsc::Receiver<Box<OutgoingMessage>>) {
         if !self.out.is_empty() {
-            let _best_effort = stream.write_all(&self.out).await;
-            let _best_effort = stream.flush().await;
-            if self.sent_disconnect {
+            let written = timeout(STALLED_WRITE_GRACE, async {
+                stream.write_all(&self.out).await?;
+                stream.flush().await
+            })
+            .await;
+            if self.sent_disconnect && matches!(written, Ok(Ok(()))) {
                 // Some clients stop reading at end of stream before handling what came with
                 // it; give them a moment to read the reason and close first.
                 let _peer_closed_or_timed_out = timeout(DISCONNECT_LINGER, async {
@@ -625,7 +643,7 @@ impl Connection {
                 .await;
             }
         }
-        let _best_effort = stream.shutdown().await;
+        let _best_effort = timeout(STALLED_WRITE_GRACE, stream.shutdown()).await;
         drop(stream);
         Box::pin(self.finish(receiver)).await;
     }
@@ -675,6 +693,9 @@ impl Connection {
                 Action::Subscribe(subscribe) => queue.extend(self.subscribe(subscribe).await),
                 Action::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe),
                 Action::Dropped { topic, why } => {
+                    if why == DropReason::QueueFull {
+                        self.shared.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     tracing::debug!(%topic, ?why, "outgoing message dropped");
                 }
                 Action::Close { reason: reason_code, send, will } => {
@@ -992,11 +1013,27 @@ impl Connection {
             let mut slot = self.entry.lock();
             let ours = slot.live.as_ref().is_some_and(|live| live.connection_id == self.connection_id);
             if ours {
-                slot.live = None;
-                while let Ok(message) = receiver.try_recv() {
-                    state.enqueue(*message, self.shared.session_config.max_queued);
+                let overflow = slot.live.take().and_then(|live| live.overflow);
+                let persistent = expiry_s > 0;
+                // What was routed to this connection and not handled yet: the channel, then what
+                // was held after the channel overflowed. A persistent session keeps the QoS 1/2
+                // ones (up to its queue limit); beyond that, or when the gateway closed a clean
+                // session for overflowing, they are lost, and counted.
+                let mut lost = 0u64;
+                let max_queued = self.shared.session_config.max_queued;
+                let leftovers = std::iter::from_fn(|| receiver.try_recv().ok().map(|message| *message));
+                for message in leftovers.chain(overflow.iter().flat_map(|held| held.iter().cloned())) {
+                    let qos = message.qos;
+                    let kept = persistent && state.enqueue(message, max_queued);
+                    if !kept && qos != QoS::AtMostOnce && (persistent || overflow.is_some()) {
+                        lost += 1;
+                    }
                 }
-                if expiry_s > 0 {
+                if lost > 0 {
+                    self.shared.stats.dropped.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(tenant = %self.key.tenant, client = ?self.key.client, lost, "undelivered messages lost at disconnect");
+                }
+                if persistent {
                     slot.parked = Some(Box::new(Parked {
                         state,
                         expires_at_ms: (expiry_s != u32::MAX).then(|| now + u64::from(expiry_s) * 1000),
@@ -1053,6 +1090,25 @@ fn will_message(will: &Will, now: u64) -> RoutedMessage {
         retain: will.retain,
         properties: forwarded_properties(&will.properties),
         expires_at_ms: will.properties.message_expiry_interval.map(|s| now + u64::from(s) * 1000),
+    }
+}
+
+/// Writes and flushes `out`. When the connection is asked to close meanwhile (a client that
+/// stopped reading blocks the write), the write gets [`STALLED_WRITE_GRACE`] more, then fails.
+async fn write_unless_closed(stream: &mut Stream, out: &[u8], close: &CloseSignal) -> std::io::Result<()> {
+    let write = async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    };
+    tokio::pin!(write);
+    tokio::select! {
+        biased;
+        result = &mut write => return result,
+        () = close.wait() => {}
+    }
+    match timeout(STALLED_WRITE_GRACE, write).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading")),
     }
 }
 
@@ -1119,7 +1175,7 @@ impl Shared {
                 expires_at_ms: message.expires_at_ms,
             };
             match self.registry.offer(&delivery.session, outgoing, self.session_config.max_queued) {
-                crate::registry::Offer::Accepted => accepted += 1,
+                crate::registry::Offer::Accepted | crate::registry::Offer::Held => accepted += 1,
                 crate::registry::Offer::Dropped => {
                     self.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }

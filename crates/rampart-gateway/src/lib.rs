@@ -67,10 +67,13 @@ pub struct GatewaySettings {
     /// Longest a persistent session is kept after its client left, in seconds; also the
     /// lifetime of 3.1.1 `clean_session = false` sessions.
     pub max_session_expiry_s: u32,
-    /// Messages buffered between the router and one connection; beyond it a slow subscriber
-    /// loses messages. 1024 covers a subscriber of a few thousand messages/s pausing for tens
-    /// of milliseconds (64 did not, under CI load); the buffer grows only as it fills, so idle
-    /// connections do not pay for it.
+    /// Messages buffered between the router and one connection. A subscriber that lets it
+    /// fill with a QoS 1/2 message is disconnected (0x97, quota exceeded) rather than losing
+    /// messages quietly: its persistent session keeps what was routed to it (up to
+    /// `max_queued_messages`), and whatever is lost is counted in
+    /// [`GatewayStats::dropped_messages`]. 1024 covers a subscriber of a few thousand
+    /// messages/s pausing for tens of milliseconds (64 did not, under CI load); the buffer
+    /// grows only as it fills, so idle connections do not pay for it.
     pub outbound_channel: usize,
     /// How long [`Gateway::shutdown`] waits for connections to close.
     pub shutdown_grace: Duration,
@@ -97,7 +100,9 @@ impl Default for GatewaySettings {
 pub struct GatewayStats {
     /// Sessions known: connected, or persistent and waiting for their client.
     pub sessions: usize,
-    /// Outgoing messages dropped because a subscriber's queue was full.
+    /// QoS 1/2 messages lost because a subscriber did not keep up (its channel or queue was
+    /// full, or its clean session ended when it was disconnected for that), and QoS 0 messages
+    /// dropped for a full channel.
     pub dropped_messages: u64,
     /// Publishes and subscriptions refused by the ACL.
     pub acl_denials: u64,

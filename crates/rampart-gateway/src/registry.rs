@@ -5,12 +5,13 @@
 //! Devices and applications are kept apart in the key, so an application choosing a device's
 //! id as its client id can never take over the device's session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use rampart_mqtt::{OutgoingMessage, SessionState};
+use rampart_mqtt::{OutgoingMessage, QoS, SessionState, reason};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::router::{RoutedMessage, SubOptions};
@@ -79,6 +80,10 @@ pub(crate) struct Live {
     pub credential: Credential,
     /// Closed (sender dropped) when the connection's task has finished with the session.
     pub finished: watch::Receiver<()>,
+    /// Set when the connection's channel overflowed: the connection is being closed (0x97), and
+    /// the QoS 1/2 messages routed to it since wait here, in order, for the connection's end to
+    /// move them into a persistent session (a clean one loses them, counted).
+    pub overflow: Option<VecDeque<OutgoingMessage>>,
 }
 
 /// A persistent session whose client is away.
@@ -132,7 +137,9 @@ impl SessionEntry {
 pub(crate) enum Offer {
     /// Handed to the live connection, or queued in the parked session.
     Accepted,
-    /// The connection's channel or the parked queue is full, or nobody is there.
+    /// Kept for a connection that overflowed and is being closed (see [`Live::overflow`]).
+    Held,
+    /// Lost: a QoS 0 message for a full connection, a full queue, or nobody is there.
     Dropped,
 }
 
@@ -181,14 +188,34 @@ impl Registry {
     }
 
     /// Offers a message to a session: to its live connection, or into its parked queue.
+    ///
+    /// A live connection whose channel is full cannot keep up: rather than losing QoS 1/2
+    /// messages silently, the connection is closed with 0x97 (quota exceeded), and this and
+    /// later QoS 1/2 messages are held (up to `max_queued`) for its persistent session.
     pub(crate) fn offer(&self, key: &SessionId, message: OutgoingMessage, max_queued: usize) -> Offer {
         let Some(entry) = self.get(key) else { return Offer::Dropped };
         let mut slot = entry.lock();
-        if let Some(live) = &slot.live {
-            return match live.sender.try_send(Box::new(message)) {
-                Ok(()) => Offer::Accepted,
-                Err(_) => Offer::Dropped,
-            };
+        if let Some(live) = &mut slot.live {
+            if live.overflow.is_none() {
+                let message = match live.sender.try_send(Box::new(message)) {
+                    Ok(()) => return Offer::Accepted,
+                    Err(TrySendError::Full(message)) => *message,
+                    Err(TrySendError::Closed(_)) => return Offer::Dropped,
+                };
+                if message.qos == QoS::AtMostOnce {
+                    // At most once: a QoS 0 message may be lost; the connection may catch up.
+                    return Offer::Dropped;
+                }
+                tracing::warn!(
+                    tenant = %key.tenant,
+                    client = ?key.client,
+                    "a subscriber's outbound buffer is full: closing its connection (quota exceeded)"
+                );
+                live.close.close(reason::QUOTA_EXCEEDED);
+                live.overflow = Some(VecDeque::new());
+                return hold(live, message, max_queued);
+            }
+            return hold(live, message, max_queued);
         }
         match &mut slot.parked {
             Some(parked) => match parked.state.enqueue(message, max_queued) {
@@ -217,5 +244,80 @@ impl Registry {
     /// Number of sessions known (live or parked).
     pub(crate) fn len(&self) -> usize {
         self.sessions.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// Keeps a QoS 1/2 message for a connection that overflowed (see [`Live::overflow`]).
+fn hold(live: &mut Live, message: OutgoingMessage, max_queued: usize) -> Offer {
+    match &mut live.overflow {
+        Some(held) if message.qos != QoS::AtMostOnce && held.len() < max_queued => {
+            held.push_back(message);
+            Offer::Held
+        }
+        _ => Offer::Dropped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use rampart_mqtt::Properties;
+
+    use super::*;
+
+    fn message(qos: QoS, payload: &'static [u8]) -> OutgoingMessage {
+        OutgoingMessage {
+            topic: "plant/x".to_owned(),
+            payload: Bytes::from_static(payload),
+            qos,
+            retain: false,
+            properties: Properties::default(),
+            expires_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_full_channel_closes_the_connection_and_holds_qos1_messages_in_order() {
+        let registry = Registry::default();
+        let key: SessionKey =
+            Arc::new(SessionId { tenant: "acme".to_owned(), client: ClientRef::Application("slow".to_owned()) });
+        let (sender, mut receiver) = mpsc::channel(1);
+        let (_finished_sender, finished) = watch::channel(());
+        let close = Arc::new(CloseSignal::default());
+        registry.with_slot(&key, |slot| {
+            slot.live = Some(Live {
+                connection_id: 1,
+                sender,
+                close: Arc::clone(&close),
+                address: IpAddr::from([127, 0, 0, 1]),
+                credential: Credential::ApiKey { key_id: "k".to_owned() },
+                finished,
+                overflow: None,
+            });
+        });
+        let max_queued = 2;
+        assert_eq!(registry.offer(&key, message(QoS::AtLeastOnce, b"1"), max_queued), Offer::Accepted);
+        // QoS 0 may be lost when the connection lags; that alone does not close it.
+        assert_eq!(registry.offer(&key, message(QoS::AtMostOnce, b"0"), max_queued), Offer::Dropped);
+        assert_eq!(close.requested(), None);
+        // A QoS 1 message that does not fit: the connection is closed, the message held.
+        assert_eq!(registry.offer(&key, message(QoS::AtLeastOnce, b"2"), max_queued), Offer::Held);
+        assert_eq!(close.requested(), Some(reason::QUOTA_EXCEEDED));
+        // Later ones are held behind it even when the channel has room again (order), up to
+        // `max_queued`; beyond that they are dropped (and the caller counts them).
+        assert!(receiver.try_recv().is_ok());
+        assert_eq!(registry.offer(&key, message(QoS::AtLeastOnce, b"3"), max_queued), Offer::Held);
+        assert_eq!(registry.offer(&key, message(QoS::ExactlyOnce, b"4"), max_queued), Offer::Dropped);
+        let entry = registry.get(&key).expect("entry");
+        let slot = entry.lock();
+        let held: Vec<Bytes> = slot
+            .live
+            .as_ref()
+            .and_then(|live| live.overflow.as_ref())
+            .expect("held")
+            .iter()
+            .map(|m| m.payload.clone())
+            .collect();
+        assert_eq!(held, [Bytes::from_static(b"2"), Bytes::from_static(b"3")]);
     }
 }

@@ -139,24 +139,32 @@ async fn revocation_and_shutdown_send_their_disconnect_reasons() {
     tokio::time::timeout(PATIENCE, shutdown).await.expect("shutdown in time").expect("shutdown task");
 }
 
-/// Sends a CONNECT and reads the CONNACK (the connection stays open).
-async fn connack_for(
+/// Sends a CONNECT and reads the CONNACK (the connection stays open); what arrived behind the
+/// CONNACK stays in `buffer`.
+async fn connack_with(
     stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin),
     connect: Connect,
+    buffer: &mut BytesMut,
 ) -> rampart_mqtt::ConnAck {
     let protocol = connect.protocol;
     send(stream, &Packet::Connect(Box::new(connect)), protocol).await;
-    let mut buffer = BytesMut::new();
     loop {
-        if let Ok(Some(packet)) = decode(&mut buffer, Some(protocol), 1 << 20) {
+        if let Ok(Some(packet)) = decode(buffer, Some(protocol), 1 << 20) {
             match packet {
                 Packet::ConnAck(connack) => return connack,
                 other => panic!("expected CONNACK, got {other:?}"),
             }
         }
-        let read = tokio::time::timeout(PATIENCE, stream.read_buf(&mut buffer)).await.expect("CONNACK in time");
+        let read = tokio::time::timeout(PATIENCE, stream.read_buf(buffer)).await.expect("CONNACK in time");
         assert!(read.expect("read") > 0, "closed before CONNACK");
     }
+}
+
+async fn connack_for(
+    stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin),
+    connect: Connect,
+) -> rampart_mqtt::ConnAck {
+    connack_with(stream, connect, &mut BytesMut::new()).await
 }
 
 #[tokio::test]
@@ -190,4 +198,188 @@ async fn an_empty_client_id_with_a_persistent_session_is_refused_in_3_1_1_and_as
     let connack = connack_for(&mut raw, application(Protocol::V5, &assigned, Some(0))).await;
     assert_eq!(connack.code, reason::SUCCESS, "{connack:?}");
     assert!(connack.session_present, "the session of {assigned} is resumed");
+}
+
+/// Reads one packet (`None` when the server closed the connection).
+async fn next_packet(stream: &mut (impl AsyncReadExt + Unpin), buffer: &mut BytesMut) -> Option<Packet> {
+    loop {
+        if let Ok(Some(packet)) = decode(buffer, Some(Protocol::V5), 1 << 20) {
+            return Some(packet);
+        }
+        match tokio::time::timeout(PATIENCE, stream.read_buf(buffer)).await.expect("a packet in time") {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_that_does_not_keep_up_is_disconnected_and_every_message_is_delivered_or_counted() {
+    const PUBLISHED: usize = 20;
+    const MAX_QUEUED: usize = 8;
+    let harness = Harness::start_with(|settings| settings.max_queued_messages = MAX_QUEUED).await;
+    harness.topic_policy("acme", r#"{"free_namespace":{"applications":true}}"#).await;
+    let (key_id, key) = harness.api_key("acme", &["admin"]).await;
+    let username = format!("acme/{key_id}");
+    // A QoS 1 subscriber with a persistent session and an inflight window of 1 that never
+    // acknowledges: one message in flight, MAX_QUEUED behind it, then it cannot keep up.
+    let slow = |clean_start: bool| {
+        let Packet::Connect(mut connect) = connect_packet(Protocol::V5, "slow", &username, &key, 0) else {
+            unreachable!("connect_packet makes a CONNECT")
+        };
+        connect.clean_start = clean_start;
+        connect.properties.session_expiry_interval = Some(60);
+        connect.properties.receive_maximum = Some(1);
+        *connect
+    };
+    let mut raw = harness.raw(None).await;
+    assert_eq!(connack_for(&mut raw, slow(true)).await.code, reason::SUCCESS);
+    let options = rampart_mqtt::SubscriptionOptions {
+        qos: rampart_mqtt::QoS::AtLeastOnce,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: 0,
+    };
+    let subscribe = rampart_mqtt::Subscribe {
+        packet_id: 1,
+        filters: vec![("plant/#".to_owned(), options)],
+        properties: Properties::default(),
+    };
+    send(&mut raw, &Packet::Subscribe(subscribe), Protocol::V5).await;
+    let mut buffer = BytesMut::new();
+    assert!(matches!(next_packet(&mut raw, &mut buffer).await, Some(Packet::SubAck(_))));
+
+    let mut publisher = harness.connect_v3("fast", Some((&username, &key)), None).await.expect("publisher");
+    for index in 0..PUBLISHED {
+        publisher
+            .client
+            .publish("plant/x", rumqttc::QoS::AtLeastOnce, false, index.to_string())
+            .await
+            .expect("publish");
+    }
+    for _ in 0..PUBLISHED {
+        let acked = publisher.next_incoming(PATIENCE, |p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()));
+        assert!(acked.await.is_some(), "the publisher is acknowledged");
+    }
+
+    // The subscriber got the first message, then DISCONNECT 0x97 (quota exceeded).
+    let mut packets = Vec::new();
+    while let Some(packet) = next_packet(&mut raw, &mut buffer).await {
+        packets.push(packet);
+    }
+    assert!(matches!(packets.last(), Some(Packet::Disconnect(d)) if d.reason == reason::QUOTA_EXCEEDED), "{packets:?}");
+
+    // Its persistent session kept the message in flight and the queue: 1 + MAX_QUEUED.
+    let mut raw = harness.raw(None).await;
+    let mut buffer = BytesMut::new();
+    let connack = connack_with(&mut raw, slow(false), &mut buffer).await;
+    assert!(connack.session_present);
+    let mut delivered = Vec::new();
+    while delivered.len() < 1 + MAX_QUEUED {
+        let Some(Packet::Publish(publish)) = next_packet(&mut raw, &mut buffer).await else {
+            panic!("expected the kept messages, got {delivered:?} so far")
+        };
+        delivered.push(String::from_utf8_lossy(&publish.payload).into_owned());
+        let packet_id = publish.packet_id.expect("QoS 1");
+        let ack = rampart_mqtt::PubResponse { packet_id, reason: reason::SUCCESS, properties: Properties::default() };
+        send(&mut raw, &Packet::PubAck(ack), Protocol::V5).await;
+    }
+    let expected: Vec<String> = (0..=MAX_QUEUED).map(|index| index.to_string()).collect();
+    assert_eq!(delivered, expected, "the oldest messages, in order");
+    // None was lost silently: every other one is counted as dropped.
+    let gateway = harness.gateway.as_ref().expect("gateway");
+    let counted = (PUBLISHED - delivered.len()) as u64;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while gateway.stats().dropped_messages < counted && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gateway.stats().dropped_messages, counted);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_disconnected_and_its_persistent_session_keeps_the_messages() {
+    const PUBLISHED: usize = 60;
+    const PAYLOAD: usize = 200 * 1024;
+    // A small channel between the router and the connection: it overflows as soon as the
+    // connection's task is stuck writing to a client that does not read.
+    let harness = Harness::start_with(|settings| settings.outbound_channel = 4).await;
+    harness.topic_policy("acme", r#"{"free_namespace":{"applications":true}}"#).await;
+    let (key_id, key) = harness.api_key("acme", &["admin"]).await;
+    let username = format!("acme/{key_id}");
+    let stalled = |clean_start: bool| {
+        let Packet::Connect(mut connect) = connect_packet(Protocol::V311, "stalled", &username, &key, 0) else {
+            unreachable!("connect_packet makes a CONNECT")
+        };
+        connect.clean_start = clean_start;
+        *connect
+    };
+    let mut raw = harness.raw(None).await;
+    assert_eq!(connack_for(&mut raw, stalled(false)).await.code, reason::SUCCESS);
+    let options = rampart_mqtt::SubscriptionOptions {
+        qos: rampart_mqtt::QoS::AtLeastOnce,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: 0,
+    };
+    let subscribe = rampart_mqtt::Subscribe {
+        packet_id: 1,
+        filters: vec![("plant/#".to_owned(), options)],
+        properties: Properties::default(),
+    };
+    send(&mut raw, &Packet::Subscribe(subscribe), Protocol::V311).await;
+    let mut buffer = BytesMut::new();
+    loop {
+        if let Ok(Some(packet)) = decode(&mut buffer, Some(Protocol::V311), 1 << 20) {
+            assert!(matches!(packet, Packet::SubAck(_)), "{packet:?}");
+            break;
+        }
+        raw.read_buf(&mut buffer).await.expect("SUBACK");
+    }
+
+    // 12 MB of QoS 1 messages that the subscriber does not read.
+    let mut options = harness.v3_options_for("fast", Some((&username, &key)));
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let mut publisher = harness.connect_v3_with(options).await.expect("publisher");
+    for index in 0..PUBLISHED {
+        let mut payload = vec![b'.'; PAYLOAD];
+        payload[..8].copy_from_slice(&(index as u64).to_be_bytes());
+        publisher.client.publish("plant/x", rumqttc::QoS::AtLeastOnce, false, payload).await.expect("publish");
+    }
+    for _ in 0..PUBLISHED {
+        let acked = publisher.next_incoming(PATIENCE * 4, |p| matches!(p, rumqttc::Packet::PubAck(_)).then_some(()));
+        assert!(acked.await.is_some(), "the publisher is acknowledged");
+    }
+    // The gateway gives up on it: reading what is buffered ends at the end of the stream.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut sink = vec![0u8; 1 << 16];
+    let closed =
+        tokio::time::timeout(PATIENCE, async { while matches!(raw.read(&mut sink).await, Ok(n) if n > 0) {} }).await;
+    assert!(closed.is_ok(), "the connection of a subscriber that stopped reading is closed");
+
+    // Its persistent session kept what it was sent and what was routed to it since: every
+    // message is delivered after the reconnect, in order, or counted as dropped.
+    let mut raw = harness.raw(None).await;
+    let mut buffer = BytesMut::new();
+    let connack = connack_with(&mut raw, stalled(false), &mut buffer).await;
+    assert!(connack.session_present);
+    let mut delivered = Vec::new();
+    loop {
+        let packet = match decode(&mut buffer, Some(Protocol::V311), 1 << 20) {
+            Ok(Some(packet)) => packet,
+            Ok(None) => match tokio::time::timeout(Duration::from_secs(1), raw.read_buf(&mut buffer)).await {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => break,
+            },
+            Err(error) => panic!("undecodable: {error}"),
+        };
+        let Packet::Publish(publish) = packet else { continue };
+        let index = u64::from_be_bytes(publish.payload[..8].try_into().expect("8 bytes"));
+        delivered.push(index as usize);
+        let packet_id = publish.packet_id.expect("QoS 1");
+        let ack = rampart_mqtt::PubResponse { packet_id, reason: reason::SUCCESS, properties: Properties::default() };
+        send(&mut raw, &Packet::PubAck(ack), Protocol::V311).await;
+    }
+    let dropped = harness.gateway.as_ref().expect("gateway").stats().dropped_messages as usize;
+    assert_eq!(delivered, (0..delivered.len()).collect::<Vec<_>>(), "the oldest messages, in order");
+    assert_eq!(delivered.len() + dropped, PUBLISHED, "delivered {} and dropped {dropped}", delivered.len());
 }
