@@ -726,7 +726,7 @@ def keepalive(ctx):
     closed = a.closed_within(6)
     elapsed = time.time() - started
     check(closed, "a silent client must be disconnected after 1.5 x its keep alive")
-    check(2.5 <= elapsed <= 4.5, f"disconnected after {elapsed:.1f}s, expected about 3s (1.5 x 2s)")
+    check(2.5 <= elapsed <= 5.0, f"disconnected after {elapsed:.1f}s, expected about 3s (1.5 x 2s)")
     if ctx.v5:
         check(getattr(closed, "reason", None) == 0x8D, f"5.0: DISCONNECT should be 0x8D, got {closed}")
     messages = b.received(1, 3)
@@ -1236,7 +1236,9 @@ def will_delay(ctx):
         elapsed = time.time() - started
         b.disconnect()
         check(len(messages) == 1, f"will delay {delay}, expiry {expiry}: no will")
-        check(expected - 0.5 <= elapsed <= expected + 1.5,
+        # The gateway fires due wills every 0.5 s; the upper bound leaves room for a busy host
+        # but stays below the next case (a delay of 5 s cut to a session expiry of 2 s).
+        check(expected - 0.5 <= elapsed <= expected + 2.0,
               f"will delay {delay}, session expiry {expiry}: will after {elapsed:.1f}s, expected ~{expected}s")
     # A reconnect within the delay cancels the will.
     b = ctx.paho("myclientid2")
