@@ -76,6 +76,10 @@ pub trait GatewayStore: Send + Sync {
         self.write_retained_messages(std::slice::from_ref(&change)).await
     }
 
+    /// Deletes every retained message, in any tenant, whose expiry is at or before `now_ms`.
+    /// Answers how many went.
+    async fn delete_expired_retained_messages(&self, now_ms: i64) -> StoreResult<u64>;
+
     /// The retained messages of one tenant, ordered by topic.
     async fn list_retained_messages(&self, tenant: &str) -> StoreResult<Vec<RetainedMessageRow>>;
 
@@ -196,6 +200,11 @@ impl GatewayStore for SqlStore {
             return Ok(());
         }
         self.driver.transaction(changes.iter().map(retained_statement).collect()).await
+    }
+
+    async fn delete_expired_retained_messages(&self, now_ms: i64) -> StoreResult<u64> {
+        let sql = "DELETE FROM retained_messages WHERE expires_at IS NOT NULL AND expires_at <= ?";
+        self.driver.execute(sql, vec![Value::Int(now_ms)]).await
     }
 
     async fn list_retained_messages(&self, tenant: &str) -> StoreResult<Vec<RetainedMessageRow>> {

@@ -1296,6 +1296,20 @@ async fn check_retained_messages(store: &dyn Store) {
     let expected = [("rm-a", "a"), ("rm-a", "b"), ("rm-b", "plant/line-1/state"), ("rm-b", "y")];
     assert_eq!(all, expected.map(|(tenant, topic)| (tenant.to_owned(), topic.to_owned())));
 
+    // Expired messages are purged by their wall-clock expiry; unexpiring ones stay.
+    store
+        .put_retained_message(&RetainedMessageRow { expires_at: Some(100), ..retained("rm-a", "a", b"1") })
+        .await
+        .unwrap();
+    store
+        .put_retained_message(&RetainedMessageRow { expires_at: Some(200), ..retained("rm-b", "y", b"2") })
+        .await
+        .unwrap();
+    assert_eq!(store.delete_expired_retained_messages(99).await.unwrap(), 0);
+    assert_eq!(store.delete_expired_retained_messages(100).await.unwrap(), 1);
+    assert_eq!(topics(store.list_retained_messages("rm-a").await.unwrap()), [("rm-a".into(), "b".into())]);
+    assert_eq!(store.list_retained_messages("rm-b").await.unwrap().len(), 2);
+
     for tenant in ["rm-a", "rm-b"] {
         store.delete_tenant(tenant).await.unwrap();
         assert!(store.list_retained_messages(tenant).await.unwrap().is_empty());
