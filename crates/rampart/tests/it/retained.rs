@@ -116,7 +116,7 @@ async fn retained_messages_survive_restarts(options: ServerOptions) {
     assert!(server.terminate().success(), "clean exit");
     server.spawn().await;
     let welcome = ("lobby/welcome".to_owned(), SECRET.to_vec());
-    assert_eq!(retained_now(&server, &tenant).await, [welcome.clone()], "kept; the cleared topic stays cleared");
+    assert_eq!(retained_now(&server, &tenant).await, [welcome], "kept; the cleared topic stays cleared");
     if sqlite {
         let files = found_in_files(&server.data_dir, SECRET);
         assert!(files.is_empty(), "retained payload in clear in {files:?}");
