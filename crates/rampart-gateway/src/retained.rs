@@ -5,7 +5,7 @@
 //! clear). At start, every tenant's retained messages are loaded back into the router.
 //!
 //! A retained publish is acknowledged before its row is written: what can be lost on a crash is
-//! the retained state of the last few milliseconds, see `docs/decisions/0005-retained-messages.md`.
+//! the retained state of the last few milliseconds, see `docs/decisions/0006-retained-messages.md`.
 //! One writer draining a latest-per-topic journal keeps the order of one topic's updates: the
 //! store never ends up holding an older message of a topic than memory does.
 

@@ -18,7 +18,7 @@ use crate::flows::{drop_schema, postgres_options};
 const SECRET: &[u8] = b"retained-plaintext-7f3a9c-do-not-store-me";
 
 /// How long the test gives the background write of a retained message before SIGKILL: it is
-/// not on the acknowledgement path (docs/decisions/0005-retained-messages.md), and usually
+/// not on the acknowledgement path (docs/decisions/0006-retained-messages.md), and usually
 /// lands within milliseconds; a second leaves room for a loaded CI machine.
 const WRITE_BEHIND: Duration = Duration::from_secs(1);
 
