@@ -14,13 +14,16 @@
 //! - Control events (revocation, quarantine, deleted credentials, policy changes) close the
 //!   affected connections at once.
 //!
-//! The gateway's in-memory state (retained messages, persistent sessions, pending wills) does
-//! not survive a restart yet.
+//! - `retained` writes retained messages to the store behind the publish path, sealed under
+//!   the tenant key, and loads them back at start.
+//!
+//! Persistent sessions and pending wills live in memory: they do not survive a restart yet.
 
 mod acl;
 mod connection;
 mod policy;
 mod registry;
+mod retained;
 mod router;
 mod tls;
 
@@ -150,6 +153,7 @@ pub struct Gateway {
     /// Every connection task holds a clone of the sender; `recv` answers `None` when all ended.
     connections_done: mpsc::Receiver<()>,
     background: Vec<JoinHandle<()>>,
+    retained_writer: retained::RetainedWriter,
     accept_loop: JoinHandle<()>,
 }
 
@@ -186,6 +190,8 @@ impl Gateway {
             stats: Stats::default(),
             epoch: Instant::now(),
         });
+        let restored = retained::load(&shared).await?;
+        let retained_writer = retained::RetainedWriter::start(Arc::clone(&shared));
         let (stop, stop_receiver) = watch::channel(false);
         let (done_sender, connections_done) = mpsc::channel(1);
         let accept_loop = tokio::spawn(accept_loop(Arc::clone(&shared), listener, stop_receiver, done_sender));
@@ -193,8 +199,8 @@ impl Gateway {
             tokio::spawn(act_on_control_events(Arc::clone(&shared), control)),
             tokio::spawn(sweep(Arc::clone(&shared))),
         ];
-        tracing::info!(%local_addr, "MQTT listener ready");
-        Ok(Gateway { local_addr, shared, stop, connections_done, background, accept_loop })
+        tracing::info!(%local_addr, retained_messages = restored, "MQTT listener ready");
+        Ok(Gateway { local_addr, shared, stop, connections_done, background, retained_writer, accept_loop })
     }
 
     /// Counters of the gateway's work so far.
@@ -212,8 +218,8 @@ impl Gateway {
     }
 
     /// Stops accepting, closes every session (5.0: DISCONNECT 0x8B), waits for the
-    /// connections to finish their in-flight stores (up to `shutdown_grace`), and flushes the
-    /// ingestor.
+    /// connections to finish their in-flight stores (up to `shutdown_grace`), writes the
+    /// pending retained-message changes (up to `shutdown_grace` again) and flushes the ingestor.
     pub async fn shutdown(mut self) {
         let _receivers_may_be_gone = self.stop.send(true);
         let _accept_loop_ended = self.accept_loop.await;
@@ -225,6 +231,7 @@ impl Gateway {
         for task in &self.background {
             task.abort();
         }
+        self.retained_writer.finish(grace).await;
         self.shared.ingestor.flush().await;
         tracing::info!("MQTT listener stopped");
     }

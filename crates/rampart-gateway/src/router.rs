@@ -2,17 +2,19 @@
 //! groups (`$share/<group>/<filter>`, round robin among members) and retained messages.
 //!
 //! Every structure is keyed by tenant first, so a message can only ever reach subscribers of
-//! the tenant it was published in. Retained messages live in memory: they do not survive a
-//! restart yet (device twins and operations, which must, are kept by the platform).
+//! the tenant it was published in. Retained messages are served from memory; every change to
+//! them is also noted in a journal of pending changes (latest per topic) that the `retained`
+//! module's writer drains into the store, so they survive a restart.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use rampart_mqtt::topic::{matches, parse_shared};
 use rampart_mqtt::{Properties, QoS};
+use tokio::sync::Notify;
 
 use crate::registry::SessionKey;
 
@@ -130,10 +132,17 @@ struct TenantRoutes {
     retained: RwLock<HashMap<String, Retained>>,
 }
 
+/// Retained-message changes not yet handed to the store: (tenant, topic) → the message now
+/// kept, or `None` when the topic was cleared. Only the latest change of a topic is kept, so
+/// the journal is never larger than the number of retained topics touched since the last drain.
+pub(crate) type RetainedChanges = HashMap<(String, String), Option<RoutedMessage>>;
+
 /// The routing tables of every tenant.
 #[derive(Debug, Default)]
 pub(crate) struct Router {
     tenants: RwLock<HashMap<String, Arc<TenantRoutes>>>,
+    retained_journal: Mutex<RetainedChanges>,
+    retained_changed: Notify,
 }
 
 impl Router {
@@ -240,15 +249,45 @@ impl Router {
         deliveries
     }
 
-    /// Keeps (or, for an empty payload, deletes) the retained message of its topic.
+    /// Keeps (or, for an empty payload, deletes) the retained message of its topic, and notes
+    /// the change in the journal for the store.
     pub(crate) fn retain(&self, tenant: &str, message: &RoutedMessage) {
         let routes = self.tenant_or_create(tenant);
         let mut retained = routes.retained.write().unwrap_or_else(PoisonError::into_inner);
-        if message.payload.is_empty() {
-            retained.remove(&message.topic);
-        } else {
-            retained.insert(message.topic.clone(), Retained { message: message.clone() });
-        }
+        let kept = match message.payload.is_empty() {
+            true => {
+                retained.remove(&message.topic);
+                None
+            }
+            false => {
+                retained.insert(message.topic.clone(), Retained { message: message.clone() });
+                Some(message.clone())
+            }
+        };
+        // Noted while the topic's lock is held, so the journal sees the changes of one topic in
+        // the order memory did.
+        let key = (tenant.to_owned(), message.topic.clone());
+        self.retained_journal.lock().unwrap_or_else(PoisonError::into_inner).insert(key, kept);
+        drop(retained);
+        self.retained_changed.notify_one();
+    }
+
+    /// Keeps a retained message loaded from the store, without noting it in the journal.
+    pub(crate) fn restore_retained(&self, tenant: &str, message: RoutedMessage) {
+        let routes = self.tenant_or_create(tenant);
+        let mut retained = routes.retained.write().unwrap_or_else(PoisonError::into_inner);
+        retained.insert(message.topic.clone(), Retained { message });
+    }
+
+    /// Takes every retained-message change noted since the last call.
+    pub(crate) fn take_retained_changes(&self) -> RetainedChanges {
+        std::mem::take(&mut *self.retained_journal.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Resolves once a retained-message change was noted after the last time it resolved (or
+    /// at once if one was noted and nobody waited).
+    pub(crate) async fn retained_changed(&self) {
+        self.retained_changed.notified().await;
     }
 
     /// The retained messages matching `filter` (a plain filter), unexpired at `now_ms`.
@@ -259,9 +298,11 @@ impl Router {
         retained.values().filter(|kept| matches(filter, &kept.message.topic)).map(|kept| kept.message.clone()).collect()
     }
 
-    /// Forgets everything of a deleted tenant.
+    /// Forgets everything of a deleted tenant, its retained messages and their pending
+    /// changes included (the store deleted its rows).
     pub(crate) fn drop_tenant(&self, tenant: &str) {
         self.tenants.write().unwrap_or_else(PoisonError::into_inner).remove(tenant);
+        self.retained_journal.lock().unwrap_or_else(PoisonError::into_inner).retain(|(owner, _), _| owner != tenant);
     }
 }
 
@@ -372,5 +413,44 @@ mod tests {
         router.retain("t1", &expiring);
         assert_eq!(router.retained_for("t1", "x", 5).len(), 1);
         assert!(router.retained_for("t1", "x", 10).is_empty());
+    }
+
+    fn journal(router: &Router) -> Vec<(String, String, Option<Bytes>)> {
+        let mut changes: Vec<_> = router
+            .take_retained_changes()
+            .into_iter()
+            .map(|((tenant, topic), kept)| (tenant, topic, kept.map(|message| message.payload)))
+            .collect();
+        changes.sort();
+        changes
+    }
+
+    #[test]
+    fn the_journal_holds_the_latest_retained_change_per_topic() {
+        let router = Router::default();
+        router.retain("t1", &message("a", b"1"));
+        router.retain("t1", &message("a", b"2"));
+        router.retain("t1", &message("b", b"1"));
+        router.retain("t1", &message("b", b""));
+        router.retain("t2", &message("a", b"9"));
+        let one = |payload: &'static [u8]| Some(Bytes::from_static(payload));
+        assert_eq!(
+            journal(&router),
+            [
+                ("t1".into(), "a".into(), one(b"2")),
+                ("t1".into(), "b".into(), None),
+                ("t2".into(), "a".into(), one(b"9"))
+            ]
+        );
+        assert!(journal(&router).is_empty(), "taken once");
+
+        // Restored messages are served but not written back; a deleted tenant's changes go.
+        router.restore_retained("t3", message("r", b"loaded"));
+        assert_eq!(router.retained_for("t3", "#", 0).len(), 1);
+        router.retain("t1", &message("c", b"1"));
+        router.retain("t2", &message("c", b"1"));
+        router.drop_tenant("t2");
+        assert_eq!(journal(&router), [("t1".into(), "c".into(), one(b"1"))]);
+        assert!(router.retained_for("t2", "#", 0).is_empty());
     }
 }

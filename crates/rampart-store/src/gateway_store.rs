@@ -1,12 +1,39 @@
 //! Store methods the MQTT gateway and the device edges need (topic policies, credential
-//! lookups across tenants, connection state), as a supertrait of [`crate::Store`] so it can
-//! grow without touching the core trait.
+//! lookups across tenants, connection state, retained messages), as a supertrait of
+//! [`crate::Store`] so it can grow without touching the core trait.
 
 use async_trait::async_trait;
 
 use crate::sql_store::{SqlStore, device_token_from_row, trusted_ca_from_row};
-use crate::value::Value;
+use crate::value::{Row, Statement, Value};
 use crate::{DeviceToken, StoreError, StoreResult, TrustedCa};
+
+/// A retained MQTT message as stored: the topic in clear (it is the key), everything a
+/// subscriber receives sealed under the tenant key by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainedMessageRow {
+    pub tenant: String,
+    pub topic: String,
+    /// 0, 1 or 2.
+    pub qos: i64,
+    pub payload_sealed: Vec<u8>,
+    /// The forwarded MQTT 5.0 properties, sealed; `None` when the message had none.
+    pub properties_sealed: Option<Vec<u8>>,
+    /// End of the message expiry interval, epoch ms; `None` when it does not expire.
+    pub expires_at: Option<i64>,
+    /// When the gateway received it, epoch ms.
+    pub updated_at: i64,
+}
+
+/// One change to the retained messages of a tenant, as written by
+/// [`GatewayStore::write_retained_messages`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetainedChange {
+    /// Keeps the message of its (tenant, topic), replacing the one kept before.
+    Put(RetainedMessageRow),
+    /// Forgets the message of (tenant, topic), if one is kept (an empty retained publish).
+    Delete { tenant: String, topic: String },
+}
 
 /// Gateway-specific persistence.
 #[async_trait]
@@ -33,6 +60,73 @@ pub trait GatewayStore: Send + Sync {
     /// Records a visit without a connection (HTTPS device API): `last_seen`, `last_address`, and
     /// `registered` becomes `active`; `connected` is left as it is.
     async fn mark_device_seen(&self, tenant: &str, device: &str, at_ms: i64, address: &str) -> StoreResult<()>;
+
+    /// Applies the changes in order, in ONE transaction (all or nothing). A `Put` for a tenant
+    /// that does not exist (any more) fails the whole batch with `Conflict`.
+    async fn write_retained_messages(&self, changes: &[RetainedChange]) -> StoreResult<()>;
+
+    /// Keeps `row` as the retained message of its (tenant, topic) (an upsert).
+    async fn put_retained_message(&self, row: &RetainedMessageRow) -> StoreResult<()> {
+        self.write_retained_messages(std::slice::from_ref(&RetainedChange::Put(row.clone()))).await
+    }
+
+    /// Forgets the retained message of (tenant, topic); nothing kept is not an error.
+    async fn delete_retained_message(&self, tenant: &str, topic: &str) -> StoreResult<()> {
+        let change = RetainedChange::Delete { tenant: tenant.to_owned(), topic: topic.to_owned() };
+        self.write_retained_messages(std::slice::from_ref(&change)).await
+    }
+
+    /// Deletes every retained message, in any tenant, whose expiry is at or before `now_ms`.
+    /// Answers how many went.
+    async fn delete_expired_retained_messages(&self, now_ms: i64) -> StoreResult<u64>;
+
+    /// The retained messages of one tenant, ordered by topic.
+    async fn list_retained_messages(&self, tenant: &str) -> StoreResult<Vec<RetainedMessageRow>>;
+
+    /// The retained messages of every tenant, ordered by tenant and topic (loaded by the
+    /// gateway at start).
+    async fn list_all_retained_messages(&self) -> StoreResult<Vec<RetainedMessageRow>>;
+}
+
+const RETAINED_COLUMNS: &str = "tenant, topic, qos, payload_sealed, properties_sealed, expires_at, updated_at";
+
+fn retained_from_row(mut row: Row) -> StoreResult<RetainedMessageRow> {
+    Ok(RetainedMessageRow {
+        tenant: row.text()?,
+        topic: row.text()?,
+        qos: row.int()?,
+        payload_sealed: row.blob()?,
+        properties_sealed: row.opt_blob()?,
+        expires_at: row.opt_int()?,
+        updated_at: row.int()?,
+    })
+}
+
+fn retained_statement(change: &RetainedChange) -> Statement {
+    match change {
+        RetainedChange::Put(row) => {
+            let sql = "INSERT INTO retained_messages \
+                       (tenant, topic, qos, payload_sealed, properties_sealed, expires_at, updated_at) \
+                       VALUES (?, ?, ?, ?, ?, ?, ?) \
+                       ON CONFLICT (tenant, topic) DO UPDATE SET qos = excluded.qos, \
+                       payload_sealed = excluded.payload_sealed, properties_sealed = excluded.properties_sealed, \
+                       expires_at = excluded.expires_at, updated_at = excluded.updated_at";
+            let params = vec![
+                Value::from(&row.tenant),
+                Value::from(&row.topic),
+                Value::Int(row.qos),
+                Value::from(&row.payload_sealed),
+                Value::from(row.properties_sealed.as_ref()),
+                Value::from(row.expires_at),
+                Value::Int(row.updated_at),
+            ];
+            Statement::new(sql, params)
+        }
+        RetainedChange::Delete { tenant, topic } => {
+            let sql = "DELETE FROM retained_messages WHERE tenant = ? AND topic = ?";
+            Statement::new(sql, vec![Value::from(tenant), Value::from(topic)])
+        }
+    }
 }
 
 #[async_trait]
@@ -99,5 +193,29 @@ impl GatewayStore for SqlStore {
             Value::Text(device.to_owned()),
         ];
         self.change_one(sql, params).await
+    }
+
+    async fn write_retained_messages(&self, changes: &[RetainedChange]) -> StoreResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.driver.transaction(changes.iter().map(retained_statement).collect()).await
+    }
+
+    async fn delete_expired_retained_messages(&self, now_ms: i64) -> StoreResult<u64> {
+        let sql = "DELETE FROM retained_messages WHERE expires_at IS NOT NULL AND expires_at <= ?";
+        self.driver.execute(sql, vec![Value::Int(now_ms)]).await
+    }
+
+    async fn list_retained_messages(&self, tenant: &str) -> StoreResult<Vec<RetainedMessageRow>> {
+        let sql = format!("SELECT {RETAINED_COLUMNS} FROM retained_messages WHERE tenant = ? ORDER BY topic");
+        let rows = self.driver.query(&sql, vec![Value::from(tenant)]).await?;
+        rows.into_iter().map(retained_from_row).collect()
+    }
+
+    async fn list_all_retained_messages(&self) -> StoreResult<Vec<RetainedMessageRow>> {
+        let sql = format!("SELECT {RETAINED_COLUMNS} FROM retained_messages ORDER BY tenant, topic");
+        let rows = self.driver.query(&sql, Vec::new()).await?;
+        rows.into_iter().map(retained_from_row).collect()
     }
 }

@@ -14,7 +14,7 @@ mod sql_store;
 mod sqlite;
 mod value;
 
-pub use gateway_store::GatewayStore;
+pub use gateway_store::{GatewayStore, RetainedChange, RetainedMessageRow};
 pub use records::*;
 pub use security_store::{SecurityEvent, SecurityEventFilter, SecurityStore};
 pub use sql_store::{open, open_postgres, open_postgres_in_schema, open_sqlite};

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/postgres/0002_device_data.sql")),
     (3, include_str!("migrations/postgres/0003_gateway.sql")),
     (4, include_str!("migrations/postgres/0004_security.sql")),
+    (5, include_str!("migrations/postgres/0005_retained.sql")),
 ];
 
 /// Advisory lock key serialising migrations between processes that open the same database.

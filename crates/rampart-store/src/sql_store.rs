@@ -454,6 +454,7 @@ impl Store for SqlStore {
             "DELETE FROM tenant_cas WHERE tenant = ?",
             "DELETE FROM tenant_keys WHERE tenant = ?",
             "DELETE FROM tenant_policies WHERE tenant = ?",
+            "DELETE FROM retained_messages WHERE tenant = ?",
         ];
         let mut statements: Vec<Statement> =
             owned_tables.iter().map(|sql| Statement::new(*sql, vec![id.into()])).collect();

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/sqlite/0002_device_data.sql")),
     (3, include_str!("migrations/sqlite/0003_gateway.sql")),
     (4, include_str!("migrations/sqlite/0004_security.sql")),
+    (5, include_str!("migrations/sqlite/0005_retained.sql")),
 ];
 
 pub(crate) struct SqliteDriver {

@@ -29,6 +29,8 @@ pub struct Harness {
     pub gateway: Option<Gateway>,
     pub addr: SocketAddr,
     ca_pem: String,
+    tls: Arc<rustls::ServerConfig>,
+    settings: GatewaySettings,
 }
 
 /// A device's or application's client certificate and key, PEM.
@@ -64,9 +66,34 @@ impl Harness {
             ..GatewaySettings::default()
         };
         adjust(&mut settings);
-        let gateway = Gateway::start(Arc::clone(&platform), ingestor.clone(), tls, settings).await.expect("gateway");
+        let gateway = Gateway::start(Arc::clone(&platform), ingestor.clone(), Arc::clone(&tls), settings.clone())
+            .await
+            .expect("gateway");
         let addr = gateway.local_addr();
-        Harness { _dir: dir, platform, ingestor, gateway: Some(gateway), addr, ca_pem: ca.cert_pem }
+        Harness { _dir: dir, platform, ingestor, gateway: Some(gateway), addr, ca_pem: ca.cert_pem, tls, settings }
+    }
+
+    /// Shuts the gateway down gracefully and starts a new one over the same store, as a
+    /// restart of the process would (on a new port: `addr` changes).
+    pub async fn restart_gateway(&mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
+        }
+        self.start_gateway().await;
+    }
+
+    /// Starts a gateway over the same store (after the previous one was shut down or taken).
+    pub async fn start_gateway(&mut self) {
+        let gateway = Gateway::start(
+            Arc::clone(&self.platform),
+            self.ingestor.clone(),
+            Arc::clone(&self.tls),
+            self.settings.clone(),
+        )
+        .await
+        .expect("gateway");
+        self.addr = gateway.local_addr();
+        self.gateway = Some(gateway);
     }
 
     /// Registers a device with a token; returns the token.

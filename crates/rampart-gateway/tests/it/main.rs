@@ -7,5 +7,6 @@ mod auth;
 mod harness;
 mod protocol;
 mod publish;
+mod retained;
 mod sessions;
 mod store;

@@ -87,6 +87,7 @@ async fn store_suite(store: &dyn Store, raw: &Raw) {
     check_alarms(store).await;
     check_silent_devices_and_twins(store).await;
     check_device_data_erasure(store).await;
+    check_retained_messages(store).await;
 }
 
 // ---- raw access to the backend, to prove what the storage itself refuses ----
@@ -720,6 +721,7 @@ async fn check_delete_tenant(store: &dyn Store) {
         let mut grouped = device(tenant, "grouped", Some("room"));
         grouped.status = "active".into();
         store.create_device(&grouped).await.unwrap();
+        store.put_retained_message(&retained(tenant, "status", b"on")).await.unwrap();
         store.insert_audit(&audit(tenant, 1, "tenant.create", "admin")).await.unwrap();
         store
             .insert_audit_checkpoint(&AuditCheckpoint {
@@ -752,6 +754,7 @@ async fn check_delete_tenant(store: &dyn Store) {
     assert!(store.list_device_certificates(gone, "dt-gone-dev").await.unwrap().is_empty());
     assert_not_found(store.get_tenant_ca(gone).await);
     assert!(store.list_trusted_cas(gone).await.unwrap().is_empty());
+    assert!(store.list_retained_messages(gone).await.unwrap().is_empty());
     // Audit is append-only and outlives the tenant.
     assert_eq!(store.list_audit(gone, &AuditFilter::default(), &page(None, 100)).await.unwrap().len(), 1);
     assert_eq!(store.list_audit_checkpoints(gone).await.unwrap().len(), 1);
@@ -763,6 +766,7 @@ async fn check_delete_tenant(store: &dyn Store) {
     assert_eq!(store.list_devices("dt-kept", &DeviceFilter::default(), &page(None, 100)).await.unwrap().len(), 2);
     assert_eq!(store.list_groups("dt-kept").await.unwrap().len(), 2);
     store.get_api_key("dt-kept-key").await.unwrap();
+    assert_eq!(store.list_retained_messages("dt-kept").await.unwrap().len(), 1);
     assert_untouched(store, "dt-kept", "dt-kept-dev").await;
 
     assert_conflict(store.delete_tenant("dt-parent").await);
@@ -1206,4 +1210,108 @@ async fn check_device_data_erasure(store: &dyn Store) {
     assert_not_found(store.get_alarm("de-two", "0200").await);
     assert!(store.get_twin_reported("de-two", "meter").await.unwrap().is_none());
     assert!(store.list_attestations("de-two", "meter", 10).await.unwrap().is_empty());
+}
+
+fn retained(tenant: &str, topic: &str, payload: &[u8]) -> RetainedMessageRow {
+    RetainedMessageRow {
+        tenant: tenant.into(),
+        topic: topic.into(),
+        qos: 1,
+        payload_sealed: payload.to_vec(),
+        properties_sealed: None,
+        expires_at: None,
+        updated_at: 1,
+    }
+}
+
+async fn check_retained_messages(store: &dyn Store) {
+    for tenant in ["rm-a", "rm-b"] {
+        create_tenant(store, tenant).await;
+    }
+    let topics = |rows: Vec<RetainedMessageRow>| -> Vec<(String, String)> {
+        rows.into_iter().map(|row| (row.tenant, row.topic)).collect()
+    };
+
+    // Every column round-trips, NULLs included.
+    let full = RetainedMessageRow {
+        qos: 2,
+        properties_sealed: Some(vec![0, 255, 7]),
+        expires_at: Some(1_900_000_000_000),
+        updated_at: 1_800_000_000_000,
+        ..retained("rm-a", "plant/line-1/state", b"\x00running\xff")
+    };
+    store.put_retained_message(&full).await.unwrap();
+    store.put_retained_message(&retained("rm-a", "plant/line-2/state", b"idle")).await.unwrap();
+    store.put_retained_message(&retained("rm-b", "plant/line-1/state", b"other tenant")).await.unwrap();
+    let listed = store.list_retained_messages("rm-a").await.unwrap();
+    assert_eq!(listed, vec![full.clone(), retained("rm-a", "plant/line-2/state", b"idle")]);
+
+    // An upsert replaces the message of its topic, in its tenant only.
+    let replaced = RetainedMessageRow { qos: 0, updated_at: 2, ..retained("rm-a", "plant/line-1/state", b"stopped") };
+    store.put_retained_message(&replaced).await.unwrap();
+    let listed = store.list_retained_messages("rm-a").await.unwrap();
+    assert_eq!(listed[0], replaced, "every column is replaced, the cleared ones too");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(store.list_retained_messages("rm-b").await.unwrap()[0].payload_sealed, b"other tenant");
+
+    // Deleting clears one topic of one tenant; deleting what is not there is fine.
+    store.delete_retained_message("rm-a", "plant/line-1/state").await.unwrap();
+    store.delete_retained_message("rm-a", "plant/line-1/state").await.unwrap();
+    store.delete_retained_message("rm-a", "never/retained").await.unwrap();
+    assert_eq!(
+        topics(store.list_retained_messages("rm-a").await.unwrap()),
+        [("rm-a".into(), "plant/line-2/state".into())]
+    );
+    assert_eq!(store.list_retained_messages("rm-b").await.unwrap().len(), 1);
+
+    // A batch applies in order: the last change of a topic wins.
+    let batch = [
+        RetainedChange::Put(retained("rm-b", "x", b"1")),
+        RetainedChange::Delete { tenant: "rm-b".into(), topic: "x".into() },
+        RetainedChange::Put(retained("rm-b", "y", b"1")),
+        RetainedChange::Put(retained("rm-b", "y", b"2")),
+        RetainedChange::Delete { tenant: "rm-a".into(), topic: "plant/line-2/state".into() },
+    ];
+    store.write_retained_messages(&batch).await.unwrap();
+    store.write_retained_messages(&[]).await.unwrap();
+    assert!(store.list_retained_messages("rm-a").await.unwrap().is_empty());
+    let listed = store.list_retained_messages("rm-b").await.unwrap();
+    assert_eq!(topics(listed.clone()), [("rm-b".into(), "plant/line-1/state".into()), ("rm-b".into(), "y".into())]);
+    assert_eq!(listed[1].payload_sealed, b"2");
+
+    // A batch with a message of a tenant that does not exist fails as a whole.
+    let doomed =
+        [RetainedChange::Put(retained("rm-b", "z", b"1")), RetainedChange::Put(retained("rm-none", "z", b"1"))];
+    assert_conflict(store.write_retained_messages(&doomed).await);
+    assert_eq!(store.list_retained_messages("rm-b").await.unwrap().len(), 2, "nothing of a failed batch stays");
+    assert!(store.list_retained_messages("rm-none").await.unwrap().is_empty());
+
+    // All tenants at once, for the gateway's start: ordered by tenant, then topic.
+    store.put_retained_message(&retained("rm-a", "b", b"1")).await.unwrap();
+    store.put_retained_message(&retained("rm-a", "a", b"1")).await.unwrap();
+    let all: Vec<(String, String)> = topics(store.list_all_retained_messages().await.unwrap())
+        .into_iter()
+        .filter(|(t, _)| t.starts_with("rm-"))
+        .collect();
+    let expected = [("rm-a", "a"), ("rm-a", "b"), ("rm-b", "plant/line-1/state"), ("rm-b", "y")];
+    assert_eq!(all, expected.map(|(tenant, topic)| (tenant.to_owned(), topic.to_owned())));
+
+    // Expired messages are purged by their wall-clock expiry; unexpiring ones stay.
+    store
+        .put_retained_message(&RetainedMessageRow { expires_at: Some(100), ..retained("rm-a", "a", b"1") })
+        .await
+        .unwrap();
+    store
+        .put_retained_message(&RetainedMessageRow { expires_at: Some(200), ..retained("rm-b", "y", b"2") })
+        .await
+        .unwrap();
+    assert_eq!(store.delete_expired_retained_messages(99).await.unwrap(), 0);
+    assert_eq!(store.delete_expired_retained_messages(100).await.unwrap(), 1);
+    assert_eq!(topics(store.list_retained_messages("rm-a").await.unwrap()), [("rm-a".into(), "b".into())]);
+    assert_eq!(store.list_retained_messages("rm-b").await.unwrap().len(), 2);
+
+    for tenant in ["rm-a", "rm-b"] {
+        store.delete_tenant(tenant).await.unwrap();
+        assert!(store.list_retained_messages(tenant).await.unwrap().is_empty());
+    }
 }

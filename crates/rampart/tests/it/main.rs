@@ -6,6 +6,7 @@ mod audit_cli;
 mod first_start;
 mod flows;
 mod gateway;
+mod retained;
 mod security_flows;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
