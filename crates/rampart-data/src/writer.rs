@@ -131,28 +131,8 @@ pub(crate) fn spawn(shared: Arc<Shared>, queue: mpsc::Receiver<Command>, max_bat
         taken: tokio::sync::Notify::new(),
         closed: std::sync::atomic::AtomicBool::new(false),
     });
-    let loops = async move {
-        let prepare = tokio::spawn(prepare_loop(Arc::clone(&shared), queue, Arc::clone(&pending), max_batch));
-        commit_loop(shared, pending).await;
-        let _ended_or_panicked = prepare.await;
-    };
-    // The writer runs on a thread and runtime of its own: on the shared runtime each of its
-    // hand-offs (queue → prepare → commit → answer) waits behind every runnable connection
-    // task (at 16k msgs/s the store's own write and fsync p99 were 1.2 and 0.7 ms, the ack
-    // p99 12.6 ms). The OS schedules this thread beside the workers instead.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-    let (runtime, loops) = match runtime {
-        Ok(runtime) => (runtime, loops),
-        Err(error) => {
-            tracing::warn!(%error, "no runtime of its own for the ingest writer; it shares the server's");
-            tokio::spawn(loops);
-            return;
-        }
-    };
-    let started = std::thread::Builder::new().name("rampart-writer".into()).spawn(move || runtime.block_on(loops));
-    if let Err(error) = started {
-        tracing::error!(%error, "the ingest writer thread did not start; nothing can be stored");
-    }
+    tokio::spawn(prepare_loop(Arc::clone(&shared), queue, Arc::clone(&pending), max_batch));
+    tokio::spawn(commit_loop(shared, pending));
 }
 
 async fn prepare_loop(
@@ -213,10 +193,6 @@ async fn commit_loop(shared: Arc<Shared>, pending: Arc<Pending>) {
         let taken = std::mem::replace(&mut *pending.lock(), Prepared::empty());
         if taken.is_empty() {
             if pending.closed.load(std::sync::atomic::Ordering::Acquire) {
-                // The runtime ends with this task: answer the last batch first.
-                if let Some(answering) = answering {
-                    let _answered_or_panicked = answering.await;
-                }
                 return;
             }
             filled.await;
