@@ -694,7 +694,7 @@ impl Connection {
                 Action::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe),
                 Action::Dropped { topic, why } => {
                     if why == DropReason::QueueFull {
-                        self.shared.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.shared.count_dropped(1);
                     }
                     tracing::debug!(%topic, ?why, "outgoing message dropped");
                 }
@@ -1014,6 +1014,7 @@ impl Connection {
             let ours = slot.live.as_ref().is_some_and(|live| live.connection_id == self.connection_id);
             if ours {
                 let overflow = slot.live.take().and_then(|live| live.overflow);
+                let overflowed = overflow.is_some();
                 let persistent = expiry_s > 0;
                 // What was routed to this connection and not handled yet: the channel, then what
                 // was held after the channel overflowed. A persistent session keeps the QoS 1/2
@@ -1022,15 +1023,15 @@ impl Connection {
                 let mut lost = 0u64;
                 let max_queued = self.shared.session_config.max_queued;
                 let leftovers = std::iter::from_fn(|| receiver.try_recv().ok().map(|message| *message));
-                for message in leftovers.chain(overflow.iter().flat_map(|held| held.iter().cloned())) {
+                for message in leftovers.chain(overflow.into_iter().flatten()) {
                     let qos = message.qos;
                     let kept = persistent && state.enqueue(message, max_queued);
-                    if !kept && qos != QoS::AtMostOnce && (persistent || overflow.is_some()) {
+                    if !kept && qos != QoS::AtMostOnce && (persistent || overflowed) {
                         lost += 1;
                     }
                 }
                 if lost > 0 {
-                    self.shared.stats.dropped.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+                    self.shared.count_dropped(lost);
                     tracing::warn!(tenant = %self.key.tenant, client = ?self.key.client, lost, "undelivered messages lost at disconnect");
                 }
                 if persistent {
@@ -1177,7 +1178,7 @@ impl Shared {
             match self.registry.offer(&delivery.session, outgoing, self.session_config.max_queued) {
                 crate::registry::Offer::Accepted | crate::registry::Offer::Held => accepted += 1,
                 crate::registry::Offer::Dropped => {
-                    self.stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.count_dropped(1);
                 }
             }
         }
@@ -1209,6 +1210,11 @@ impl Shared {
             }
         }
         self.route(publisher, message);
+    }
+
+    /// Counts messages lost to a subscriber that did not keep up.
+    pub(crate) fn count_dropped(&self, messages: u64) {
+        self.stats.dropped.fetch_add(messages, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts a denial (every one, recorded as an event or not).

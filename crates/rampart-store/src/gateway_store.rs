@@ -65,17 +65,6 @@ pub trait GatewayStore: Send + Sync {
     /// that does not exist (any more) fails the whole batch with `Conflict`.
     async fn write_retained_messages(&self, changes: &[RetainedChange]) -> StoreResult<()>;
 
-    /// Keeps `row` as the retained message of its (tenant, topic) (an upsert).
-    async fn put_retained_message(&self, row: &RetainedMessageRow) -> StoreResult<()> {
-        self.write_retained_messages(std::slice::from_ref(&RetainedChange::Put(row.clone()))).await
-    }
-
-    /// Forgets the retained message of (tenant, topic); nothing kept is not an error.
-    async fn delete_retained_message(&self, tenant: &str, topic: &str) -> StoreResult<()> {
-        let change = RetainedChange::Delete { tenant: tenant.to_owned(), topic: topic.to_owned() };
-        self.write_retained_messages(std::slice::from_ref(&change)).await
-    }
-
     /// Deletes every retained message, in any tenant, whose expiry is at or before `now_ms`.
     /// Answers how many went.
     async fn delete_expired_retained_messages(&self, now_ms: i64) -> StoreResult<u64>;
@@ -105,12 +94,12 @@ fn retained_from_row(mut row: Row) -> StoreResult<RetainedMessageRow> {
 fn retained_statement(change: &RetainedChange) -> Statement {
     match change {
         RetainedChange::Put(row) => {
-            let sql = "INSERT INTO retained_messages \
-                       (tenant, topic, qos, payload_sealed, properties_sealed, expires_at, updated_at) \
-                       VALUES (?, ?, ?, ?, ?, ?, ?) \
-                       ON CONFLICT (tenant, topic) DO UPDATE SET qos = excluded.qos, \
-                       payload_sealed = excluded.payload_sealed, properties_sealed = excluded.properties_sealed, \
-                       expires_at = excluded.expires_at, updated_at = excluded.updated_at";
+            let sql = format!(
+                "INSERT INTO retained_messages ({RETAINED_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (tenant, topic) DO UPDATE SET qos = excluded.qos, \
+                 payload_sealed = excluded.payload_sealed, properties_sealed = excluded.properties_sealed, \
+                 expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+            );
             let params = vec![
                 Value::from(&row.tenant),
                 Value::from(&row.topic),

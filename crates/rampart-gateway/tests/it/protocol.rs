@@ -201,6 +201,22 @@ async fn an_empty_client_id_with_a_persistent_session_is_refused_in_3_1_1_and_as
 }
 
 /// Reads one packet (`None` when the server closed the connection).
+/// Sends a SUBSCRIBE (packet id 1) to `filter` at QoS 1.
+async fn subscribe_at_qos1(stream: &mut (impl AsyncWriteExt + Unpin), filter: &str, protocol: Protocol) {
+    let options = rampart_mqtt::SubscriptionOptions {
+        qos: rampart_mqtt::QoS::AtLeastOnce,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: 0,
+    };
+    let subscribe = rampart_mqtt::Subscribe {
+        packet_id: 1,
+        filters: vec![(filter.to_owned(), options)],
+        properties: Properties::default(),
+    };
+    send(stream, &Packet::Subscribe(subscribe), protocol).await;
+}
+
 async fn next_packet(stream: &mut (impl AsyncReadExt + Unpin), buffer: &mut BytesMut) -> Option<Packet> {
     loop {
         if let Ok(Some(packet)) = decode(buffer, Some(Protocol::V5), 1 << 20) {
@@ -234,18 +250,7 @@ async fn a_subscriber_that_does_not_keep_up_is_disconnected_and_every_message_is
     };
     let mut raw = harness.raw(None).await;
     assert_eq!(connack_for(&mut raw, slow(true)).await.code, reason::SUCCESS);
-    let options = rampart_mqtt::SubscriptionOptions {
-        qos: rampart_mqtt::QoS::AtLeastOnce,
-        no_local: false,
-        retain_as_published: false,
-        retain_handling: 0,
-    };
-    let subscribe = rampart_mqtt::Subscribe {
-        packet_id: 1,
-        filters: vec![("plant/#".to_owned(), options)],
-        properties: Properties::default(),
-    };
-    send(&mut raw, &Packet::Subscribe(subscribe), Protocol::V5).await;
+    subscribe_at_qos1(&mut raw, "plant/#", Protocol::V5).await;
     let mut buffer = BytesMut::new();
     assert!(matches!(next_packet(&mut raw, &mut buffer).await, Some(Packet::SubAck(_))));
 
@@ -315,18 +320,7 @@ async fn a_subscriber_that_stops_reading_is_disconnected_and_its_persistent_sess
     };
     let mut raw = harness.raw(None).await;
     assert_eq!(connack_for(&mut raw, stalled(false)).await.code, reason::SUCCESS);
-    let options = rampart_mqtt::SubscriptionOptions {
-        qos: rampart_mqtt::QoS::AtLeastOnce,
-        no_local: false,
-        retain_as_published: false,
-        retain_handling: 0,
-    };
-    let subscribe = rampart_mqtt::Subscribe {
-        packet_id: 1,
-        filters: vec![("plant/#".to_owned(), options)],
-        properties: Properties::default(),
-    };
-    send(&mut raw, &Packet::Subscribe(subscribe), Protocol::V311).await;
+    subscribe_at_qos1(&mut raw, "plant/#", Protocol::V311).await;
     let mut buffer = BytesMut::new();
     loop {
         if let Ok(Some(packet)) = decode(&mut buffer, Some(Protocol::V311), 1 << 20) {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rampart_store::RetainedMessageRow;
+use rampart_store::{RetainedChange, RetainedMessageRow};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 
@@ -99,7 +99,7 @@ async fn retained_messages_survive_a_restart_with_their_properties_and_expiry() 
         expires_at: None,
         updated_at: now,
     };
-    harness.platform.store.put_retained_message(&corrupt).await.expect("corrupt row");
+    harness.platform.store.write_retained_messages(&[RetainedChange::Put(corrupt)]).await.expect("corrupt row");
     // The 1 s message expires while the gateway is down.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     harness.restart_gateway().await;

@@ -721,7 +721,7 @@ async fn check_delete_tenant(store: &dyn Store) {
         let mut grouped = device(tenant, "grouped", Some("room"));
         grouped.status = "active".into();
         store.create_device(&grouped).await.unwrap();
-        store.put_retained_message(&retained(tenant, "status", b"on")).await.unwrap();
+        put_retained(store, &retained(tenant, "status", b"on")).await.unwrap();
         store.insert_audit(&audit(tenant, 1, "tenant.create", "admin")).await.unwrap();
         store
             .insert_audit_checkpoint(&AuditCheckpoint {
@@ -1212,6 +1212,17 @@ async fn check_device_data_erasure(store: &dyn Store) {
     assert!(store.list_attestations("de-two", "meter", 10).await.unwrap().is_empty());
 }
 
+/// Forgets the retained message of (tenant, topic) (a batch of one change).
+async fn delete_retained(store: &dyn Store, tenant: &str, topic: &str) -> StoreResult<()> {
+    let change = RetainedChange::Delete { tenant: tenant.to_owned(), topic: topic.to_owned() };
+    store.write_retained_messages(&[change]).await
+}
+
+/// Keeps one retained message (a batch of one change).
+async fn put_retained(store: &dyn Store, row: &RetainedMessageRow) -> StoreResult<()> {
+    store.write_retained_messages(&[RetainedChange::Put(row.clone())]).await
+}
+
 fn retained(tenant: &str, topic: &str, payload: &[u8]) -> RetainedMessageRow {
     RetainedMessageRow {
         tenant: tenant.into(),
@@ -1240,24 +1251,24 @@ async fn check_retained_messages(store: &dyn Store) {
         updated_at: 1_800_000_000_000,
         ..retained("rm-a", "plant/line-1/state", b"\x00running\xff")
     };
-    store.put_retained_message(&full).await.unwrap();
-    store.put_retained_message(&retained("rm-a", "plant/line-2/state", b"idle")).await.unwrap();
-    store.put_retained_message(&retained("rm-b", "plant/line-1/state", b"other tenant")).await.unwrap();
+    put_retained(store, &full).await.unwrap();
+    put_retained(store, &retained("rm-a", "plant/line-2/state", b"idle")).await.unwrap();
+    put_retained(store, &retained("rm-b", "plant/line-1/state", b"other tenant")).await.unwrap();
     let listed = store.list_retained_messages("rm-a").await.unwrap();
     assert_eq!(listed, vec![full.clone(), retained("rm-a", "plant/line-2/state", b"idle")]);
 
     // An upsert replaces the message of its topic, in its tenant only.
     let replaced = RetainedMessageRow { qos: 0, updated_at: 2, ..retained("rm-a", "plant/line-1/state", b"stopped") };
-    store.put_retained_message(&replaced).await.unwrap();
+    put_retained(store, &replaced).await.unwrap();
     let listed = store.list_retained_messages("rm-a").await.unwrap();
     assert_eq!(listed[0], replaced, "every column is replaced, the cleared ones too");
     assert_eq!(listed.len(), 2);
     assert_eq!(store.list_retained_messages("rm-b").await.unwrap()[0].payload_sealed, b"other tenant");
 
     // Deleting clears one topic of one tenant; deleting what is not there is fine.
-    store.delete_retained_message("rm-a", "plant/line-1/state").await.unwrap();
-    store.delete_retained_message("rm-a", "plant/line-1/state").await.unwrap();
-    store.delete_retained_message("rm-a", "never/retained").await.unwrap();
+    delete_retained(store, "rm-a", "plant/line-1/state").await.unwrap();
+    delete_retained(store, "rm-a", "plant/line-1/state").await.unwrap();
+    delete_retained(store, "rm-a", "never/retained").await.unwrap();
     assert_eq!(
         topics(store.list_retained_messages("rm-a").await.unwrap()),
         [("rm-a".into(), "plant/line-2/state".into())]
@@ -1287,8 +1298,8 @@ async fn check_retained_messages(store: &dyn Store) {
     assert!(store.list_retained_messages("rm-none").await.unwrap().is_empty());
 
     // All tenants at once, for the gateway's start: ordered by tenant, then topic.
-    store.put_retained_message(&retained("rm-a", "b", b"1")).await.unwrap();
-    store.put_retained_message(&retained("rm-a", "a", b"1")).await.unwrap();
+    put_retained(store, &retained("rm-a", "b", b"1")).await.unwrap();
+    put_retained(store, &retained("rm-a", "a", b"1")).await.unwrap();
     let all: Vec<(String, String)> = topics(store.list_all_retained_messages().await.unwrap())
         .into_iter()
         .filter(|(t, _)| t.starts_with("rm-"))
@@ -1297,14 +1308,8 @@ async fn check_retained_messages(store: &dyn Store) {
     assert_eq!(all, expected.map(|(tenant, topic)| (tenant.to_owned(), topic.to_owned())));
 
     // Expired messages are purged by their wall-clock expiry; unexpiring ones stay.
-    store
-        .put_retained_message(&RetainedMessageRow { expires_at: Some(100), ..retained("rm-a", "a", b"1") })
-        .await
-        .unwrap();
-    store
-        .put_retained_message(&RetainedMessageRow { expires_at: Some(200), ..retained("rm-b", "y", b"2") })
-        .await
-        .unwrap();
+    put_retained(store, &RetainedMessageRow { expires_at: Some(100), ..retained("rm-a", "a", b"1") }).await.unwrap();
+    put_retained(store, &RetainedMessageRow { expires_at: Some(200), ..retained("rm-b", "y", b"2") }).await.unwrap();
     assert_eq!(store.delete_expired_retained_messages(99).await.unwrap(), 0);
     assert_eq!(store.delete_expired_retained_messages(100).await.unwrap(), 1);
     assert_eq!(topics(store.list_retained_messages("rm-a").await.unwrap()), [("rm-a".into(), "b".into())]);
