@@ -12,6 +12,7 @@ mod records;
 mod security_store;
 mod sql_store;
 mod sqlite;
+mod telemetry_rows;
 mod value;
 
 pub use gateway_store::{GatewayStore, RetainedChange, RetainedMessageRow};

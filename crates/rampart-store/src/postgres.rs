@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/postgres/0003_gateway.sql")),
     (4, include_str!("migrations/postgres/0004_security.sql")),
     (5, include_str!("migrations/postgres/0005_retained.sql")),
+    (6, include_str!("migrations/postgres/0006_packed_telemetry.sql")),
 ];
 
 /// Advisory lock key serialising migrations between processes that open the same database.

@@ -962,19 +962,21 @@ impl Store for SqlStore {
             }
         }
         let mut statements = Vec::new();
+        let telemetry = telemetry_rows::pack(&telemetry);
         multi_row_inserts(
             &mut statements,
             self.driver.rows_per_insert(),
-            "INSERT INTO device_telemetry (tenant, device, ts, seq, sealed) VALUES ",
-            5,
-            &telemetry,
+            "INSERT INTO device_telemetry (tenant, device, ts, seq, points, sealed) VALUES ",
+            6,
+            &telemetry.iter().collect::<Vec<_>>(),
             |row, params| {
                 params.extend([
-                    (&row.tenant).into(),
-                    (&row.device).into(),
+                    row.tenant.into(),
+                    row.device.into(),
                     row.ts.into(),
                     row.seq.into(),
-                    (&row.sealed).into(),
+                    row.points.into(),
+                    row.sealed.as_ref().into(),
                 ])
             },
         );
@@ -1036,24 +1038,81 @@ impl Store for SqlStore {
         device: &str,
         range: &TimeRange<i64>,
     ) -> StoreResult<Vec<TelemetryRow>> {
-        let after = range.after.as_ref().map(|(ts, seq)| (*ts, Value::Int(*seq)));
-        let (sql, params) = time_range_query(
-            "SELECT tenant, device, ts, seq, sealed FROM device_telemetry WHERE tenant = ? AND device = ?",
-            vec![tenant.into(), device.into()],
-            "seq",
-            range,
-            after,
-        );
-        self.all(&sql, params, |mut row| {
-            Ok(TelemetryRow {
-                tenant: row.text()?,
-                device: row.text()?,
-                ts: row.int()?,
-                seq: row.int()?,
-                sealed: row.blob()?,
-            })
-        })
-        .await
+        // Rows are packed (telemetry_rows.rs): a row's points lie in [ts, ts + PACK_SPAN_MS] of
+        // its key, so the rows are read in key order, page by page, until no unread row can hold
+        // a point that belongs among the first `limit`.
+        let span = telemetry_rows::PACK_SPAN_MS;
+        let (ascending, limit) = (!range.descending, range.limit as usize);
+        let mut rows_range = TimeRange {
+            from: range.from.map(|from| from.saturating_sub(span)),
+            to: range.to,
+            after: None,
+            descending: range.descending,
+            // A row holds 1 to 64 points: start small, read more per page as pages go by.
+            limit: if limit == 0 { 0 } else { (range.limit / 4).clamp(16, 1000) },
+        };
+        if let Some((ts, _)) = range.after {
+            // Rows keyed before `after` may still hold points after it (ascending), rows keyed
+            // after it cannot hold points before it (descending).
+            match ascending {
+                true => rows_range.from = rows_range.from.max(Some(ts.saturating_sub(span))),
+                false => rows_range.to = rows_range.to.map_or(Some(ts), |to| Some(to.min(ts))),
+            }
+        }
+        let wanted = |point: &TelemetryRow| {
+            range.from.is_none_or(|from| point.ts >= from)
+                && range.to.is_none_or(|to| point.ts <= to)
+                && range.after.is_none_or(|after| match ascending {
+                    true => (point.ts, point.seq) > after,
+                    false => (point.ts, point.seq) < after,
+                })
+        };
+        let in_order = |a: &TelemetryRow, b: &TelemetryRow| match ascending {
+            true => (a.ts, a.seq).cmp(&(b.ts, b.seq)),
+            false => (b.ts, b.seq).cmp(&(a.ts, a.seq)),
+        };
+        let mut points = Vec::new();
+        loop {
+            let after = rows_range.after.map(|(ts, seq)| (ts, Value::Int(seq)));
+            let (sql, params) = time_range_query(
+                "SELECT ts, seq, points, sealed FROM device_telemetry WHERE tenant = ? AND device = ?",
+                vec![tenant.into(), device.into()],
+                "seq",
+                &rows_range,
+                after,
+            );
+            let rows = self.driver.query(&sql, params).await?;
+            let exhausted = rows_range.limit == 0 || rows.len() < rows_range.limit as usize;
+            let mut last_key = None;
+            for mut row in rows {
+                let (ts, seq, count, sealed) = (row.int()?, row.int()?, row.int()?, row.blob()?);
+                points
+                    .extend(telemetry_rows::unpack(tenant, device, ts, seq, count, sealed)?.into_iter().filter(wanted));
+                last_key = Some((ts, seq));
+            }
+            points.sort_unstable_by(in_order);
+            if limit > 0 {
+                points.truncate(limit);
+            }
+            let Some(last_key) = last_key else { break };
+            if exhausted {
+                break;
+            }
+            // Unread rows hold points from their key on (ascending) or up to their key plus the
+            // span (descending); once those all come after the `limit`-th point, stop.
+            if let Some(kth) = limit.checked_sub(1).and_then(|index| points.get(index)) {
+                let done = match ascending {
+                    true => last_key.0 > kth.ts,
+                    false => last_key.0.saturating_add(span) < kth.ts,
+                };
+                if done {
+                    break;
+                }
+            }
+            rows_range.after = Some(last_key);
+            rows_range.limit = rows_range.limit.saturating_mul(2).min(1000);
+        }
+        Ok(points)
     }
 
     async fn list_device_events(

@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/sqlite/0003_gateway.sql")),
     (4, include_str!("migrations/sqlite/0004_security.sql")),
     (5, include_str!("migrations/sqlite/0005_retained.sql")),
+    (6, include_str!("migrations/sqlite/0006_packed_telemetry.sql")),
 ];
 
 pub(crate) struct SqliteDriver {
