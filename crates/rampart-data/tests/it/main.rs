@@ -224,13 +224,26 @@ async fn pagination_and_aggregate(f: &Fixture) {
     let base = 1_764_028_800_000_i64; // 2025-11-25T00:00:00Z, an hour and day boundary
     let messages: Vec<Value> = (0..30).map(|i| json!({"ts": base + i * 60_000, "a": i, "b": 100 + i})).collect();
     f.submit("acme", "pg", DataKind::Telemetry, &Value::Array(messages).to_string()).await.unwrap();
-    for descending in [false, true] {
+    // The same 60 points 10 ms apart: one batch, so they share stored rows (packed).
+    f.device("acme", "pk", None).await;
+    let dense: Vec<Value> = (0..30).map(|i| json!({"ts": base + i * 10, "a": i, "b": 100 + i})).collect();
+    f.submit("acme", "pk", DataKind::Telemetry, &Value::Array(dense).to_string()).await.unwrap();
+    if let Some(path) = &f.sqlite {
+        let connection = rusqlite::Connection::open(path).unwrap();
+        let rows: (i64, i64) = connection
+            .query_row("SELECT COUNT(*), SUM(points) FROM device_telemetry WHERE device = 'pk'", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(rows, (1, 30), "30 messages within 1 s share one row");
+    }
+    for (device, descending) in [("pg", false), ("pg", true), ("pk", false), ("pk", true)] {
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
             let query =
                 MeasurementQuery { limit: 7, cursor: cursor.clone(), descending, ..MeasurementQuery::default() };
-            let page = f.ingestor.measurements("acme", "pg", &query).await.unwrap();
+            let page = f.ingestor.measurements("acme", device, &query).await.unwrap();
             assert!(page.items.len() <= 7);
             seen.extend(page.items.into_iter().map(|point| (point.ts, point.series)));
             match page.next_cursor {
@@ -238,7 +251,7 @@ async fn pagination_and_aggregate(f: &Fixture) {
                 None => break,
             }
         }
-        assert_eq!(seen.len(), 60, "descending={descending}");
+        assert_eq!(seen.len(), 60, "{device} descending={descending}");
         let mut sorted = seen.clone();
         sorted.sort();
         if descending {
