@@ -18,6 +18,8 @@ use crate::{StoreError, StoreResult, TelemetryRow};
 pub(crate) const PACK_SPAN_MS: i64 = 1_000;
 /// At most this many points share a row (keeps rows to a few KiB at common payload sizes).
 const MAX_POINTS: usize = 64;
+/// A row stops taking points once its container would pass this size (large payloads).
+const MAX_PACKED_BYTES: usize = 64 * 1024;
 /// ts, seq and length in front of each envelope.
 const POINT_HEADER: usize = 8 + 8 + 4;
 
@@ -40,15 +42,18 @@ pub(crate) fn pack<'a>(rows: &[&'a TelemetryRow]) -> Vec<StoredTelemetry<'a>> {
     let mut rest = sorted.as_slice();
     while let Some(first) = rest.first() {
         // A repeated (ts, seq) starts a row of its own, so the key conflicts as it always did.
+        let mut bytes = POINT_HEADER + first.sealed.len();
         let together = 1 + rest
             .windows(2)
             .take(MAX_POINTS - 1)
             .take_while(|pair| {
                 let (previous, row) = (pair[0], pair[1]);
+                bytes += POINT_HEADER + row.sealed.len();
                 row.tenant == first.tenant
                     && row.device == first.device
                     && row.ts - first.ts <= PACK_SPAN_MS
                     && (previous.ts, previous.seq) != (row.ts, row.seq)
+                    && bytes <= MAX_PACKED_BYTES
             })
             .count();
         let (group, tail) = rest.split_at(together);
@@ -186,6 +191,17 @@ mod tests {
         let rows: Vec<TelemetryRow> = (0..150).map(|i| row("a", 100, i)).collect();
         let (count, back) = round_trip(&rows);
         assert_eq!(count, 3);
+        assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn large_points_fill_rows_up_to_max_packed_bytes() {
+        let big = |seq| TelemetryRow { sealed: vec![7; 30 * 1024], ..row("a", 100, seq) };
+        let rows: Vec<TelemetryRow> = (0..5).map(big).collect();
+        let stored = pack(&rows.iter().collect::<Vec<_>>());
+        assert_eq!(stored.iter().map(|s| s.points).collect::<Vec<_>>(), [2, 2, 1]);
+        assert!(stored.iter().all(|s| s.sealed.len() <= MAX_PACKED_BYTES));
+        let (_, back) = round_trip(&rows);
         assert_eq!(back, rows);
     }
 
