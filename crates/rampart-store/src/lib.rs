@@ -19,6 +19,7 @@ pub use gateway_store::{GatewayStore, RetainedChange, RetainedMessageRow};
 pub use records::*;
 pub use security_store::{SecurityEvent, SecurityEventFilter, SecurityStore};
 pub use sql_store::{open, open_postgres, open_postgres_in_schema, open_sqlite};
+pub use telemetry_rows::check_telemetry_row;
 
 use async_trait::async_trait;
 

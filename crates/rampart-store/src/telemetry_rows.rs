@@ -134,6 +134,13 @@ pub(crate) fn unpack(
     }
 }
 
+/// Reads a stored row's `sealed` column holding `points` points exactly as `list_telemetry`
+/// does, and returns how many points it holds (for the fuzz target in `fuzz/`). `Err` is always
+/// [`StoreError::Corrupt`].
+pub fn check_telemetry_row(ts: i64, seq: i64, points: i64, sealed: &[u8]) -> StoreResult<usize> {
+    unpack("fuzz", "fuzz", ts, seq, points, sealed.to_vec()).map(|rows| rows.len())
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
