@@ -236,7 +236,12 @@ async fn write_packets(stream: &mut Stream, packets: &[Packet], protocol: Protoc
             return Err(std::io::Error::other("packet could not be encoded"));
         }
     }
-    stream.write_all(&out).await?;
+    write_and_flush(stream, &out).await
+}
+
+/// Writes `out` and flushes TLS.
+async fn write_and_flush(stream: &mut Stream, out: &[u8]) -> std::io::Result<()> {
+    stream.write_all(out).await?;
     stream.flush().await
 }
 
@@ -628,11 +633,7 @@ impl Connection {
     /// Writes what is left, closes the socket and cleans up.
     async fn close_down(self, mut stream: Stream, receiver: mpsc::Receiver<Box<OutgoingMessage>>) {
         if !self.out.is_empty() {
-            let written = timeout(STALLED_WRITE_GRACE, async {
-                stream.write_all(&self.out).await?;
-                stream.flush().await
-            })
-            .await;
+            let written = timeout(STALLED_WRITE_GRACE, write_and_flush(&mut stream, &self.out)).await;
             if self.sent_disconnect && matches!(written, Ok(Ok(()))) {
                 // Some clients stop reading at end of stream before handling what came with
                 // it; give them a moment to read the reason and close first.
@@ -1097,10 +1098,7 @@ fn will_message(will: &Will, now: u64) -> RoutedMessage {
 /// Writes and flushes `out`. When the connection is asked to close meanwhile (a client that
 /// stopped reading blocks the write), the write gets [`STALLED_WRITE_GRACE`] more, then fails.
 async fn write_unless_closed(stream: &mut Stream, out: &[u8], close: &CloseSignal) -> std::io::Result<()> {
-    let write = async {
-        stream.write_all(out).await?;
-        stream.flush().await
-    };
+    let write = write_and_flush(stream, out);
     tokio::pin!(write);
     tokio::select! {
         biased;

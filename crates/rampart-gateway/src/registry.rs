@@ -196,25 +196,26 @@ impl Registry {
         let Some(entry) = self.get(key) else { return Offer::Dropped };
         let mut slot = entry.lock();
         if let Some(live) = &mut slot.live {
-            if live.overflow.is_none() {
-                let message = match live.sender.try_send(Box::new(message)) {
+            let message = match live.overflow.is_some() {
+                // Held behind the messages before it, in order, even if the channel has room.
+                true => message,
+                false => match live.sender.try_send(Box::new(message)) {
                     Ok(()) => return Offer::Accepted,
-                    Err(TrySendError::Full(message)) => *message,
                     Err(TrySendError::Closed(_)) => return Offer::Dropped,
-                };
-                if message.qos == QoS::AtMostOnce {
                     // At most once: a QoS 0 message may be lost; the connection may catch up.
-                    return Offer::Dropped;
-                }
-                tracing::warn!(
-                    tenant = %key.tenant,
-                    client = ?key.client,
-                    "a subscriber's outbound buffer is full: closing its connection (quota exceeded)"
-                );
-                live.close.close(reason::QUOTA_EXCEEDED);
-                live.overflow = Some(VecDeque::new());
-                return hold(live, message, max_queued);
-            }
+                    Err(TrySendError::Full(message)) if message.qos == QoS::AtMostOnce => return Offer::Dropped,
+                    Err(TrySendError::Full(message)) => {
+                        tracing::warn!(
+                            tenant = %key.tenant,
+                            client = ?key.client,
+                            "a subscriber's outbound buffer is full: closing its connection (quota exceeded)"
+                        );
+                        live.close.close(reason::QUOTA_EXCEEDED);
+                        live.overflow = Some(VecDeque::new());
+                        *message
+                    }
+                },
+            };
             return hold(live, message, max_queued);
         }
         match &mut slot.parked {

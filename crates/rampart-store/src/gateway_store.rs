@@ -198,13 +198,11 @@ impl GatewayStore for SqlStore {
 
     async fn list_retained_messages(&self, tenant: &str) -> StoreResult<Vec<RetainedMessageRow>> {
         let sql = format!("SELECT {RETAINED_COLUMNS} FROM retained_messages WHERE tenant = ? ORDER BY topic");
-        let rows = self.driver.query(&sql, vec![Value::from(tenant)]).await?;
-        rows.into_iter().map(retained_from_row).collect()
+        self.all(&sql, vec![Value::from(tenant)], retained_from_row).await
     }
 
     async fn list_all_retained_messages(&self) -> StoreResult<Vec<RetainedMessageRow>> {
         let sql = format!("SELECT {RETAINED_COLUMNS} FROM retained_messages ORDER BY tenant, topic");
-        let rows = self.driver.query(&sql, Vec::new()).await?;
-        rows.into_iter().map(retained_from_row).collect()
+        self.all(&sql, Vec::new(), retained_from_row).await
     }
 }

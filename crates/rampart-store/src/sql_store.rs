@@ -341,7 +341,12 @@ impl Select {
 }
 
 impl SqlStore {
-    async fn all<T>(&self, sql: &str, params: Vec<Value>, decode: fn(Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    pub(crate) async fn all<T>(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        decode: fn(Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
         self.driver.query(sql, params).await?.into_iter().map(decode).collect()
     }
 
