@@ -28,9 +28,9 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::server::TlsStream;
 
 use crate::Shared;
-use crate::acl::{
+use rampart_core::acl::{
     MAX_DEVICE_FILTERS, PlatformTopic, PublishDecision, Requester, SubscribeDecision, authorize_publish,
-    authorize_subscribe,
+    authorize_subscribe, may_deliver,
 };
 use crate::policy::TenantRules;
 use crate::registry::{
@@ -883,12 +883,7 @@ impl Connection {
     /// policy in force now, so a policy change withdraws a topic from live subscriptions too.
     async fn may_receive(&mut self, topic: &str) -> bool {
         match self.rules().await {
-            Some(rules) => {
-                matches!(
-                    authorize_subscribe(&rules.topics, &self.identity.requester(), topic),
-                    SubscribeDecision::Allowed
-                )
-            }
+            Some(rules) => may_deliver(&rules.topics, &self.identity.requester(), topic),
             None => false,
         }
     }
@@ -1156,7 +1151,7 @@ impl Shared {
     /// keeps it when retained). Answers how many sessions accepted it.
     pub(crate) fn route(&self, publisher: &SessionKey, message: RoutedMessage) -> usize {
         let tenant = &publisher.tenant;
-        let platform_topic = crate::acl::parse_device_topic(&message.topic).is_some();
+        let platform_topic = rampart_core::acl::parse_device_topic(&message.topic).is_some();
         if message.retain && !platform_topic {
             self.router.retain(tenant, &message);
         }
@@ -1187,7 +1182,7 @@ impl Shared {
     /// any QoS 0 message of the device.
     pub(crate) fn publish_will(&self, publisher: &SessionKey, message: RoutedMessage) {
         if let ClientRef::Device(device) = &publisher.client
-            && let Some((owner, kind)) = crate::acl::parse_device_topic(&message.topic)
+            && let Some((owner, kind)) = rampart_core::acl::parse_device_topic(&message.topic)
             && owner == device
         {
             let kind = match kind {

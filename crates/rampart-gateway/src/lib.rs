@@ -5,7 +5,7 @@
 //!   (`connection`): TLS and CONNECT within the connect timeout, authentication (tokens,
 //!   tenant-CA and trusted-CA certificates, API keys; `rampart_platform::device_auth`), then
 //!   the sans-IO `rampart_mqtt::Session` drives the protocol.
-//! - `acl` decides every publish and subscription (per-device namespace, tenant topic
+//! - `rampart_core::acl` decides every publish and subscription (per-device namespace, tenant topic
 //!   policies, free namespace); denials become `acl_violation` security events.
 //! - Device data on platform topics goes to the [`rampart_data::Ingestor`]; QoS 1/2 are
 //!   acknowledged only after the durable commit. Then `router` delivers to subscribers of the
@@ -19,7 +19,6 @@
 //!
 //! Persistent sessions and pending wills live in memory: they do not survive a restart yet.
 
-mod acl;
 mod connection;
 mod policy;
 mod registry;

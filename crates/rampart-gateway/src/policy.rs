@@ -8,7 +8,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use rampart_store::{Store, StoreError};
 
-use crate::acl::TopicPolicy;
+use rampart_core::TenantPolicy;
+use rampart_core::acl::TopicPolicy;
 
 /// What the gateway needs of a tenant's policies.
 #[derive(Debug, Clone, Default)]
@@ -33,20 +34,16 @@ impl PolicyCache {
             return Ok(Arc::clone(rules));
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let topics = match store.get_topic_policy(tenant).await? {
-            None => TopicPolicy::default(),
-            Some(text) => TopicPolicy::from_json(&text).unwrap_or_else(|error| {
-                tracing::error!(%error, tenant, "stored topic policy does not parse; using the defaults");
-                TopicPolicy::default()
-            }),
-        };
-        let reject_takeover = match store.get_tenant_policy(tenant).await? {
-            None => false,
-            Some(text) => serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|policy| policy.get("client_takeover").and_then(|v| v.as_str().map(|s| s == "reject")))
-                .unwrap_or(false),
-        };
+        let topics = TopicPolicy::from_stored(store.get_topic_policy(tenant).await?.as_deref()).unwrap_or_else(|error| {
+            tracing::error!(%error, tenant, "stored topic policy does not parse; using the defaults");
+            TopicPolicy::default()
+        });
+        let tenant_policy = TenantPolicy::from_stored(store.get_tenant_policy(tenant).await?.as_deref())
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, tenant, "stored tenant policy does not parse; using the defaults");
+                TenantPolicy::default()
+            });
+        let reject_takeover = tenant_policy.client_takeover == rampart_core::ClientTakeover::Reject;
         let rules = Arc::new(TenantRules { topics, reject_takeover });
         let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
         if self.generation.load(Ordering::Acquire) == generation {

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/postgres/0004_security.sql")),
     (5, include_str!("migrations/postgres/0005_retained.sql")),
     (6, include_str!("migrations/postgres/0006_packed_telemetry.sql")),
+    (7, include_str!("migrations/postgres/0007_incarnations.sql")),
 ];
 
 /// Advisory lock key serialising migrations between processes that open the same database.

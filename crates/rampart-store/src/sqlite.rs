@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/sqlite/0004_security.sql")),
     (5, include_str!("migrations/sqlite/0005_retained.sql")),
     (6, include_str!("migrations/sqlite/0006_packed_telemetry.sql")),
+    (7, include_str!("migrations/sqlite/0007_incarnations.sql")),
 ];
 
 pub(crate) struct SqliteDriver {

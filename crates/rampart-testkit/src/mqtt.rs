@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rampart_mqtt::codec::{decode, encode};
-use rampart_mqtt::{Connect, Packet, Properties, Protocol, PubResponse, Publish, QoS, Subscribe, SubscriptionOptions};
+use rampart_mqtt::{
+    ConnAck, Connect, Packet, Properties, Protocol, PubResponse, Publish, QoS, Subscribe, SubscriptionOptions,
+};
 use rustls_pki_types::ServerName;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +37,9 @@ pub struct ConnectOptions {
     pub keep_alive: u16,
     /// Client certificate chain and private key (PEM) to present in the TLS handshake.
     pub identity: Option<(String, String)>,
+    /// `false` asks for a persistent session (3.1.1 clean session 0, 5.0 clean start 0 with
+    /// a session expiry of one hour).
+    pub clean_start: bool,
 }
 
 impl ConnectOptions {
@@ -47,6 +52,7 @@ impl ConnectOptions {
             password: None,
             keep_alive: 60,
             identity: Some((cert_pem.to_owned(), key_pem.to_owned())),
+            clean_start: true,
         }
     }
 
@@ -58,7 +64,27 @@ impl ConnectOptions {
             password: Some(token.to_owned()),
             keep_alive: 60,
             identity: None,
+            clean_start: true,
         }
+    }
+
+    /// An application authenticated by an API key (username `<tenant>/<key id>`).
+    pub fn application(protocol: Protocol, tenant: &str, key_id: &str, key: &str, client_id: &str) -> Self {
+        ConnectOptions {
+            protocol,
+            client_id: client_id.to_owned(),
+            username: Some(format!("{tenant}/{key_id}")),
+            password: Some(key.to_owned()),
+            keep_alive: 60,
+            identity: None,
+            clean_start: true,
+        }
+    }
+
+    /// The same options asking for a persistent session.
+    pub fn persistent(mut self) -> Self {
+        self.clean_start = false;
+        self
     }
 }
 
@@ -90,23 +116,37 @@ impl MqttClient {
     /// Opens TLS to `addr` (trusting `ca_pem`), sends CONNECT and returns the client with the
     /// CONNACK code (0 = accepted).
     pub async fn connect(addr: &str, ca_pem: &Path, options: &ConnectOptions) -> std::io::Result<(MqttClient, u8)> {
+        let (client, ack) = MqttClient::connect_ack(addr, ca_pem, options).await?;
+        Ok((client, ack.code))
+    }
+
+    /// Like [`MqttClient::connect`], answering the whole CONNACK (session present, properties).
+    pub async fn connect_ack(
+        addr: &str,
+        ca_pem: &Path,
+        options: &ConnectOptions,
+    ) -> std::io::Result<(MqttClient, ConnAck)> {
         let tcp = TcpStream::connect(addr).await?;
         let name = ServerName::try_from("localhost").expect("server name");
         let stream = TlsConnector::from(tls_config(ca_pem, options.identity.as_ref())).connect(name, tcp).await?;
         let mut client = MqttClient { stream, buffer: BytesMut::new(), protocol: options.protocol, next_packet_id: 1 };
+        let mut properties = Properties::default();
+        if !options.clean_start && options.protocol == Protocol::V5 {
+            properties.session_expiry_interval = Some(3600);
+        }
         let connect = Connect {
             protocol: options.protocol,
-            clean_start: true,
+            clean_start: options.clean_start,
             keep_alive: options.keep_alive,
             client_id: options.client_id.clone(),
             will: None,
             username: options.username.clone(),
             password: options.password.clone().map(Bytes::from),
-            properties: Properties::default(),
+            properties,
         };
         client.send(&Packet::Connect(Box::new(connect))).await?;
         match client.next_packet().await? {
-            Some(Packet::ConnAck(ack)) => Ok((client, ack.code)),
+            Some(Packet::ConnAck(ack)) => Ok((client, ack)),
             other => Err(std::io::Error::other(format!("expected CONNACK, got {other:?}"))),
         }
     }
@@ -193,6 +233,27 @@ impl MqttClient {
                 None => return Err(std::io::Error::other("closed before SUBACK")),
             }
         }
+    }
+
+    /// The next PUBLISH within `wait` (acknowledged when QoS 1), or `None` when none came or
+    /// the connection closed.
+    pub async fn next_publish(&mut self, wait: Duration) -> Option<Publish> {
+        let next = async {
+            loop {
+                match self.next_packet().await {
+                    Ok(Some(Packet::Publish(publish))) => return Some(publish),
+                    Ok(Some(_)) => continue,
+                    Err(error) if error.kind() == std::io::ErrorKind::TimedOut => continue,
+                    Ok(None) | Err(_) => return None,
+                }
+            }
+        };
+        let publish = tokio::time::timeout(wait, next).await.ok().flatten()?;
+        if let (QoS::AtLeastOnce, Some(packet_id)) = (publish.qos, publish.packet_id) {
+            let ack = PubResponse { packet_id, reason: 0, properties: Properties::default() };
+            self.send(&Packet::PubAck(ack)).await.ok()?;
+        }
+        Some(publish)
     }
 
     /// Waits until the server closes the connection (a DISCONNECT packet first is fine).

@@ -6,6 +6,7 @@ mod audit_cli;
 mod first_start;
 mod flows;
 mod gateway;
+mod isolation;
 mod retained;
 mod security_flows;
 

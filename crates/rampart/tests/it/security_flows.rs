@@ -11,7 +11,7 @@ use x509_parser::prelude::FromDer;
 
 use crate::BIN;
 
-fn base32_decode(text: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut bits: u64 = 0;
     let mut n_bits = 0;
@@ -28,7 +28,7 @@ fn base32_decode(text: &str) -> Vec<u8> {
     out
 }
 
-fn now_s() -> u64 {
+pub(crate) fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
 }
 

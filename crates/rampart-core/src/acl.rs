@@ -1,4 +1,6 @@
-//! Authorisation of MQTT publishes and subscriptions (SPEC §7), pure and free of IO.
+//! Tenant topic policies and the authorisation of MQTT publishes, subscriptions and
+//! deliveries (SPEC §7), pure and free of IO. The policy document is parsed and checked here
+//! (one schema, one parser), and every decision about a topic is made here.
 //!
 //! - A device publishes only to its own platform topics (`devices/{id}/telemetry`, `events`,
 //!   `alarms`, `twin/reported`, `attestation`, `operations/{op}/status`) and subscribes only to
@@ -10,83 +12,136 @@
 //!   device's own id), removes them (`deny` rules, which win), and may open a free namespace:
 //!   every topic outside `devices/`, as on any broker.
 //! - Topic names and filters over 256 bytes or 8 levels are refused.
+//! - A SUBSCRIBE filter is refused only when the filter itself is denied (a deny rule covers
+//!   it, or it can match nothing the requester may read); a filter that merely overlaps denied
+//!   topics is granted, and [`may_deliver`] withholds those topics message by message, as
+//!   Mosquitto does.
 //!
 //! Tenants never meet here: the caller routes per tenant, so a decision only ever concerns
 //! topics of the caller's own tenant.
 
-use rampart_core::{Permission, PermissionSet};
-use rampart_mqtt::topic::{levels, parse_shared, valid_topic_filter, valid_topic_name};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::permissions::{Permission, PermissionSet};
+use crate::tenant_policy::PolicyError;
+use crate::topic::{levels, matches, parse_shared, valid_topic_filter, valid_topic_name};
 
 /// Longest topic name or filter accepted, in bytes.
-pub(crate) const MAX_TOPIC_BYTES: usize = 256;
+pub const MAX_TOPIC_BYTES: usize = 256;
 /// Deepest topic name or filter accepted, in levels.
-pub(crate) const MAX_TOPIC_LEVELS: usize = 8;
+pub const MAX_TOPIC_LEVELS: usize = 8;
 /// Most filters a device may send in one SUBSCRIBE.
-pub(crate) const MAX_DEVICE_FILTERS: usize = 8;
+pub const MAX_DEVICE_FILTERS: usize = 8;
+/// Most rules one topic policy may hold.
+pub const MAX_RULES: usize = 256;
 
 const DEVICE_PLACEHOLDER: &str = "${device}";
 
 /// Who a rule is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum RulePrincipal {
+pub enum RulePrincipal {
     Device,
     Application,
 }
 
 /// What a rule is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum RuleAction {
+pub enum RuleAction {
     Publish,
     Subscribe,
     All,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Whether a rule opens or closes its topics; deny wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum RuleEffect {
+pub enum RuleEffect {
     Allow,
     Deny,
 }
 
 /// One rule of a tenant topic policy.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(crate) struct TopicRule {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TopicRule {
     pub principal: RulePrincipal,
     pub action: RuleAction,
-    /// A topic filter that may use `${device}`.
+    /// An MQTT topic filter; `${device}` stands for the connected device's id.
     pub topic: String,
     pub effect: RuleEffect,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub(crate) struct FreeNamespace {
+/// Which topics outside `devices/` are open to everyone of the tenant, as on any broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct FreeNamespace {
     pub applications: bool,
     pub devices: bool,
 }
 
-/// A tenant's topic policy as stored by `PUT /api/v1/tenant/topic-policies`. The default (no
+/// A tenant's topic policy (`GET/PUT /api/v1/tenant/topic-policies`). The default (no
 /// document stored) adds nothing to the per-device namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub(crate) struct TopicPolicy {
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicPolicy {
     pub free_namespace: FreeNamespace,
     pub rules: Vec<TopicRule>,
 }
 
 impl TopicPolicy {
-    /// Parses the stored document.
-    pub(crate) fn from_json(text: &str) -> Result<TopicPolicy, serde_json::Error> {
-        serde_json::from_str(text)
+    /// The policy as stored; `None` (nothing stored) is the default.
+    pub fn from_stored(text: Option<&str>) -> Result<TopicPolicy, PolicyError> {
+        match text {
+            None => Ok(TopicPolicy::default()),
+            Some(text) => serde_json::from_str(text).map_err(|error| PolicyError::Stored(error.to_string())),
+        }
     }
+
+    /// The document to store.
+    pub fn to_stored(&self) -> String {
+        serde_json::to_value(self).map(|value| value.to_string()).unwrap_or_default()
+    }
+
+    /// Checks a policy before it is stored: at most [`MAX_RULES`] rules, each topic a valid
+    /// filter within the topic limits (`${device}` counting as one level's text).
+    pub fn check(&self) -> Result<(), PolicyError> {
+        if self.rules.len() > MAX_RULES {
+            return Err(PolicyError::Invalid(format!("at most {MAX_RULES} rules")));
+        }
+        self.rules.iter().enumerate().try_for_each(|(index, rule)| check_rule(index, rule))
+    }
+}
+
+fn check_rule(index: usize, rule: &TopicRule) -> Result<(), PolicyError> {
+    let topic = &rule.topic;
+    let invalid = |why: &str| Err(PolicyError::Invalid(format!("rules[{index}].topic {why}")));
+    if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
+        return invalid(&format!("must be 1 to {MAX_TOPIC_BYTES} bytes"));
+    }
+    if levels(topic) > MAX_TOPIC_LEVELS {
+        return invalid(&format!("must have at most {MAX_TOPIC_LEVELS} levels"));
+    }
+    if topic.chars().any(char::is_control) || topic.starts_with("$share/") {
+        return invalid("must be a plain topic filter");
+    }
+    // `${device}` is replaced by a device id before matching; check the filter with one.
+    if !valid_topic_filter(&topic.replace(DEVICE_PLACEHOLDER, "device")) {
+        return invalid("is not a valid MQTT topic filter");
+    }
+    Ok(())
 }
 
 /// Who asks, as far as authorisation cares.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Requester<'a> {
+pub enum Requester<'a> {
     Device(&'a str),
     Application(&'a PermissionSet),
 }
@@ -102,7 +157,7 @@ impl Requester<'_> {
 
 /// The platform topics a device publishes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PlatformTopic {
+pub enum PlatformTopic {
     Telemetry,
     Events,
     Alarms,
@@ -113,7 +168,7 @@ pub(crate) enum PlatformTopic {
 
 /// What may happen to a PUBLISH.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PublishDecision {
+pub enum PublishDecision {
     /// A device's own platform topic: store it, then route it.
     Platform(PlatformTopic),
     /// A topic the policy opens (allow rule or free namespace): route it only.
@@ -123,13 +178,13 @@ pub(crate) enum PublishDecision {
 
 /// What may happen to one SUBSCRIBE filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SubscribeDecision {
+pub enum SubscribeDecision {
     Allowed,
     Denied(&'static str),
 }
 
 /// `devices/{device}/{kind}` → the device id and the platform topic.
-pub(crate) fn parse_device_topic(topic: &str) -> Option<(&str, PlatformTopic)> {
+pub fn parse_device_topic(topic: &str) -> Option<(&str, PlatformTopic)> {
     let rest = topic.strip_prefix("devices/")?;
     let (device, kind) = rest.split_once('/')?;
     if device.is_empty() {
@@ -198,7 +253,7 @@ fn rules_for<'p>(
 }
 
 /// Whether every topic matched by `inner` is also matched by `outer`.
-pub(crate) fn filter_covers(outer: &str, inner: &str) -> bool {
+pub fn filter_covers(outer: &str, inner: &str) -> bool {
     let mut outer_levels = outer.split('/');
     let mut inner_levels = inner.split('/');
     loop {
@@ -221,7 +276,7 @@ pub(crate) fn filter_covers(outer: &str, inner: &str) -> bool {
 }
 
 /// Whether some topic is matched by both filters.
-pub(crate) fn filters_overlap(first: &str, second: &str) -> bool {
+pub fn filters_overlap(first: &str, second: &str) -> bool {
     let mut first_levels = first.split('/');
     let mut second_levels = second.split('/');
     loop {
@@ -239,7 +294,7 @@ pub(crate) fn filters_overlap(first: &str, second: &str) -> bool {
 }
 
 /// Decides a PUBLISH to `topic`.
-pub(crate) fn authorize_publish(policy: &TopicPolicy, requester: &Requester<'_>, topic: &str) -> PublishDecision {
+pub fn authorize_publish(policy: &TopicPolicy, requester: &Requester<'_>, topic: &str) -> PublishDecision {
     if !valid_topic_name(topic) {
         return PublishDecision::Denied("invalid topic name");
     }
@@ -251,7 +306,7 @@ pub(crate) fn authorize_publish(policy: &TopicPolicy, requester: &Requester<'_>,
     {
         return PublishDecision::Denied("applications publish to no device topic");
     }
-    if rules_for(policy, requester, false, RuleEffect::Deny).any(|rule| rampart_mqtt::topic::matches(&rule, topic)) {
+    if rules_for(policy, requester, false, RuleEffect::Deny).any(|rule| matches(&rule, topic)) {
         return PublishDecision::Denied("denied by the topic policy");
     }
     if let Requester::Device(own) = requester
@@ -260,7 +315,7 @@ pub(crate) fn authorize_publish(policy: &TopicPolicy, requester: &Requester<'_>,
     {
         return PublishDecision::Platform(kind);
     }
-    if rules_for(policy, requester, false, RuleEffect::Allow).any(|rule| rampart_mqtt::topic::matches(&rule, topic)) {
+    if rules_for(policy, requester, false, RuleEffect::Allow).any(|rule| matches(&rule, topic)) {
         return PublishDecision::Routed;
     }
     if outside_device_namespace(topic) && free_for(policy, requester) {
@@ -295,8 +350,10 @@ const DEVICE_DATA_TOPICS: [(&str, Permission); 8] = [
     ("devices/+/twin/desired", Permission::DevicesRead),
 ];
 
-/// Decides one SUBSCRIBE filter (possibly `$share/<group>/<filter>`).
-pub(crate) fn authorize_subscribe(policy: &TopicPolicy, requester: &Requester<'_>, filter: &str) -> SubscribeDecision {
+/// Decides one SUBSCRIBE filter (possibly `$share/<group>/<filter>`). A filter is refused
+/// only when the filter itself is denied: a deny rule covers it, or nothing it can match is
+/// open to the requester. Deliveries on a granted filter still go through [`may_deliver`].
+pub fn authorize_subscribe(policy: &TopicPolicy, requester: &Requester<'_>, filter: &str) -> SubscribeDecision {
     if !valid_topic_filter(filter) {
         return SubscribeDecision::Denied("invalid topic filter");
     }
@@ -307,7 +364,7 @@ pub(crate) fn authorize_subscribe(policy: &TopicPolicy, requester: &Requester<'_
     if !within_limits(filter) {
         return SubscribeDecision::Denied("topic filter too long or too deep");
     }
-    if rules_for(policy, requester, true, RuleEffect::Deny).any(|rule| filters_overlap(&rule, filter)) {
+    if rules_for(policy, requester, true, RuleEffect::Deny).any(|rule| filter_covers(&rule, filter)) {
         return SubscribeDecision::Denied("denied by the topic policy");
     }
     let allowed_by_rule =
@@ -332,33 +389,42 @@ pub(crate) fn authorize_subscribe(policy: &TopicPolicy, requester: &Requester<'_
             if first.starts_with('$') {
                 return SubscribeDecision::Denied("system topics are not available");
             }
-            let wildcard_first = first == "+" || first == "#";
-            if wildcard_first && !policy.free_namespace.applications {
-                return SubscribeDecision::Denied("wildcard over every namespace");
-            }
-            if first != "devices" && !wildcard_first {
-                return match policy.free_namespace.applications {
+            let free = policy.free_namespace.applications;
+            if first != "devices" && first != "+" && first != "#" {
+                return match free {
                     true => SubscribeDecision::Allowed,
                     false => SubscribeDecision::Denied("outside the application's namespace"),
                 };
             }
-            // The filter reaches device topics: each kind of data it can match needs its
-            // permission; a filter over `devices/` that matches no data topic reaches nothing.
+            // The filter reaches device topics: it is granted when it can match some data the
+            // application may read (or the open free namespace); the rest is withheld per
+            // message.
             let mut reaches_data = false;
             for (data_topic, permission) in DEVICE_DATA_TOPICS {
                 if filters_overlap(filter, data_topic) {
                     reaches_data = true;
-                    if !permissions.contains(&permission) {
-                        return SubscribeDecision::Denied("missing permission for device data");
+                    if permissions.contains(&permission) {
+                        return SubscribeDecision::Allowed;
                     }
                 }
             }
-            match reaches_data || wildcard_first {
-                true => SubscribeDecision::Allowed,
-                false => SubscribeDecision::Denied("not a device data topic"),
+            let wildcard_first = first != "devices";
+            match (wildcard_first && free, reaches_data) {
+                (true, _) => SubscribeDecision::Allowed,
+                (false, true) => SubscribeDecision::Denied("missing permission for device data"),
+                (false, false) if wildcard_first => SubscribeDecision::Denied("wildcard over every namespace"),
+                (false, false) => SubscribeDecision::Denied("not a device data topic"),
             }
         }
     }
+}
+
+/// Whether a message published on `topic` may be delivered to the requester now (checked for
+/// every delivery, so a policy change also withdraws topics from live subscriptions, and topics
+/// a granted wildcard overlaps but the requester may not read are withheld).
+pub fn may_deliver(policy: &TopicPolicy, requester: &Requester<'_>, topic: &str) -> bool {
+    // A topic name is a filter that matches exactly itself.
+    matches!(authorize_subscribe(policy, requester, topic), SubscribeDecision::Allowed)
 }
 
 #[cfg(test)]
@@ -366,7 +432,7 @@ mod tests {
     use super::*;
 
     fn policy(json: &str) -> TopicPolicy {
-        TopicPolicy::from_json(json).unwrap_or_else(|error| panic!("bad test policy {json}: {error}"))
+        TopicPolicy::from_stored(Some(json)).unwrap_or_else(|error| panic!("bad test policy {json}: {error}"))
     }
 
     fn check_publish(policy: &TopicPolicy, requester: Requester<'_>, topic: &str, expected: &PublishDecision) {
@@ -475,9 +541,13 @@ mod tests {
         check_subscribe(&apps_only, device, "plant/#", false);
         check_subscribe(&open, app, "plant/#", true);
         check_subscribe(&open, app, "#", true);
-        check_subscribe(&open, Requester::Application(&telemetry_only), "#", false);
+        // Granted: what the application may not read is withheld per message.
+        check_subscribe(&open, Requester::Application(&telemetry_only), "#", true);
+        assert!(!may_deliver(&open, &Requester::Application(&telemetry_only), "devices/d1/alarms"));
+        assert!(may_deliver(&open, &Requester::Application(&telemetry_only), "devices/d1/telemetry"));
         check_subscribe(&TopicPolicy::default(), app, "plant/#", false);
-        check_subscribe(&TopicPolicy::default(), app, "#", false);
+        check_subscribe(&TopicPolicy::default(), Requester::Application(&PermissionSet::new()), "#", false);
+        assert!(!may_deliver(&TopicPolicy::default(), &app, "plant/x"));
     }
 
     #[test]
@@ -490,7 +560,8 @@ mod tests {
         check_subscribe(&empty, app, "devices/d1/events", true);
         check_subscribe(&empty, app, "$share/workers/devices/+/telemetry", true);
         check_subscribe(&empty, app, "devices/+/alarms", false);
-        check_subscribe(&empty, app, "devices/#", false);
+        check_subscribe(&empty, app, "devices/#", true);
+        assert!(!may_deliver(&empty, &app, "devices/d1/alarms"));
         check_subscribe(&empty, app, "devices/d1/nothing-here", false);
         check_subscribe(&empty, Requester::Application(&nothing), "devices/+/telemetry", false);
     }
@@ -548,11 +619,57 @@ mod tests {
     }
 
     #[test]
-    fn stored_policies_parse_with_defaults() {
+    fn a_filter_overlapping_a_deny_rule_is_granted_and_the_denied_topic_withheld() {
+        let deny = policy(
+            r#"{"free_namespace":{"applications":true},"rules":[
+                {"principal":"application","action":"subscribe","topic":"test/nosubscribe","effect":"deny"}]}"#,
+        );
+        let nothing = PermissionSet::new();
+        let app = Requester::Application(&nothing);
+        for filter in ["#", "+/+", "test/#", "test/+", "$share/g/test/#"] {
+            check_subscribe(&deny, app, filter, true);
+        }
+        check_subscribe(&deny, app, "test/nosubscribe", false);
+        check_subscribe(&deny, app, "$share/g/test/nosubscribe", false);
+        assert!(!may_deliver(&deny, &app, "test/nosubscribe"));
+        assert!(may_deliver(&deny, &app, "test/open"));
+        let wider = policy(
+            r#"{"free_namespace":{"applications":true},"rules":[
+                {"principal":"application","action":"all","topic":"secret/#","effect":"deny"}]}"#,
+        );
+        check_subscribe(&wider, app, "secret/+/x", false);
+        check_subscribe(&wider, app, "+/x", true);
+        assert!(!may_deliver(&wider, &app, "secret/x"));
+    }
+
+    #[test]
+    fn stored_policies_parse_with_defaults_and_are_checked() {
         assert_eq!(policy("{}"), TopicPolicy::default());
         assert!(
-            TopicPolicy::from_json(r#"{"rules":[{"principal":"robot","action":"all","topic":"x","effect":"allow"}]}"#)
-                .is_err()
+            TopicPolicy::from_stored(Some(
+                r#"{"rules":[{"principal":"robot","action":"all","topic":"x","effect":"allow"}]}"#
+            ))
+            .is_err()
         );
+        assert!(TopicPolicy::from_stored(Some(r#"{"free":true}"#)).is_err());
+        let rule = |topic: &str| TopicRule {
+            principal: RulePrincipal::Device,
+            action: RuleAction::All,
+            topic: topic.to_owned(),
+            effect: RuleEffect::Allow,
+        };
+        for (topic, ok) in [
+            ("custom/${device}/#", true),
+            ("a/+/b", true),
+            ("#", true),
+            ("", false),
+            ("a/#/b", false),
+            ("a/b+", false),
+            ("$share/g/a", false),
+            ("a/b/c/d/e/f/g/h/i", false),
+        ] {
+            let policy = TopicPolicy { rules: vec![rule(topic)], ..TopicPolicy::default() };
+            assert_eq!(policy.check().is_ok(), ok, "{topic:?}");
+        }
     }
 }

@@ -1,0 +1,95 @@
+//! The lifecycles of devices (SPEC §6) and alarms (SPEC §8), and the severity scale alarms and
+//! security events share. Which transitions are allowed is decided here, once.
+
+use crate::wire_enum::wire_enum;
+
+wire_enum!(
+    /// Where a device stands (SPEC §6).
+    DeviceStatus {
+        /// Registered, never connected.
+        Registered = "registered",
+        Active = "active",
+        /// Every credential revoked; connections refused until reinstated.
+        Revoked = "revoked",
+        /// Connections refused until the quarantine is lifted (SPEC §10).
+        Quarantined = "quarantined",
+    }
+);
+
+impl DeviceStatus {
+    /// Why a device in this status may not connect, or `None` when it may.
+    pub fn connect_refusal(self) -> Option<&'static str> {
+        match self {
+            DeviceStatus::Revoked => Some("device revoked"),
+            DeviceStatus::Quarantined => Some("device quarantined"),
+            DeviceStatus::Registered | DeviceStatus::Active => None,
+        }
+    }
+
+    /// Whether new credentials (tokens, certificates) may be issued to a device in this status.
+    pub fn may_get_credentials(self) -> bool {
+        self.connect_refusal().is_none()
+    }
+}
+
+wire_enum!(
+    /// Where an alarm stands (SPEC §8): ACTIVE → ACKNOWLEDGED → CLEARED, or ACTIVE → CLEARED.
+    AlarmStatus {
+        Active = "ACTIVE",
+        Acknowledged = "ACKNOWLEDGED",
+        Cleared = "CLEARED",
+    }
+);
+
+impl AlarmStatus {
+    /// The statuses an alarm may be in for a person to move it to `self`; empty when people
+    /// cannot set `self` (an alarm becomes ACTIVE only when its device raises it).
+    pub fn reachable_from(self) -> &'static [AlarmStatus] {
+        match self {
+            AlarmStatus::Acknowledged => &[AlarmStatus::Active],
+            AlarmStatus::Cleared => &[AlarmStatus::Active, AlarmStatus::Acknowledged],
+            AlarmStatus::Active => &[],
+        }
+    }
+}
+
+wire_enum!(
+    /// How bad something is: alarms (SPEC §7) and security events (SPEC §10) share the scale.
+    Severity {
+        Critical = "CRITICAL",
+        Major = "MAJOR",
+        Minor = "MINOR",
+        Warning = "WARNING",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip_and_nothing_else_parses() {
+        for status in DeviceStatus::ALL {
+            assert_eq!(DeviceStatus::parse(status.as_str()), Some(*status));
+        }
+        for severity in Severity::ALL {
+            assert_eq!(Severity::parse(severity.as_str()), Some(*severity));
+        }
+        assert_eq!(DeviceStatus::parse("Active"), None);
+        assert_eq!(AlarmStatus::parse("active"), None);
+        assert_eq!(Severity::parse(""), None);
+    }
+
+    #[test]
+    fn alarm_transitions() {
+        assert_eq!(AlarmStatus::Acknowledged.reachable_from(), [AlarmStatus::Active]);
+        assert_eq!(AlarmStatus::Cleared.reachable_from(), [AlarmStatus::Active, AlarmStatus::Acknowledged]);
+        assert!(AlarmStatus::Active.reachable_from().is_empty());
+    }
+
+    #[test]
+    fn only_registered_and_active_devices_connect() {
+        let may_connect: Vec<_> = DeviceStatus::ALL.iter().filter(|s| s.connect_refusal().is_none()).collect();
+        assert_eq!(may_connect, [&DeviceStatus::Registered, &DeviceStatus::Active]);
+    }
+}
