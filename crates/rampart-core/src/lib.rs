@@ -12,6 +12,7 @@ mod registry;
 mod scope;
 mod status;
 mod tenant_policy;
+mod text;
 pub mod topic;
 mod wire_enum;
 
@@ -21,6 +22,7 @@ pub use permissions::{BUILTIN_ROLES, Permission, PermissionSet, builtin_role_per
 pub use registry::{AuditAction, SecurityEventType};
 pub use scope::{Scope, groups_in_scope};
 pub use status::{AlarmStatus, DeviceStatus, Severity};
+pub use text::{InvalidText, TextKind, check_text};
 pub use tenant_policy::{ClientTakeover, DetectionPatch, DetectionPolicy, PolicyError, TenantPolicy, TenantPolicyPatch};
 
 /// Name of the root (management) tenant.

@@ -1,7 +1,8 @@
 //! Stateless access tokens: PASETO v4.public (Ed25519) carrying [`AccessClaims`].
 //!
 //! The payload uses the registered PASETO claims (`sub`, `iat`, `exp` as RFC 3339, `jti`) plus
-//! `tenant` and `tv` (the user's token version). An implicit assertion binds every token to
+//! `tenant`, `tuid` and `uid` (the incarnations of the tenant and the user: a token never
+//! works for whoever later gets the same ids) and `tv` (the user's token version). An implicit assertion binds every token to
 //! this purpose, so a PASETO signed by the same key for something else does not verify here.
 
 use pasetors::Public;
@@ -23,7 +24,11 @@ const MAX_CLOCK_SKEW_SECS: i64 = 60;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessClaims {
     pub tenant: String,
+    /// The tenant's incarnation.
+    pub tenant_uid: String,
     pub username: String,
+    /// The user's incarnation.
+    pub user_uid: String,
     pub token_version: i64,
     /// Unix seconds.
     pub issued_at: i64,
@@ -36,7 +41,9 @@ pub struct AccessClaims {
 #[serde(deny_unknown_fields)]
 struct Payload {
     tenant: String,
+    tuid: String,
     sub: String,
+    uid: String,
     tv: i64,
     iat: String,
     exp: String,
@@ -111,7 +118,9 @@ impl TokenSigningKey {
         };
         let payload = Payload {
             tenant: claims.tenant.clone(),
+            tuid: claims.tenant_uid.clone(),
             sub: claims.username.clone(),
+            uid: claims.user_uid.clone(),
             tv: claims.token_version,
             iat: timestamp(claims.issued_at)?,
             exp: timestamp(claims.expires_at)?,
@@ -142,7 +151,9 @@ impl TokenSigningKey {
         };
         let claims = AccessClaims {
             tenant: payload.tenant,
+            tenant_uid: payload.tuid,
             username: payload.sub,
+            user_uid: payload.uid,
             token_version: payload.tv,
             issued_at: parse(&payload.iat)?,
             expires_at: parse(&payload.exp)?,
@@ -164,7 +175,9 @@ mod tests {
     fn claims() -> AccessClaims {
         AccessClaims {
             tenant: "acme".into(),
+            tenant_uid: "t0".into(),
             username: "alice".into(),
+            user_uid: "u0".into(),
             token_version: 3,
             issued_at: NOW,
             expires_at: NOW + 900,

@@ -9,8 +9,18 @@ use zeroize::Zeroizing;
 
 use crate::error::CryptoError;
 
-/// The `prev_hash` of the first record of every chain.
+/// The `prev_hash` of the first record of a chain begun before tenant incarnations existed.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The `prev_hash` of the first record of the chain of tenant incarnation `incarnation`: it
+/// binds every record of the chain, through the links, to that one incarnation. An empty
+/// incarnation (a chain begun before incarnations) starts at [`GENESIS_HASH`].
+pub fn genesis_hash(tenant: &str, incarnation: &str) -> String {
+    match incarnation.is_empty() {
+        true => GENESIS_HASH.to_owned(),
+        false => crate::secrets::sha256_hex(format!("rampart-audit-genesis-v1\n{tenant}\n{incarnation}\n").as_bytes()),
+    }
+}
 
 /// Canonical JSON: object keys sorted by Unicode code point at every depth, no insignificant
 /// whitespace, strings and numbers formatted as `serde_json` formats them.
@@ -184,6 +194,9 @@ mod tests {
         assert_ne!(audit_hash(GENESIS_HASH, &altered), hash);
         assert_ne!(audit_hash(&"1".repeat(64), &record()), hash);
         assert_eq!(GENESIS_HASH.len(), 64);
+        assert_eq!(genesis_hash("acme", ""), GENESIS_HASH);
+        assert_ne!(genesis_hash("acme", "a1"), genesis_hash("acme", "a2"));
+        assert_eq!(genesis_hash("acme", "a1").len(), 64);
     }
 
     #[test]

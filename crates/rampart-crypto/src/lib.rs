@@ -15,7 +15,9 @@ pub mod secrets;
 pub mod totp;
 
 pub use access_token::{AccessClaims, TokenSigningKey};
-pub use audit::{AuditSigningKey, GENESIS_HASH, audit_hash, canonical_json, checkpoint_message, verify_checkpoint};
+pub use audit::{
+    AuditSigningKey, GENESIS_HASH, audit_hash, canonical_json, checkpoint_message, genesis_hash, verify_checkpoint,
+};
 pub use envelope::{SealingKey, SecretKey256};
 pub use error::CryptoError;
 pub use master_key::{load_or_create_master_key, write_new_key_file};

@@ -1,16 +1,20 @@
-//! The tamper-evident audit log of SPEC §11: one SHA-256 hash chain per tenant, Ed25519 signed
-//! checkpoints of each chain head, and a verifier that works the same on the live store, on a
-//! stopped server's data dir and on an exported file.
+//! The tamper-evident audit log of SPEC §11: one SHA-256 hash chain per tenant incarnation
+//! (its first record links to a genesis hash derived from the incarnation, so a tenant that
+//! gets a deleted tenant's id starts a chain of its own), Ed25519 signed checkpoints of each
+//! chain head, and a verifier that works the same on the live store, on a stopped server's
+//! data dir and on an exported file. Actions come only from [`AuditAction`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rampart_crypto::{AuditSigningKey, GENESIS_HASH, audit_hash, verify_checkpoint};
-use rampart_store::{AuditCheckpoint, AuditFilter, AuditRecord, Page, Store, StoreError};
+use rampart_core::AuditAction;
+use rampart_crypto::{AuditSigningKey, audit_hash, genesis_hash, verify_checkpoint};
+use rampart_store::{AuditChain, AuditCheckpoint, AuditFilter, AuditRecord, Page, Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
 use crate::error::{PlatformError, PlatformResult};
+use crate::incarnations::Incarnations;
 use crate::time_format::{format_rfc3339_ms, parse_timestamp};
 
 /// Records between signed checkpoints; the timer signs the rest at least every 60 s.
@@ -27,7 +31,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Actor::User(_) => "user",
             Actor::Device(_) => "device",
@@ -35,7 +39,7 @@ impl Actor {
         }
     }
 
-    fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         match self {
             Actor::User(id) | Actor::Device(id) => id,
             Actor::System => "rampart",
@@ -48,7 +52,7 @@ impl Actor {
 pub struct AuditEntry {
     pub tenant: String,
     pub actor: Actor,
-    pub action: String,
+    pub action: AuditAction,
     pub target: String,
     pub source_ip: Option<String>,
     pub success: bool,
@@ -57,11 +61,11 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// A successful action with empty details.
-    pub fn success(tenant: &str, actor: Actor, action: &str, target: impl Into<String>) -> Self {
+    pub fn success(tenant: &str, actor: Actor, action: AuditAction, target: impl Into<String>) -> Self {
         AuditEntry {
             tenant: tenant.to_owned(),
             actor,
-            action: action.to_owned(),
+            action,
             target: target.into(),
             source_ip: None,
             success: true,
@@ -70,7 +74,7 @@ impl AuditEntry {
     }
 
     /// A failed or refused action with empty details.
-    pub fn failure(tenant: &str, actor: Actor, action: &str, target: impl Into<String>) -> Self {
+    pub fn failure(tenant: &str, actor: Actor, action: AuditAction, target: impl Into<String>) -> Self {
         AuditEntry { success: false, ..AuditEntry::success(tenant, actor, action, target) }
     }
 
@@ -85,7 +89,9 @@ impl AuditEntry {
     }
 }
 
-/// The JSON form of a record, exactly as hashed (`with_hash = false`) or shown and exported.
+/// The JSON form of a record, exactly as hashed (`with_hash = false`) or shown and exported
+/// (with its `hash`, and its `incarnation` when it has one; the incarnation is bound by the
+/// chain's genesis hash rather than hashed per record, so the hashed form stays that of SPEC §11).
 pub fn record_json(record: &AuditRecord, with_hash: bool) -> Value {
     let details: Value =
         serde_json::from_str(&record.details_json).unwrap_or(Value::String(record.details_json.clone()));
@@ -103,19 +109,26 @@ pub fn record_json(record: &AuditRecord, with_hash: bool) -> Value {
     });
     if with_hash && let Value::Object(map) = &mut value {
         map.insert("hash".to_owned(), Value::String(record.hash.clone()));
+        if !record.incarnation.is_empty() {
+            map.insert("incarnation".to_owned(), Value::String(record.incarnation.clone()));
+        }
     }
     value
 }
 
 /// The JSON form of a checkpoint line in an export file.
 pub fn checkpoint_json(checkpoint: &AuditCheckpoint) -> Value {
-    json!({"checkpoint": {
+    let mut value = json!({"checkpoint": {
         "tenant": checkpoint.tenant,
         "seq": checkpoint.seq,
         "hash": checkpoint.hash,
         "ts": format_rfc3339_ms(checkpoint.ts),
         "signature": checkpoint.signature,
-    }})
+    }});
+    if !checkpoint.incarnation.is_empty() {
+        value["checkpoint"]["incarnation"] = Value::String(checkpoint.incarnation.clone());
+    }
+    value
 }
 
 /// One line of an export file.
@@ -132,9 +145,11 @@ pub fn parse_export_line(line: &str) -> Result<ExportLine, String> {
         |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned).ok_or(format!("missing {key}"));
     let int = |v: &Value, key: &str| v.get(key).and_then(Value::as_i64).ok_or(format!("missing {key}"));
     let ts = |v: &Value| text(v, "ts").and_then(|t| parse_timestamp(&t).ok_or("bad ts".to_owned()));
+    let incarnation = |v: &Value| v.get("incarnation").and_then(Value::as_str).unwrap_or_default().to_owned();
     if let Some(cp) = value.get("checkpoint") {
         return Ok(ExportLine::Checkpoint(AuditCheckpoint {
             tenant: text(cp, "tenant")?,
+            incarnation: incarnation(cp),
             seq: int(cp, "seq")?,
             hash: text(cp, "hash")?,
             ts: ts(cp)?,
@@ -144,6 +159,7 @@ pub fn parse_export_line(line: &str) -> Result<ExportLine, String> {
     let actor = value.get("actor").ok_or("missing actor")?;
     Ok(ExportLine::Record(AuditRecord {
         tenant: text(&value, "tenant")?,
+        incarnation: incarnation(&value),
         seq: int(&value, "seq")?,
         ts: ts(&value)?,
         actor_type: text(actor, "type")?,
@@ -187,7 +203,8 @@ impl VerifyReport {
 
 /// Streams a tenant's records in seq order and checks links, hashes and signed checkpoints.
 pub struct ChainVerifier {
-    tenant: String,
+    chain: AuditChain,
+    genesis: String,
     /// Signed hashes by seq (only checkpoints whose signature verified).
     signed: BTreeMap<i64, String>,
     last: Option<(i64, String)>,
@@ -198,11 +215,18 @@ pub struct ChainVerifier {
 impl ChainVerifier {
     /// `checkpoints` are verified against `public_key_base64` first; a bad signature fails the
     /// chain at that checkpoint's seq.
-    pub fn new(tenant: &str, checkpoints: &[AuditCheckpoint], public_key_base64: &str) -> Self {
-        let mut verifier =
-            ChainVerifier { tenant: tenant.to_owned(), signed: BTreeMap::new(), last: None, records: 0, failure: None };
+    pub fn new(chain: &AuditChain, checkpoints: &[AuditCheckpoint], public_key_base64: &str) -> Self {
+        let mut verifier = ChainVerifier {
+            chain: chain.clone(),
+            genesis: genesis_hash(&chain.tenant, &chain.incarnation),
+            signed: BTreeMap::new(),
+            last: None,
+            records: 0,
+            failure: None,
+        };
         for cp in checkpoints {
-            if cp.tenant != tenant || !verify_checkpoint(public_key_base64, tenant, cp.seq, &cp.hash, &cp.signature) {
+            let ours = cp.tenant == chain.tenant && cp.incarnation == chain.incarnation;
+            if !ours || !verify_checkpoint(public_key_base64, &chain.tenant, cp.seq, &cp.hash, &cp.signature) {
                 verifier.fail(cp.seq, "checkpoint signature does not verify");
                 continue;
             }
@@ -225,8 +249,8 @@ impl ChainVerifier {
         }
         self.records += 1;
         let expected_seq = self.last.as_ref().map_or(1, |(seq, _)| seq + 1);
-        let expected_prev = self.last.as_ref().map_or(GENESIS_HASH, |(_, hash)| hash.as_str());
-        if record.tenant != self.tenant {
+        let expected_prev = self.last.as_ref().map_or(self.genesis.as_str(), |(_, hash)| hash.as_str());
+        if record.tenant != self.chain.tenant || record.incarnation != self.chain.incarnation {
             return self.fail(record.seq, "record belongs to another tenant");
         }
         if record.seq != expected_seq {
@@ -264,13 +288,27 @@ impl ChainVerifier {
 pub struct AuditLog {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    incarnations: Arc<Incarnations>,
     signer: AuditSigningKey,
     append_lock: tokio::sync::Mutex<()>,
 }
 
 impl AuditLog {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, signer: AuditSigningKey) -> Self {
-        AuditLog { store, clock, signer, append_lock: tokio::sync::Mutex::new(()) }
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        incarnations: Arc<Incarnations>,
+        signer: AuditSigningKey,
+    ) -> Self {
+        AuditLog { store, clock, incarnations, signer, append_lock: tokio::sync::Mutex::new(()) }
+    }
+
+    /// The chain of the tenant's live incarnation; `NotFound` when the tenant does not exist.
+    pub(crate) async fn current_chain(&self, tenant: &str) -> PlatformResult<AuditChain> {
+        match self.incarnations.current(tenant).await? {
+            Some(incarnation) => Ok(AuditChain { tenant: tenant.to_owned(), incarnation }),
+            None => Err(PlatformError::Store(StoreError::NotFound)),
+        }
     }
 
     /// The platform audit public key (standard base64 Ed25519).
@@ -278,20 +316,23 @@ impl AuditLog {
         self.signer.public_key_base64()
     }
 
-    /// Appends one record to its tenant's chain. Writers on other nodes are detected by the
-    /// store's unique (tenant, seq) key and retried.
+    /// Appends one record to the chain of its tenant's live incarnation. Writers on other
+    /// nodes are detected by the store's unique (tenant, incarnation, seq) key and retried.
     pub async fn append(&self, entry: AuditEntry) -> PlatformResult<AuditRecord> {
+        let chain = self.current_chain(&entry.tenant).await?;
         let _serialised = self.append_lock.lock().await;
         for _ in 0..APPEND_RETRIES {
-            let head = self.store.audit_head(&entry.tenant).await?;
-            let (seq, prev_hash) = head.map_or((1, GENESIS_HASH.to_owned()), |h| (h.seq + 1, h.hash));
+            let head = self.store.audit_head(&chain).await?;
+            let (seq, prev_hash) =
+                head.map_or_else(|| (1, genesis_hash(&chain.tenant, &chain.incarnation)), |h| (h.seq + 1, h.hash));
             let mut record = AuditRecord {
                 tenant: entry.tenant.clone(),
+                incarnation: chain.incarnation.clone(),
                 seq,
                 ts: self.clock.now_ms(),
                 actor_type: entry.actor.kind().to_owned(),
                 actor_id: entry.actor.id().to_owned(),
-                action: entry.action.clone(),
+                action: entry.action.as_str().to_owned(),
                 target: entry.target.clone(),
                 source_ip: entry.source_ip.clone(),
                 outcome: if entry.success { "success" } else { "failure" }.to_owned(),
@@ -317,7 +358,7 @@ impl AuditLog {
     /// Appends and logs a failure instead of returning it: for records written on paths that
     /// must answer the caller anyway (e.g. a refused request).
     pub async fn record(&self, entry: AuditEntry) {
-        let action = entry.action.clone();
+        let action = entry.action;
         if let Err(error) = self.append(entry).await {
             tracing::error!(%error, %action, "audit append failed");
         }
@@ -326,6 +367,7 @@ impl AuditLog {
     async fn sign_head(&self, head: &AuditRecord) -> PlatformResult<()> {
         let checkpoint = AuditCheckpoint {
             tenant: head.tenant.clone(),
+            incarnation: head.incarnation.clone(),
             seq: head.seq,
             hash: head.hash.clone(),
             ts: self.clock.now_ms(),
@@ -340,9 +382,9 @@ impl AuditLog {
     /// Signs every chain head that moved since its last checkpoint (run at least every 60 s).
     pub async fn checkpoint_all(&self) -> PlatformResult<usize> {
         let mut signed = 0;
-        for tenant in self.store.list_audit_tenants().await? {
-            let Some(head) = self.store.audit_head(&tenant).await? else { continue };
-            let last_signed = self.store.list_audit_checkpoints(&tenant).await?.last().map_or(0, |cp| cp.seq);
+        for chain in self.store.list_audit_chains().await? {
+            let Some(head) = self.store.audit_head(&chain).await? else { continue };
+            let last_signed = self.store.list_audit_checkpoints(&chain).await?.last().map_or(0, |cp| cp.seq);
             if head.seq > last_signed {
                 self.sign_head(&head).await?;
                 signed += 1;
@@ -351,42 +393,54 @@ impl AuditLog {
         Ok(signed)
     }
 
-    /// Verifies one tenant's chain as stored.
+    /// Verifies the chain of the tenant's live incarnation as stored.
     pub async fn verify_tenant(&self, tenant: &str) -> PlatformResult<VerifyReport> {
-        verify_stored_chain(self.store.as_ref(), tenant, &self.public_key_base64()).await
+        let chain = self.current_chain(tenant).await?;
+        verify_stored_chain(self.store.as_ref(), &chain, &self.public_key_base64()).await
     }
 
-    /// Streams the tenant's records as export lines (records, then every checkpoint, then a
-    /// fresh checkpoint of the head so the whole export is signed).
+    /// Every chain in the store (those of deleted tenants too), verified: the offline check.
+    pub async fn verify_all(&self) -> PlatformResult<Vec<(AuditChain, VerifyReport)>> {
+        let mut reports = Vec::new();
+        for chain in self.store.list_audit_chains().await? {
+            let report = verify_stored_chain(self.store.as_ref(), &chain, &self.public_key_base64()).await?;
+            reports.push((chain, report));
+        }
+        Ok(reports)
+    }
+
+    /// Streams the records of the tenant's live incarnation as export lines (records, then
+    /// every checkpoint, then a fresh checkpoint of the head so the whole export is signed).
     pub async fn export_lines(&self, tenant: &str) -> PlatformResult<Vec<Value>> {
+        let chain = self.current_chain(tenant).await?;
         let mut lines = Vec::new();
         let mut page = Page { after: None, limit: VERIFY_PAGE };
         loop {
-            let batch = self.store.list_audit(tenant, &AuditFilter::default(), &page).await?;
+            let batch = self.store.list_audit(&chain, &AuditFilter::default(), &page).await?;
             let Some(last) = batch.last() else { break };
             page.after = Some(last.seq.to_string());
             lines.extend(batch.iter().map(|r| record_json(r, true)));
         }
-        if let Some(head) = self.store.audit_head(tenant).await? {
+        if let Some(head) = self.store.audit_head(&chain).await? {
             self.sign_head(&head).await?;
         }
-        let checkpoints = self.store.list_audit_checkpoints(tenant).await?;
+        let checkpoints = self.store.list_audit_checkpoints(&chain).await?;
         lines.extend(checkpoints.iter().map(checkpoint_json));
         Ok(lines)
     }
 }
 
-/// Verifies a tenant's chain straight from a store (also used offline by the CLI).
-pub async fn verify_stored_chain(
+/// Verifies one chain straight from a store.
+async fn verify_stored_chain(
     store: &dyn Store,
-    tenant: &str,
+    chain: &AuditChain,
     public_key_base64: &str,
 ) -> PlatformResult<VerifyReport> {
-    let checkpoints = store.list_audit_checkpoints(tenant).await?;
-    let mut verifier = ChainVerifier::new(tenant, &checkpoints, public_key_base64);
+    let checkpoints = store.list_audit_checkpoints(chain).await?;
+    let mut verifier = ChainVerifier::new(chain, &checkpoints, public_key_base64);
     let mut page = Page { after: None, limit: VERIFY_PAGE };
     loop {
-        let batch = store.list_audit(tenant, &AuditFilter::default(), &page).await?;
+        let batch = store.list_audit(chain, &AuditFilter::default(), &page).await?;
         let Some(last) = batch.last() else { break };
         page.after = Some(last.seq.to_string());
         batch.iter().for_each(|record| verifier.push(record));

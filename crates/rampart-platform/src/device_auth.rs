@@ -8,16 +8,20 @@
 //!   in the CRL the TLS layer may have seen;
 //! - a client certificate from a trusted external CA whose full chain verifies to it, with
 //!   just-in-time registration when the CA has `auto_register`;
-//! - an application's API key (`rak_<id>_<secret>`) with its roles' permissions.
+//! - an application's API key (`rak_<id>_<secret>`), as a [`Principal`].
 //!
 //! Trust is decided here, at CONNECT (or per request), against the store: the TLS layer only
-//! checks that the client holds the certificate's key.
+//! checks that the client holds the certificate's key. [`Platform::device_credential_valid`]
+//! asks again for a connection already admitted (after it is registered, and whenever the bus
+//! says to re-check), so a revocation racing a connect still reaches it. A revocation fences
+//! off every certificate from a trusted CA issued before it, so reinstating a device revives
+//! none of them.
 
 use std::time::Duration;
 
-use rampart_core::{IdKind, Permission, PermissionSet, builtin_role_permissions, validate_id};
+use rampart_core::{DeviceStatus, IdKind, SecurityEventType, Severity, validate_id};
 use rampart_crypto::{ct_eq, sha256};
-use rampart_store::{Device, Store, StoreError, TrustedCa};
+use rampart_store::{Device, StoreError, TrustedCa};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde_json::json;
@@ -25,13 +29,12 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
-use crate::audit::{Actor, AuditEntry};
-use crate::error::PlatformError;
-use crate::provisioning::Platform;
-use crate::security_events::{SecurityEventDraft, Severity};
+use crate::error::{PlatformError, ServiceError};
+use crate::platform::Platform;
+use crate::principal::Principal;
+use crate::security_events::SecurityEventDraft;
+use crate::services::devices::Registrar;
 
-/// Prefix of application API keys: `rak_<id>_<secret>`.
-pub const API_KEY_PREFIX: &str = "rak_";
 /// The SAN URI scheme binding a device certificate to its tenant.
 const RAMPART_SAN_PREFIX: &str = "urn:rampart:";
 /// Longest client certificate chain we look at (leaf plus intermediates).
@@ -44,8 +47,8 @@ pub enum DeviceAuthMethod {
     Token { token_id: String },
     /// A certificate issued by the tenant CA.
     Certificate { serial: String },
-    /// A certificate from a trusted external CA.
-    TrustedCa { ca_id: String },
+    /// A certificate from a trusted external CA, valid from `not_before_ms`.
+    TrustedCa { ca_id: String, not_before_ms: i64 },
 }
 
 /// A device whose credential checked out and whose status allows it to connect.
@@ -55,15 +58,6 @@ pub struct AuthenticatedDevice {
     pub method: DeviceAuthMethod,
     /// The device was created just now by just-in-time registration.
     pub registered_now: bool,
-}
-
-/// An application authenticated by its API key.
-#[derive(Debug, Clone)]
-pub struct AuthenticatedApplication {
-    pub tenant: String,
-    pub key_id: String,
-    pub roles: Vec<String>,
-    pub permissions: PermissionSet,
 }
 
 /// Why a credential was refused. `tenant`/`device` are filled in as far as they are known, so
@@ -95,20 +89,21 @@ impl DeviceAuthError {
 }
 
 /// The parts of a client certificate Rampart looks at.
-struct LeafInfo {
-    common_name: Option<String>,
+pub(crate) struct LeafInfo {
+    pub(crate) common_name: Option<String>,
     /// `(tenant, device)` from a `urn:rampart:<tenant>:<device>` SAN URI.
     rampart_san: Option<(String, String)>,
     issuer: String,
     /// Lower-case hex of the serial's DER integer bytes (the store's format).
     serial_hex: String,
+    not_before_ms: i64,
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_leaf(der: &[u8]) -> Option<LeafInfo> {
+pub(crate) fn parse_leaf(der: &[u8]) -> Option<LeafInfo> {
     let cert = match X509Certificate::from_der(der) {
         Ok(([], cert)) => cert,
         _ => return None,
@@ -130,6 +125,7 @@ fn parse_leaf(der: &[u8]) -> Option<LeafInfo> {
         rampart_san,
         issuer: cert.issuer().to_string(),
         serial_hex: hex_lower(cert.raw_serial()),
+        not_before_ms: cert.validity().not_before.timestamp().saturating_mul(1000),
     })
 }
 
@@ -140,7 +136,7 @@ fn unix_time(now_ms: i64) -> UnixTime {
 /// Whether `chain[0]` verifies, through `chain[1..]`, to the CA certificate `ca_pem`, for
 /// client authentication at `now_ms`. Only a real signature chain counts: a certificate that
 /// merely names the CA as its issuer fails.
-fn chain_verifies_to(chain: &[CertificateDer<'_>], ca_pem: &str, now_ms: i64) -> bool {
+pub(crate) fn chain_verifies_to(chain: &[CertificateDer<'_>], ca_pem: &str, now_ms: i64) -> bool {
     let Some((leaf, intermediates)) = chain.split_first() else { return false };
     let Ok(ca_der) = CertificateDer::from_pem_slice(ca_pem.as_bytes()) else { return false };
     let Ok(anchor) = webpki::anchor_from_trusted_cert(&ca_der) else { return false };
@@ -158,15 +154,6 @@ fn chain_verifies_to(chain: &[CertificateDer<'_>], ca_pem: &str, now_ms: i64) ->
         .is_ok()
 }
 
-/// Whether a device in this status may connect; the reason otherwise.
-fn refusal_for_status(status: &str) -> Option<&'static str> {
-    match status {
-        "revoked" => Some("device revoked"),
-        "quarantined" => Some("device quarantined"),
-        _ => None,
-    }
-}
-
 /// Splits `<tenant>/<name>` as MQTT usernames carry it, checking both id syntaxes.
 pub fn split_username(username: &str) -> Option<(&str, &str)> {
     let (tenant, name) = username.split_once('/')?;
@@ -174,28 +161,6 @@ pub fn split_username(username: &str) -> Option<(&str, &str)> {
         return None;
     }
     Some((tenant, name))
-}
-
-/// The union of the permissions of `roles` in `tenant` (built-in or custom; unknown roles add
-/// none). The REST API resolves people's roles the same way.
-pub async fn resolve_role_permissions(
-    store: &dyn Store,
-    tenant: &str,
-    roles: &[String],
-) -> Result<PermissionSet, StoreError> {
-    let mut permissions = PermissionSet::new();
-    for role in roles {
-        if let Some(builtin) = builtin_role_permissions(role) {
-            permissions.extend(builtin);
-            continue;
-        }
-        match store.get_role(tenant, role).await {
-            Ok(custom) => permissions.extend(custom.permissions.iter().filter_map(|p| Permission::parse(p))),
-            Err(StoreError::NotFound) => {}
-            Err(other) => return Err(other),
-        }
-    }
-    Ok(permissions)
 }
 
 impl Platform {
@@ -227,7 +192,7 @@ impl Platform {
                 matched = Some(row.id.clone());
             }
         }
-        if device.status == "revoked" {
+        if device.status == DeviceStatus::Revoked {
             return Err(DeviceAuthError::NotAuthorized {
                 tenant: tenant.to_owned(),
                 device: device_id.to_owned(),
@@ -238,7 +203,7 @@ impl Platform {
         let Some(token_id) = matched else {
             return Err(DeviceAuthError::bad(Some(tenant), Some(device_id), "wrong token"));
         };
-        if let Some(reason) = refusal_for_status(&device.status) {
+        if let Some(reason) = device.status.connect_refusal() {
             return Err(DeviceAuthError::NotAuthorized {
                 tenant: tenant.to_owned(),
                 device: device_id.to_owned(),
@@ -327,8 +292,8 @@ impl Platform {
             Err(StoreError::NotFound) => return Err(not_authorized("device deleted", true)),
             Err(other) => return Err(other.into()),
         };
-        if let Some(reason) = refusal_for_status(&device.status) {
-            return Err(not_authorized(reason, device.status == "revoked"));
+        if let Some(reason) = device.status.connect_refusal() {
+            return Err(not_authorized(reason, device.status == DeviceStatus::Revoked));
         }
         Ok(AuthenticatedDevice {
             device,
@@ -361,15 +326,23 @@ impl Platform {
         let Some(ca) = trusted else {
             return Err(DeviceAuthError::bad(None, Some(device_id), "certificate does not verify"));
         };
-        let method = DeviceAuthMethod::TrustedCa { ca_id: ca.id.clone() };
+        let method = DeviceAuthMethod::TrustedCa { ca_id: ca.id.clone(), not_before_ms: leaf.not_before_ms };
         match self.store.get_device(&ca.tenant, device_id).await {
             Ok(device) => {
-                if let Some(reason) = refusal_for_status(&device.status) {
+                let refusal = match device.status.connect_refusal() {
+                    Some(reason) => Some((reason, device.status == DeviceStatus::Revoked)),
+                    // Issued before the device's last revocation: revoked with it.
+                    None if leaf.not_before_ms <= device.credentials_valid_after => {
+                        Some(("certificate issued before the device was revoked", true))
+                    }
+                    None => None,
+                };
+                if let Some((reason, revoked_credential)) = refusal {
                     return Err(DeviceAuthError::NotAuthorized {
                         tenant: ca.tenant.clone(),
                         device: device_id.to_owned(),
                         reason,
-                        revoked_credential: device.status == "revoked",
+                        revoked_credential,
                     });
                 }
                 Ok(AuthenticatedDevice { device, method, registered_now: false })
@@ -385,10 +358,9 @@ impl Platform {
         }
     }
 
-    /// Creates a device presented by a trusted CA with `auto_register`, with its data key, and
-    /// audits it. A concurrent first connect of the same device finds the row instead.
+    /// Registers a device presented by a trusted CA with `auto_register` (the same path as an
+    /// API registration). A concurrent first connect of the same device finds the row instead.
     async fn register_just_in_time(&self, ca: &TrustedCa, device_id: &str) -> Result<Device, DeviceAuthError> {
-        let now = self.now_ms();
         let device = Device {
             tenant: ca.tenant.clone(),
             id: device_id.to_owned(),
@@ -397,23 +369,21 @@ impl Platform {
             group: None,
             attributes_json: "{}".to_owned(),
             required_interval_s: None,
-            status: "active".to_owned(),
+            status: DeviceStatus::Active,
             connected: false,
             last_seen: None,
             last_address: None,
             firmware: None,
-            created_at: now,
+            credentials_valid_after: 0,
+            created_at: self.now_ms(),
         };
-        match self.store.create_device(&device).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Ok(self.store.get_device(&ca.tenant, device_id).await?),
-            Err(other) => return Err(other.into()),
+        let registrar = Registrar::JustInTime { tenant: &ca.tenant, trusted_ca: &ca.id };
+        match self.register_device(registrar, device).await {
+            Ok(device) => Ok(device),
+            Err(ServiceError::Conflict(_)) => Ok(self.store.get_device(&ca.tenant, device_id).await?),
+            Err(ServiceError::Internal(error)) => Err(DeviceAuthError::Platform(error)),
+            Err(other) => Err(DeviceAuthError::Platform(PlatformError::Task(other.to_string()))),
         }
-        self.keyring.create_device_key(&ca.tenant, device_id).await?;
-        let entry = AuditEntry::success(&ca.tenant, Actor::System, "device.create", format!("device:{device_id}"))
-            .with_details(json!({"jit": true, "trusted_ca": ca.id}));
-        self.audit.record(entry).await;
-        Ok(device)
     }
 
     /// Checks an application's API key presented with username `<tenant>/<key id>`.
@@ -422,41 +392,57 @@ impl Platform {
         tenant: &str,
         key_id: &str,
         key: &[u8],
-    ) -> Result<AuthenticatedApplication, DeviceAuthError> {
+        source_ip: Option<String>,
+    ) -> Result<Principal, DeviceAuthError> {
         let bad = |reason| {
             DeviceAuthError::bad(Some(tenant).filter(|t| validate_id(IdKind::Tenant, t).is_ok()), None, reason)
         };
-        let application = self.verify_api_key(key).await.map_err(|error| match error {
-            DeviceAuthError::BadCredentials { reason, .. } => bad(reason),
-            other => other,
-        })?;
-        if application.key_id != key_id || application.tenant != tenant {
+        let principal = match self.authenticate_api_key(key, source_ip).await {
+            Ok(principal) => principal,
+            Err(ServiceError::Internal(error)) => return Err(DeviceAuthError::Platform(error)),
+            Err(_) => return Err(bad("unknown, wrong or expired key")),
+        };
+        if principal.api_key_id() != Some(key_id) || principal.tenant != tenant {
             return Err(bad("key does not match the username"));
         }
-        Ok(application)
+        Ok(principal)
     }
 
-    /// Checks an API key (`rak_<id>_<secret>`) on its own, as a bearer credential: the id names
-    /// the stored key, whose SHA-256 must match in constant time, and which must not be expired.
-    pub async fn verify_api_key(&self, key: &[u8]) -> Result<AuthenticatedApplication, DeviceAuthError> {
-        let bad = |reason| DeviceAuthError::bad(None, None, reason);
-        let Ok(key_text) = std::str::from_utf8(key) else { return Err(bad("malformed key")) };
-        let Some((key_id, _)) = key_text.strip_prefix(API_KEY_PREFIX).and_then(|rest| rest.split_once('_')) else {
-            return Err(bad("malformed key"));
-        };
-        let stored = match self.store.get_api_key(key_id).await {
-            Ok(stored) => stored,
-            Err(StoreError::NotFound) => return Err(bad("unknown key")),
+    /// Whether the credential a connection of device `(tenant, device)` was admitted with is
+    /// still good: the device exists and may connect, and the token, certificate or trusted
+    /// CA is still there (and not fenced off by a revocation).
+    pub async fn device_credential_valid(
+        &self,
+        tenant: &str,
+        device: &str,
+        method: &DeviceAuthMethod,
+    ) -> Result<bool, PlatformError> {
+        let row = match self.store.get_device(tenant, device).await {
+            Ok(row) => row,
+            Err(StoreError::NotFound) => return Ok(false),
             Err(other) => return Err(other.into()),
         };
-        if !ct_eq(&sha256(key), &stored.key_hash) {
-            return Err(bad("wrong key"));
+        if row.status.connect_refusal().is_some() {
+            return Ok(false);
         }
-        if stored.expires_at.is_some_and(|at| at <= self.now_ms()) {
-            return Err(bad("expired key"));
-        }
-        let permissions = resolve_role_permissions(self.store.as_ref(), &stored.tenant, &stored.roles).await?;
-        Ok(AuthenticatedApplication { tenant: stored.tenant, key_id: stored.id, roles: stored.roles, permissions })
+        Ok(match method {
+            DeviceAuthMethod::Token { token_id } => {
+                self.store.list_device_tokens(tenant, device).await?.iter().any(|token| token.id == *token_id)
+            }
+            DeviceAuthMethod::Certificate { serial } => match self.store.get_device_certificate(tenant, serial).await {
+                Ok(certificate) => certificate.device == device && certificate.revoked_at.is_none(),
+                Err(StoreError::NotFound) => false,
+                Err(other) => return Err(other.into()),
+            },
+            DeviceAuthMethod::TrustedCa { ca_id, not_before_ms } => {
+                let trusted = match self.store.get_trusted_ca(tenant, ca_id).await {
+                    Ok(_) => true,
+                    Err(StoreError::NotFound) => false,
+                    Err(other) => return Err(other.into()),
+                };
+                trusted && *not_before_ms > row.credentials_valid_after
+            }
+        })
     }
 
     /// Raises the security event a refused credential deserves: `revoked_credential_used`
@@ -465,7 +451,7 @@ impl Platform {
     pub async fn record_device_auth_failure(&self, error: &DeviceAuthError, source_ip: Option<&str>, protocol: &str) {
         let draft = match error {
             DeviceAuthError::BadCredentials { tenant: Some(tenant), device, reason } => {
-                let mut draft = SecurityEventDraft::new(tenant, "auth_failure", Severity::Minor);
+                let mut draft = SecurityEventDraft::new(tenant, SecurityEventType::AuthFailure, Severity::Minor);
                 draft.device = device.clone();
                 draft.details = json!({"reason": reason, "protocol": protocol});
                 draft
@@ -474,8 +460,8 @@ impl Platform {
             DeviceAuthError::BadCredentials { tenant: None, .. } | DeviceAuthError::Platform(_) => return,
             DeviceAuthError::NotAuthorized { tenant, device, reason, revoked_credential } => {
                 let (event_type, severity) = match revoked_credential {
-                    true => ("revoked_credential_used", Severity::Major),
-                    false => ("auth_failure", Severity::Minor),
+                    true => (SecurityEventType::RevokedCredentialUsed, Severity::Major),
+                    false => (SecurityEventType::AuthFailure, Severity::Minor),
                 };
                 let mut draft = SecurityEventDraft::new(tenant, event_type, severity);
                 draft.device = Some(device.clone());
@@ -483,16 +469,8 @@ impl Platform {
                 draft
             }
         };
-        // A username can name any tenant: only existing tenants get events, so nobody can fill
-        // the store with events of made-up tenants.
-        match self.store.get_tenant(&draft.tenant).await {
-            Ok(_) => {}
-            Err(StoreError::NotFound) => return,
-            Err(error) => {
-                tracing::warn!(%error, "could not check the tenant of an authentication failure");
-                return;
-            }
-        }
+        // A username can name any tenant: only existing tenants get events (see
+        // `raise_security_event`), so nobody can fill the store with events of made-up tenants.
         let draft = SecurityEventDraft { source_ip: source_ip.map(str::to_owned), ..draft };
         self.raise_security_event(draft).await;
     }

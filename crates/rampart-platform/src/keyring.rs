@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rampart_crypto::{SecretKey256, random_id};
-use rampart_store::{DeviceKey, Store, TenantKey};
+use rampart_store::prelude::*;
+use rampart_store::{DeviceKey, TenantKey};
 use zeroize::Zeroizing;
 
 use crate::error::{PlatformError, PlatformResult};
@@ -37,13 +38,13 @@ fn platform_secret_aad(name: &str) -> Vec<u8> {
 }
 
 impl Keyring {
-    pub fn new(master: SecretKey256, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(master: SecretKey256, store: Arc<dyn Store>) -> Self {
         Keyring { master, store, tenant_keys: Mutex::new(HashMap::new()) }
     }
 
     /// Returns the platform secret `name`, creating it with `generate` on first use. It is
     /// stored sealed under the master key; the first writer wins when nodes race.
-    pub async fn platform_secret(
+    pub(crate) async fn platform_secret(
         &self,
         name: &str,
         generate: impl FnOnce() -> Zeroizing<Vec<u8>>,
@@ -60,7 +61,7 @@ impl Keyring {
     }
 
     /// Creates a new tenant data key and makes it the active one.
-    pub async fn create_tenant_key(&self, tenant: &str, now_ms: i64) -> PlatformResult<String> {
+    pub(crate) async fn create_tenant_key(&self, tenant: &str, now_ms: i64) -> PlatformResult<String> {
         let key = SecretKey256::generate();
         let key_id = random_id(8);
         let wrapped = self.master.wrap(&key, &tenant_key_aad(tenant, &key_id));
@@ -71,7 +72,7 @@ impl Keyring {
     }
 
     /// Drops every cached key of a deleted tenant.
-    pub fn forget_tenant(&self, tenant: &str) {
+    pub(crate) fn forget_tenant(&self, tenant: &str) {
         self.cache().retain(|(owner, _), _| owner != tenant);
     }
 
@@ -104,14 +105,13 @@ impl Keyring {
         Ok(key.open(body, &sealed_aad(tenant, purpose))?)
     }
 
-    /// Creates and stores a fresh data key for a device, wrapped by the tenant's active key.
-    pub async fn create_device_key(&self, tenant: &str, device: &str) -> PlatformResult<()> {
+    /// A fresh data key for a device, wrapped by the tenant's active key, to store with the
+    /// device.
+    pub(crate) async fn new_device_key(&self, tenant: &str, device: &str) -> PlatformResult<DeviceKey> {
         let (key_id, tenant_key) = self.active_tenant_key(tenant).await?;
         let device_key = SecretKey256::generate();
         let wrapped = tenant_key.wrap(&device_key, &device_key_aad(tenant, device));
-        let row = DeviceKey { tenant: tenant.to_owned(), device: device.to_owned(), tenant_key_id: key_id, wrapped };
-        self.store.put_device_key(&row).await?;
-        Ok(())
+        Ok(DeviceKey { tenant: tenant.to_owned(), device: device.to_owned(), tenant_key_id: key_id, wrapped })
     }
 
     /// Unwraps the data key of a device.

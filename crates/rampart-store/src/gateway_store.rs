@@ -1,12 +1,11 @@
-//! Store methods the MQTT gateway and the device edges need (topic policies, credential
-//! lookups across tenants, connection state, retained messages), as a supertrait of
-//! [`crate::Store`] so it can grow without touching the core trait.
+//! What the MQTT gateway and the device edges keep: connection state of devices (partial
+//! updates of their own columns) and retained messages.
 
 use async_trait::async_trait;
 
-use crate::sql_store::{SqlStore, device_token_from_row, trusted_ca_from_row};
+use crate::StoreResult;
+use crate::sql_store::SqlStore;
 use crate::value::{Row, Statement, Value};
-use crate::{DeviceToken, StoreError, StoreResult, TrustedCa};
 
 /// A retained MQTT message as stored: the topic in clear (it is the key), everything a
 /// subscriber receives sealed under the tenant key by the gateway.
@@ -38,18 +37,6 @@ pub enum RetainedChange {
 /// Gateway-specific persistence.
 #[async_trait]
 pub trait GatewayStore: Send + Sync {
-    /// The tenant's topic policy document (JSON text owned by the API layer), if one was stored.
-    async fn get_topic_policy(&self, tenant: &str) -> StoreResult<Option<String>>;
-    async fn put_topic_policy(&self, tenant: &str, policy_json: &str) -> StoreResult<()>;
-
-    /// The device token whose SHA-256 is `token_hash`, in any tenant (a bearer token carries no
-    /// tenant). The caller still compares the hash in constant time.
-    async fn find_device_token_by_hash(&self, token_hash: &[u8]) -> StoreResult<Option<DeviceToken>>;
-
-    /// Every trusted external CA, in any tenant, whose subject is exactly `subject` (the issuer
-    /// named by a client certificate). The caller verifies the chain against each.
-    async fn list_trusted_cas_by_subject(&self, subject: &str) -> StoreResult<Vec<TrustedCa>>;
-
     /// Records a connect: `connected`, `last_seen`, `last_address`, and `registered` becomes
     /// `active`. Only these columns change, so it never races with API edits of the device.
     async fn mark_device_connected(&self, tenant: &str, device: &str, at_ms: i64, address: &str) -> StoreResult<()>;
@@ -120,35 +107,6 @@ fn retained_statement(change: &RetainedChange) -> Statement {
 
 #[async_trait]
 impl GatewayStore for SqlStore {
-    async fn get_topic_policy(&self, tenant: &str) -> StoreResult<Option<String>> {
-        let sql = "SELECT policy_json FROM topic_policies WHERE tenant = ?";
-        let rows = self.driver.query(sql, vec![Value::Text(tenant.to_owned())]).await?;
-        match rows.into_iter().next() {
-            Some(mut row) => Ok(Some(row.text()?)),
-            None => Ok(None),
-        }
-    }
-
-    async fn put_topic_policy(&self, tenant: &str, policy_json: &str) -> StoreResult<()> {
-        let sql = "INSERT INTO topic_policies (tenant, policy_json) VALUES (?, ?) \
-                   ON CONFLICT (tenant) DO UPDATE SET policy_json = excluded.policy_json";
-        let params = vec![Value::Text(tenant.to_owned()), Value::Text(policy_json.to_owned())];
-        self.driver.execute(sql, params).await.map(drop)
-    }
-
-    async fn find_device_token_by_hash(&self, token_hash: &[u8]) -> StoreResult<Option<DeviceToken>> {
-        let sql = "SELECT tenant, device, id, token_hash, created_at FROM device_tokens WHERE token_hash = ?";
-        let rows = self.driver.query(sql, vec![Value::Blob(token_hash.to_vec())]).await?;
-        rows.into_iter().next().map(device_token_from_row).transpose()
-    }
-
-    async fn list_trusted_cas_by_subject(&self, subject: &str) -> StoreResult<Vec<TrustedCa>> {
-        let sql = "SELECT tenant, id, cert_pem, subject, auto_register, created_at FROM trusted_cas \
-                   WHERE subject = ? ORDER BY tenant, id";
-        let rows = self.driver.query(sql, vec![Value::Text(subject.to_owned())]).await?;
-        rows.into_iter().map(trusted_ca_from_row).collect::<Result<_, StoreError>>()
-    }
-
     async fn mark_device_connected(&self, tenant: &str, device: &str, at_ms: i64, address: &str) -> StoreResult<()> {
         // Booleans are bound as parameters: SQLite stores 0/1, PostgreSQL a BOOLEAN.
         let sql = "UPDATE devices SET connected = ?, last_seen = ?, last_address = ?, \

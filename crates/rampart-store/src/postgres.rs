@@ -1,5 +1,6 @@
-//! The PostgreSQL driver: a deadpool of tokio-postgres connections, `?` placeholders rewritten
-//! to `$n`, and [`Value`]s bound by the parameter types of the prepared statement.
+//! The PostgreSQL driver: a deadpool of tokio-postgres connections (TLS on rustls when the URL
+//! asks, see `postgres_tls`), `?` placeholders rewritten to `$n`, and [`Value`]s bound by the
+//! parameter types of the prepared statement.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
+use crate::postgres_tls::{TlsMode, client_config, split_url};
 use crate::value::{Row, SqlDriver, Statement, Value};
 use crate::{StoreError, StoreResult};
 
@@ -37,9 +39,10 @@ impl PostgresDriver {
     /// Connects to `url` (`postgres://` or `postgresql://`) and migrates. With `schema`, every
     /// connection uses it as its search path (tests use one fresh schema per run).
     pub(crate) async fn connect(url: &str, schema: Option<&str>) -> StoreResult<Self> {
+        let tls = split_url(url)?;
         // The URL may hold a password: never echo it.
         let mut config: tokio_postgres::Config =
-            url.parse().map_err(|_| StoreError::Backend("invalid PostgreSQL URL".into()))?;
+            tls.url.parse().map_err(|_| StoreError::Backend("invalid PostgreSQL URL".into()))?;
         if let Some(schema) = schema {
             if !is_plain_identifier(schema) {
                 return Err(StoreError::Backend("invalid PostgreSQL schema name".into()));
@@ -50,13 +53,15 @@ impl PostgresDriver {
             };
             config.options(options);
         }
-        // FIXME(tls): connections are in clear text. Acceptable only for a loopback or
-        // otherwise private server; add rustls (tokio-postgres-rustls) with `sslmode=require`.
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match (tls.mode, tls.root_cert.as_deref()) {
+            (TlsMode::Plain, _) | (_, None) => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+            (mode, Some(root_cert)) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client_config(mode, root_cert)?);
+                Manager::from_config(config, connector, manager_config)
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -111,6 +116,11 @@ impl SqlDriver for PostgresDriver {
     /// Each statement is a round trip.
     fn rows_per_insert(&self) -> usize {
         100
+    }
+
+    fn schema_query(&self) -> &'static str {
+        "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns \
+         WHERE table_schema = current_schema() ORDER BY table_name, column_name"
     }
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>> {

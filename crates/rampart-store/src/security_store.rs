@@ -1,6 +1,8 @@
-//! Store methods for security events (SPEC §10), as a supertrait of [`crate::Store`].
+//! Security events (SPEC §10), per tenant incarnation: a tenant that gets a deleted tenant's
+//! id never sees the old tenant's events.
 
 use async_trait::async_trait;
+use rampart_core::{SecurityEventType, Severity};
 
 use crate::sql_store::SqlStore;
 use crate::value::{Row, Value};
@@ -10,12 +12,12 @@ use crate::{Page, StoreError, StoreResult};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityEvent {
     pub tenant: String,
+    /// The tenant incarnation the event happened in.
+    pub incarnation: String,
     pub id: String,
     pub ts: i64,
-    /// e.g. `acl_violation`, `auth_failure`.
-    pub event_type: String,
-    /// `CRITICAL`, `MAJOR`, `MINOR` or `WARNING`.
-    pub severity: String,
+    pub event_type: SecurityEventType,
+    pub severity: Severity,
     pub source_ip: Option<String>,
     pub device: Option<String>,
     pub user: Option<String>,
@@ -26,26 +28,30 @@ pub struct SecurityEvent {
 /// Filters for listing security events; every set field must match.
 #[derive(Debug, Clone, Default)]
 pub struct SecurityEventFilter {
-    pub event_type: Option<String>,
-    pub severity: Option<String>,
+    pub event_type: Option<SecurityEventType>,
+    pub severity: Option<Severity>,
     pub since: Option<i64>,
     pub device: Option<String>,
+    /// Only events about devices in these groups (group-scoped callers); `None` = every event.
+    pub within_groups: Option<Vec<String>>,
 }
 
 /// Security event persistence.
 #[async_trait]
 pub trait SecurityStore: Send + Sync {
     async fn insert_security_event(&self, event: &SecurityEvent) -> StoreResult<()>;
-    /// Newest first; `page.after` is the id of the last event of the previous page.
+    /// The events of the tenant incarnation, newest first; `page.after` is the id of the last
+    /// event of the previous page.
     async fn list_security_events(
         &self,
         tenant: &str,
+        incarnation: &str,
         filter: &SecurityEventFilter,
         page: &Page,
     ) -> StoreResult<Vec<SecurityEvent>>;
 }
 
-const COLUMNS: &str = "tenant, id, ts, event_type, severity, source_ip, device, user_name, details_json";
+const COLUMNS: &str = "tenant, incarnation, id, ts, event_type, severity, source_ip, device, user_name, details_json";
 
 fn opt_text(value: &Option<String>) -> Value {
     value.as_ref().map_or(Value::Null, |v| Value::Text(v.clone()))
@@ -54,10 +60,12 @@ fn opt_text(value: &Option<String>) -> Value {
 fn event_from_row(mut row: Row) -> StoreResult<SecurityEvent> {
     Ok(SecurityEvent {
         tenant: row.text()?,
+        incarnation: row.text()?,
         id: row.text()?,
         ts: row.int()?,
-        event_type: row.text()?,
-        severity: row.text()?,
+        event_type: SecurityEventType::parse(&row.text()?)
+            .ok_or_else(|| StoreError::Corrupt("unknown security event type".into()))?,
+        severity: Severity::parse(&row.text()?).ok_or_else(|| StoreError::Corrupt("unknown severity".into()))?,
         source_ip: row.opt_text()?,
         device: row.opt_text()?,
         user: row.opt_text()?,
@@ -68,13 +76,14 @@ fn event_from_row(mut row: Row) -> StoreResult<SecurityEvent> {
 #[async_trait]
 impl SecurityStore for SqlStore {
     async fn insert_security_event(&self, event: &SecurityEvent) -> StoreResult<()> {
-        let sql = format!("INSERT INTO security_events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        let sql = format!("INSERT INTO security_events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         let params = vec![
             Value::Text(event.tenant.clone()),
+            Value::Text(event.incarnation.clone()),
             Value::Text(event.id.clone()),
             Value::Int(event.ts),
-            Value::Text(event.event_type.clone()),
-            Value::Text(event.severity.clone()),
+            Value::from(event.event_type.as_str()),
+            Value::from(event.severity.as_str()),
             opt_text(&event.source_ip),
             opt_text(&event.device),
             opt_text(&event.user),
@@ -86,18 +95,19 @@ impl SecurityStore for SqlStore {
     async fn list_security_events(
         &self,
         tenant: &str,
+        incarnation: &str,
         filter: &SecurityEventFilter,
         page: &Page,
     ) -> StoreResult<Vec<SecurityEvent>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM security_events WHERE tenant = ?");
-        let mut params = vec![Value::Text(tenant.to_owned())];
-        if let Some(event_type) = &filter.event_type {
+        let mut sql = format!("SELECT {COLUMNS} FROM security_events WHERE tenant = ? AND incarnation = ?");
+        let mut params = vec![Value::from(tenant), Value::from(incarnation)];
+        if let Some(event_type) = filter.event_type {
             sql.push_str(" AND event_type = ?");
-            params.push(Value::Text(event_type.clone()));
+            params.push(Value::from(event_type.as_str()));
         }
-        if let Some(severity) = &filter.severity {
+        if let Some(severity) = filter.severity {
             sql.push_str(" AND severity = ?");
-            params.push(Value::Text(severity.clone()));
+            params.push(Value::from(severity.as_str()));
         }
         if let Some(since) = filter.since {
             sql.push_str(" AND ts >= ?");
@@ -106,6 +116,17 @@ impl SecurityStore for SqlStore {
         if let Some(device) = &filter.device {
             sql.push_str(" AND device = ?");
             params.push(Value::Text(device.clone()));
+        }
+        if let Some(groups) = &filter.within_groups {
+            if groups.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push_str(&format!(
+                " AND device IN (SELECT id FROM devices WHERE tenant = ? AND group_id IN ({}))",
+                crate::value::placeholders(groups.len())
+            ));
+            params.push(Value::from(tenant));
+            params.extend(groups.iter().map(Value::from));
         }
         if let Some(after) = &page.after {
             // Ids are `<ts as 16 hex digits><random>`, so they sort like (ts, random).

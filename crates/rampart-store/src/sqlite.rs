@@ -284,6 +284,11 @@ impl SqlDriver for SqliteDriver {
         1
     }
 
+    fn schema_query(&self) -> &'static str {
+        "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.name"
+    }
+
     async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>> {
         let sql = sql.to_owned();
         with(&self.connection, move |connection| run_query(connection, &sql, &params)).await

@@ -89,6 +89,8 @@ pub(crate) trait SqlDriver: Send + Sync + 'static {
     fn backend_name(&self) -> &'static str;
     /// Rows per multi-row INSERT that suit this backend.
     fn rows_per_insert(&self) -> usize;
+    /// A query answering `(table, column)` for every column of every table of the schema.
+    fn schema_query(&self) -> &'static str;
     async fn query(&self, sql: &str, params: Vec<Value>) -> StoreResult<Vec<Row>>;
     /// Runs one statement and answers how many rows it changed.
     async fn execute(&self, sql: &str, params: Vec<Value>) -> StoreResult<u64>;
