@@ -36,7 +36,7 @@ pub(crate) fn spawn(inner: Weak<Inner>, period: Duration) {
 /// Raises `unavailable` on every silent device; answers how many were raised.
 pub(crate) async fn check_once(shared: &Shared) -> Result<usize, rampart_store::StoreError> {
     let now = shared.platform.now_ms();
-    let store = &shared.platform.store;
+    let store = &shared.store;
     // `last_seen` may lag the last message by up to `SEEN_RESOLUTION_MS`: allow for it.
     let silent = store.list_silent_devices(now - SEEN_RESOLUTION_MS, PER_ROUND).await?;
     let mut raised = 0;
@@ -51,7 +51,7 @@ pub(crate) async fn check_once(shared: &Shared) -> Result<usize, rampart_store::
             id: format!("{:016x}{}", now.max(0), random_id(6)),
             device: device.device.clone(),
             alarm_type: "unavailable".to_owned(),
-            severity: "MAJOR".to_owned(),
+            severity: rampart_core::Severity::Major,
             text_sealed,
             ts: now,
         };

@@ -10,6 +10,10 @@ pub enum IngestError {
     /// The device (or its data key) no longer exists, e.g. it was deleted meanwhile.
     #[error("unknown device {tenant}/{device}")]
     UnknownDevice { tenant: String, device: String },
+    /// A bound of the platform refused it: the reported twin would outgrow its cap. Nothing
+    /// changed. MQTT 5.0 answers 0x97 (quota exceeded), HTTPS 413.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// `submit_nowait` only: the ingest queue is full, the message was dropped (QoS 0).
     #[error("ingest queue is full")]
     Overloaded,
@@ -26,6 +30,9 @@ pub enum IngestError {
 pub enum QueryError {
     #[error("not found")]
     NotFound,
+    /// The principal lacks the permission (the refusal is already audited).
+    #[error("missing permission")]
+    Forbidden,
     /// A parameter is invalid (bad cursor, bad transition, range too large); the text is for
     /// people and safe to show.
     #[error("{0}")]
@@ -42,6 +49,19 @@ impl From<rampart_store::StoreError> for QueryError {
     fn from(error: rampart_store::StoreError) -> Self {
         match error {
             rampart_store::StoreError::NotFound => QueryError::NotFound,
+            other => QueryError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl QueryError {
+    /// A refusal of the platform's authorisation, as a query error.
+    pub(crate) fn from_service(error: rampart_platform::ServiceError) -> Self {
+        match error {
+            rampart_platform::ServiceError::Forbidden => QueryError::Forbidden,
+            rampart_platform::ServiceError::NotFound => QueryError::NotFound,
+            rampart_platform::ServiceError::Invalid(message) => QueryError::Invalid(message),
+            rampart_platform::ServiceError::Conflict(message) => QueryError::Conflict(message),
             other => QueryError::Internal(other.to_string()),
         }
     }

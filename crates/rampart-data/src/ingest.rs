@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rampart_platform::Platform;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use rampart_store::Store;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::IngestError;
 use crate::keys::KeyCache;
 use crate::kind::DataKind;
-use crate::live::LiveEvent;
+use crate::live::{LiveEvent, LiveHub, LiveReceiver};
 use crate::payload::{self, Parsed};
 use crate::writer::{self, Command, Job};
 
@@ -27,8 +28,8 @@ pub struct IngestSettings {
     pub queue_capacity: usize,
     /// Unwrapped device keys kept in memory.
     pub key_cache_capacity: usize,
-    /// Live events buffered per slow subscriber before it lags.
-    pub live_capacity: usize,
+    /// Bytes of live events one subscriber may leave unread before it is dropped.
+    pub live_subscriber_bytes: usize,
     /// How often silent devices are looked for (`unavailable` alarms); `None` disables it.
     pub availability_check: Option<Duration>,
 }
@@ -39,7 +40,7 @@ impl Default for IngestSettings {
             max_batch: 4000,
             queue_capacity: 100_000,
             key_cache_capacity: 100_000,
-            live_capacity: 4096,
+            live_subscriber_bytes: 1024 * 1024,
             availability_check: Some(Duration::from_secs(1)),
         }
     }
@@ -54,21 +55,22 @@ pub fn check_payload(kind: DataKind, payload: &[u8], received_at_ms: i64) -> Res
 /// What the writer tasks, the availability monitor and the queries share.
 pub(crate) struct Shared {
     pub(crate) platform: Arc<Platform>,
+    /// The device-data half of the store: this crate is the data plane's service layer.
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: Arc<KeyCache>,
-    pub(crate) live: broadcast::Sender<LiveEvent>,
+    pub(crate) live: LiveHub,
     pub(crate) malformed_total: AtomicU64,
     /// Devices whose `unavailable` alarm this process raised and has not yet seen cleared;
     /// only used to publish the clearing on the live channel (the store clears it anyway).
     pub(crate) unavailable_open: Mutex<HashSet<(String, String)>>,
-    /// Serialises reported-twin merges in this process (they are read-modify-write); other
-    /// nodes are caught by the version check.
-    pub(crate) twin_merge: tokio::sync::Mutex<()>,
+    /// Serialises reported-twin merges of one device in this process (they are
+    /// read-modify-write); other nodes are caught by the version check.
+    pub(crate) twin_locks: crate::twin::TwinLocks,
 }
 
 impl Shared {
     pub(crate) fn publish(&self, event: LiveEvent) {
-        // No subscriber is fine: the data is stored either way.
-        let _no_subscriber_is_fine = self.live.send(event);
+        self.live.publish(event);
     }
 
     pub(crate) fn unavailable_open(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
@@ -91,17 +93,18 @@ pub(crate) struct Inner {
 impl Ingestor {
     /// Starts the group-commit writer and (unless disabled) the availability monitor. Must be
     /// called inside a tokio runtime.
-    pub fn start(platform: Arc<Platform>, settings: IngestSettings) -> Ingestor {
-        let (live, _) = broadcast::channel(settings.live_capacity.max(16));
+    pub fn start(platform: Arc<Platform>, store: Arc<dyn Store>, settings: IngestSettings) -> Ingestor {
+        let live = LiveHub::new(settings.live_subscriber_bytes.max(4096));
         let keys = Arc::new(KeyCache::new(Arc::clone(&platform), settings.key_cache_capacity));
         keys.spawn_invalidation();
         let shared = Arc::new(Shared {
             platform,
+            store,
             keys,
             live,
             malformed_total: AtomicU64::new(0),
             unavailable_open: Mutex::new(HashSet::new()),
-            twin_merge: tokio::sync::Mutex::new(()),
+            twin_locks: crate::twin::TwinLocks::default(),
         });
         let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
         writer::spawn(Arc::clone(&shared), receiver, settings.max_batch.max(1));
@@ -182,9 +185,15 @@ impl Ingestor {
         })
     }
 
-    /// Every committed piece of device data of every tenant; filter by `tenant` yourself.
-    pub fn subscribe_live(&self) -> broadcast::Receiver<LiveEvent> {
-        self.shared().live.subscribe()
+    /// Every committed piece of device data of `tenant`, as it is committed (filter by device,
+    /// topic and scope yourself).
+    pub fn subscribe_live(&self, tenant: &str) -> LiveReceiver {
+        self.shared().live.subscribe(tenant)
+    }
+
+    /// Live subscribers dropped for falling behind their byte limit, since start.
+    pub fn live_subscribers_dropped(&self) -> u64 {
+        self.shared().live.dropped()
     }
 
     /// Returns once everything submitted before the call is committed (graceful shutdown).

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rampart_platform::{ControlEvent, CutOffReason, Platform, PlatformError};
+use rampart_platform::{BusMessage, ControlEvent, CutOffReason, Platform, PlatformError};
 
 use crate::seal::DeviceKeys;
 
@@ -41,7 +41,7 @@ impl KeyCache {
         if let Some(keys) = self.map().get(&cache_key) {
             return Ok(Arc::clone(keys));
         }
-        let key = match self.platform.keyring.device_key(tenant, device).await {
+        let key = match self.platform.keyring().device_key(tenant, device).await {
             Ok(key) => key,
             Err(PlatformError::Store(rampart_store::StoreError::NotFound)) => return Err(KeyError::Unknown),
             Err(PlatformError::KeyGone { .. }) => return Err(KeyError::Unknown),
@@ -72,19 +72,19 @@ impl KeyCache {
     /// Drops keys of deleted devices and tenants as the control bus announces them.
     pub(crate) fn spawn_invalidation(self: &Arc<Self>) {
         let cache = Arc::downgrade(self);
-        let mut events = self.platform.control.subscribe();
+        let mut events = self.platform.subscribe();
         tokio::spawn(async move {
             loop {
                 let event = match events.recv().await {
-                    Ok(event) => event,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Some(BusMessage::Event(event)) => event,
+                    Some(BusMessage::Resync) => {
                         // Missed events: start over rather than keep a deleted key.
                         if let Some(cache) = cache.upgrade() {
                             cache.map().clear();
                         }
                         continue;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    None => return,
                 };
                 let Some(cache) = cache.upgrade() else { return };
                 match event {

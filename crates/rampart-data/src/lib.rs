@@ -7,9 +7,9 @@
 //! and call [`Ingestor::submit`] with the untrusted payload bytes of a device:
 //!
 //! ```no_run
-//! # async fn example(platform: std::sync::Arc<rampart_platform::Platform>) {
+//! # async fn example(platform: std::sync::Arc<rampart_platform::Platform>, store: std::sync::Arc<dyn rampart_store::Store>) {
 //! use rampart_data::{DataKind, IngestError, IngestSettings, Ingestor};
-//! let ingestor = Ingestor::start(platform, IngestSettings::default());
+//! let ingestor = Ingestor::start(platform, store, IngestSettings::default());
 //! match ingestor.submit("acme", "pump-1", DataKind::Telemetry, br#"{"temp":21.5}"#, 1_764_000_000_000).await {
 //!     Ok(()) => { /* durable: send PUBACK */ }
 //!     Err(IngestError::Malformed(_)) => { /* PUBACK 0x99 (5.0) / drop (3.1.1) */ }
@@ -33,8 +33,8 @@ mod writer;
 pub use error::{IngestError, QueryError};
 pub use ingest::{IngestSettings, Ingestor, check_payload};
 pub use kind::DataKind;
-pub use live::{LiveEvent, LiveTopic};
+pub use live::{LiveEvent, LiveReceiver, LiveTopic};
 pub use queries::{
-    AggregateFn, AggregateInterval, AggregateQuery, Alarm, AlarmQuery, AlarmSeverity, AlarmStatus, Bucket, DeviceEvent,
-    EventQuery, ListPage, MAX_AGGREGATE_ROWS, MAX_SCAN_ROWS, Measurement, MeasurementQuery, ReportedTwin,
+    AggregateFn, AggregateInterval, AggregateQuery, Alarm, AlarmQuery, Bucket, DeviceEvent, EventQuery, ListPage,
+    MAX_AGGREGATE_ROWS, MAX_SCAN_ROWS, Measurement, MeasurementQuery, ReportedTwin,
 };

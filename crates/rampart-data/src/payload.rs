@@ -15,7 +15,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::queries::AlarmSeverity;
+use rampart_core::Severity;
 
 /// Why a payload was refused; the text never quotes the payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub(crate) struct AlarmPayload {
     pub(crate) ts: i64,
     pub(crate) alarm_type: String,
     /// `None` only when the device clears the alarm.
-    pub(crate) severity: Option<AlarmSeverity>,
+    pub(crate) severity: Option<Severity>,
     pub(crate) text: Option<String>,
     pub(crate) clear: bool,
 }
@@ -227,7 +227,7 @@ pub(crate) fn alarm(payload: &[u8], received_at_ms: i64) -> Result<AlarmPayload,
         Some(_) => return malformed("status must be ACTIVE or CLEARED"),
     };
     let severity = match optional_string(&map, "severity")? {
-        Some(text) => match AlarmSeverity::parse(&text) {
+        Some(text) => match Severity::parse(&text) {
             Some(severity) => Some(severity),
             None => return malformed("severity must be CRITICAL, MAJOR, MINOR or WARNING"),
         },
@@ -321,7 +321,7 @@ mod tests {
             }
             Parsed::Event(event) => json!([event.ts, event.event_type, event.body]),
             Parsed::Alarm(alarm) => {
-                json!([alarm.ts, alarm.alarm_type, alarm.severity.map(AlarmSeverity::as_str), alarm.text, alarm.clear])
+                json!([alarm.ts, alarm.alarm_type, alarm.severity.map(Severity::as_str), alarm.text, alarm.clear])
             }
             Parsed::Attestation(report) => json!([report.ts, report.body]),
             Parsed::TwinReported(patch) => Value::Object(patch.clone()),

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use rampart_platform::format_rfc3339_ms;
+use rampart_core::{AlarmStatus, AuditAction, Permission, Severity};
+use rampart_platform::{Principal, format_rfc3339_ms};
 use rampart_store::{AlarmFilter, AlarmRow, Page, TelemetryRow, TimeRange};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::error::QueryError;
 use crate::ingest::{Ingestor, Shared};
@@ -146,68 +147,11 @@ pub struct DeviceEvent {
     pub extra: Map<String, Value>,
 }
 
-/// Alarm severity (SPEC §7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AlarmSeverity {
-    Critical,
-    Major,
-    Minor,
-    Warning,
-}
-
-impl AlarmSeverity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlarmSeverity::Critical => "CRITICAL",
-            AlarmSeverity::Major => "MAJOR",
-            AlarmSeverity::Minor => "MINOR",
-            AlarmSeverity::Warning => "WARNING",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<AlarmSeverity> {
-        match text {
-            "CRITICAL" => Some(AlarmSeverity::Critical),
-            "MAJOR" => Some(AlarmSeverity::Major),
-            "MINOR" => Some(AlarmSeverity::Minor),
-            "WARNING" => Some(AlarmSeverity::Warning),
-            _ => None,
-        }
-    }
-}
-
-/// Alarm status (SPEC §8): ACTIVE → ACKNOWLEDGED → CLEARED, or ACTIVE → CLEARED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AlarmStatus {
-    Active,
-    Acknowledged,
-    Cleared,
-}
-
-impl AlarmStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlarmStatus::Active => "ACTIVE",
-            AlarmStatus::Acknowledged => "ACKNOWLEDGED",
-            AlarmStatus::Cleared => "CLEARED",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<AlarmStatus> {
-        match text {
-            "ACTIVE" => Some(AlarmStatus::Active),
-            "ACKNOWLEDGED" => Some(AlarmStatus::Acknowledged),
-            "CLEARED" => Some(AlarmStatus::Cleared),
-            _ => None,
-        }
-    }
-}
-
 /// `GET /alarms` parameters.
 #[derive(Debug, Clone, Default)]
 pub struct AlarmQuery {
     pub status: Option<AlarmStatus>,
-    pub severity: Option<AlarmSeverity>,
+    pub severity: Option<Severity>,
     pub device: Option<String>,
     /// Group scope: only devices in these groups (already expanded to sub-groups); `None` = all.
     pub within_groups: Option<Vec<String>>,
@@ -221,7 +165,7 @@ pub struct Alarm {
     pub id: String,
     pub device: String,
     pub alarm_type: String,
-    pub severity: AlarmSeverity,
+    pub severity: Severity,
     pub status: AlarmStatus,
     pub count: i64,
     pub text: Option<String>,
@@ -315,8 +259,7 @@ fn points_of(keys: &DeviceKeys, row: &TelemetryRow, descending: bool) -> Result<
 }
 
 fn alarm_from_row(keys: Option<&DeviceKeys>, row: AlarmRow) -> Result<Alarm, QueryError> {
-    let severity = AlarmSeverity::parse(&row.severity).ok_or_else(|| QueryError::Internal("bad severity".into()))?;
-    let status = AlarmStatus::parse(&row.status).ok_or_else(|| QueryError::Internal("bad alarm status".into()))?;
+    let (severity, status) = (row.severity, row.status);
     let text = match (&row.text_sealed, keys) {
         (Some(sealed), Some(keys)) => {
             match keys.open_record(seal::ALARM_TEXT, &row.tenant, &row.device, &row.alarm_type, sealed) {
@@ -403,7 +346,7 @@ impl Ingestor {
             None => PointCursor { after: None, skip: 0 },
         };
         let chunk = u32::try_from(limit + 1).unwrap_or(MAX_LIMIT + 1);
-        let store = &self.inner.shared.platform.store;
+        let store = &self.inner.shared.store;
         let mut items = Vec::with_capacity(limit);
         let mut scanned = 0usize;
         loop {
@@ -449,7 +392,7 @@ impl Ingestor {
         let keys = self.query_keys(tenant, device).await?;
         let cap = u32::try_from(MAX_AGGREGATE_ROWS + 1).unwrap_or(u32::MAX);
         let range = TimeRange { from: query.from, to: query.to, after: None, descending: false, limit: cap };
-        let rows = self.inner.shared.platform.store.list_telemetry(tenant, device, &range).await?;
+        let rows = self.inner.shared.store.list_telemetry(tenant, device, &range).await?;
         if rows.len() > MAX_AGGREGATE_ROWS {
             return Err(QueryError::Invalid(format!(
                 "the range holds more than {MAX_AGGREGATE_ROWS} messages; narrow from/to"
@@ -502,8 +445,7 @@ impl Ingestor {
         let after = query.cursor.as_deref().map(decode_event_cursor).transpose()?;
         let tag = query.event_type.as_deref().map(|event_type| keys.event_type_tag(event_type));
         let range = TimeRange { from: query.from, to: query.to, after, descending: query.descending, limit: limit + 1 };
-        let mut rows =
-            self.inner.shared.platform.store.list_device_events(tenant, device, tag.as_deref(), &range).await?;
+        let mut rows = self.inner.shared.store.list_device_events(tenant, device, tag.as_deref(), &range).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_cursor = match rows.last() {
@@ -536,13 +478,12 @@ impl Ingestor {
         let limit = page_limit(query.limit);
         let after = query.cursor.as_deref().map(decode_alarm_cursor).transpose()?;
         let filter = AlarmFilter {
-            status: query.status.map(|status| status.as_str().to_owned()),
-            severity: query.severity.map(|severity| severity.as_str().to_owned()),
+            status: query.status,
+            severity: query.severity,
             device: query.device.clone(),
             within_groups: query.within_groups.clone(),
         };
-        let mut rows =
-            self.inner.shared.platform.store.list_alarms(tenant, &filter, &Page { after, limit: limit + 1 }).await?;
+        let mut rows = self.inner.shared.store.list_alarms(tenant, &filter, &Page { after, limit: limit + 1 }).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_cursor = if more { rows.last().map(|row| row.id.clone()) } else { None };
@@ -563,24 +504,28 @@ impl Ingestor {
 
     /// One alarm.
     pub async fn alarm(&self, tenant: &str, id: &str) -> Result<Alarm, QueryError> {
-        let row = self.inner.shared.platform.store.get_alarm(tenant, id).await?;
+        let row = self.inner.shared.store.get_alarm(tenant, id).await?;
         self.decode_alarm(row).await
     }
 
-    /// Acknowledges (only from ACTIVE) or clears (from ACTIVE or ACKNOWLEDGED) an alarm, and
-    /// publishes its new state on the live channel. Other transitions are `Conflict`;
-    /// asking for ACTIVE is `Invalid`.
-    pub async fn update_alarm_status(&self, tenant: &str, id: &str, status: AlarmStatus) -> Result<Alarm, QueryError> {
-        let from: &[&str] = match status {
-            AlarmStatus::Acknowledged => &["ACTIVE"],
-            AlarmStatus::Cleared => &["ACTIVE", "ACKNOWLEDGED"],
-            AlarmStatus::Active => {
-                return Err(QueryError::Invalid("status must be ACKNOWLEDGED or CLEARED".to_owned()));
-            }
-        };
+    /// Acknowledges (only from ACTIVE) or clears (from ACTIVE or ACKNOWLEDGED) an alarm of a
+    /// device the principal sees (`alarms:write`), audits it as `alarm.update`, and publishes
+    /// its new state on the live channel. Other transitions are `Conflict`; asking for ACTIVE
+    /// is `Invalid`.
+    pub async fn update_alarm_status(
+        &self,
+        principal: &Principal,
+        id: &str,
+        status: AlarmStatus,
+    ) -> Result<Alarm, QueryError> {
+        let from = status.reachable_from();
+        if from.is_empty() {
+            return Err(QueryError::Invalid("status must be ACKNOWLEDGED or CLEARED".to_owned()));
+        }
         let shared = &self.inner.shared;
+        let before = self.visible_alarm(principal, Permission::AlarmsWrite, id).await?;
         let now = shared.platform.now_ms();
-        let row = match shared.platform.store.set_alarm_status(tenant, id, from, status.as_str(), now).await {
+        let row = match shared.store.set_alarm_status(&principal.tenant, &before.id, from, status, now).await {
             Ok(row) => row,
             Err(rampart_store::StoreError::Conflict(reason)) => return Err(QueryError::Conflict(reason)),
             Err(error) => return Err(error.into()),
@@ -588,7 +533,34 @@ impl Ingestor {
         if let Some(event) = alarm_live_event(shared, row.clone()).await {
             shared.publish(event);
         }
-        self.decode_alarm(row).await
+        let updated = self.decode_alarm(row).await?;
+        let details = json!({
+            "device": updated.device,
+            "type": updated.alarm_type,
+            "from": before.status.as_str(),
+            "status": updated.status.as_str(),
+        });
+        shared.platform.audit_by(principal, AuditAction::AlarmUpdate, format!("alarm:{}", updated.id), details).await;
+        Ok(updated)
+    }
+
+    /// An alarm of a device the principal sees (needs `permission`); `NotFound` otherwise.
+    pub async fn visible_alarm(
+        &self,
+        principal: &Principal,
+        permission: Permission,
+        id: &str,
+    ) -> Result<Alarm, QueryError> {
+        let platform = &self.inner.shared.platform;
+        platform.authorize(principal, permission).await.map_err(QueryError::from_service)?;
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(QueryError::NotFound);
+        }
+        let alarm = self.alarm(&principal.tenant, id).await?;
+        match platform.sees_device(principal, &alarm.device).await.map_err(QueryError::from_service)? {
+            true => Ok(alarm),
+            false => Err(QueryError::NotFound),
+        }
     }
 
     /// The reported state of a device's twin (an empty object and version 0 before the first

@@ -1,7 +1,9 @@
 //! The reported half of the device twin: each report is a JSON merge patch applied to the
 //! stored state under a version counter. It is a read-modify-write, so it does not go through
-//! the group-commit batch; concurrent writers (another node) are caught by the version check
-//! and retried.
+//! the group-commit batch; merges of one device are serialised by that device's lock (devices
+//! do not wait for each other), and concurrent writers on other nodes are caught by the
+//! version check and retried. A state is capped in bytes and in keys: a patch that would
+//! outgrow it changes nothing.
 
 use std::sync::Arc;
 
@@ -19,6 +21,52 @@ use crate::seal::{self, DeviceKeys};
 
 /// Merge attempts before giving up on a contended twin.
 const ATTEMPTS: usize = 8;
+/// Largest reported state, as compact JSON.
+pub(crate) const MAX_TWIN_BYTES: usize = 64 * 1024;
+/// Most keys in a reported state, counted at every depth.
+pub(crate) const MAX_TWIN_KEYS: usize = 1024;
+/// Lock stripes: merges of devices hashing to different stripes run in parallel.
+const LOCK_STRIPES: usize = 256;
+
+/// Per-device merge locks, striped so that memory stays fixed whatever the number of devices.
+pub(crate) struct TwinLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for TwinLocks {
+    fn default() -> Self {
+        TwinLocks((0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl TwinLocks {
+    async fn lock(&self, tenant: &str, device: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        // A fixed hasher: the same device must always map to the same stripe.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (tenant, device).hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % LOCK_STRIPES as u64).unwrap_or(0);
+        self.0[stripe].lock().await
+    }
+}
+
+/// Keys of a JSON value at every depth.
+fn key_count(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => map.len() + map.values().map(key_count).sum::<usize>(),
+        Value::Array(items) => items.iter().map(key_count).sum(),
+        _ => 0,
+    }
+}
+
+/// Refuses a reported state over the caps.
+fn check_caps(state: &Value, encoded_len: usize) -> Result<(), IngestError> {
+    if encoded_len > MAX_TWIN_BYTES {
+        return Err(IngestError::TooLarge(format!("the reported twin would exceed {MAX_TWIN_BYTES} bytes")));
+    }
+    if key_count(state) > MAX_TWIN_KEYS {
+        return Err(IngestError::TooLarge(format!("the reported twin would exceed {MAX_TWIN_KEYS} keys")));
+    }
+    Ok(())
+}
 
 fn key_error(tenant: &str, device: &str, error: KeyError) -> IngestError {
     match error {
@@ -46,8 +94,8 @@ pub(crate) async fn apply_reported(
     received_at_ms: i64,
 ) -> Result<(), IngestError> {
     let keys = shared.keys.get(tenant, device).await.map_err(|error| key_error(tenant, device, error))?;
-    let store = &shared.platform.store;
-    let _merging = shared.twin_merge.lock().await;
+    let store = &shared.store;
+    let _merging = shared.twin_locks.lock(tenant, device).await;
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             // Another node won the race: back off a little before reading again.
@@ -61,6 +109,7 @@ pub(crate) async fn apply_reported(
         merge_patch(&mut state, patch.clone());
         let state = Value::Object(state);
         let plain = state.to_string();
+        check_caps(&state, plain.len())?;
         let row = TwinReportedRow {
             tenant: tenant.to_owned(),
             device: device.to_owned(),
@@ -110,7 +159,7 @@ pub(crate) async fn read_reported(
         KeyError::Unknown => QueryError::NotFound,
         KeyError::Other(reason) => QueryError::Internal(reason),
     })?;
-    match shared.platform.store.get_twin_reported(tenant, device).await? {
+    match shared.store.get_twin_reported(tenant, device).await? {
         Some(row) => Ok(ReportedTwin {
             reported: Value::Object(open_state(&device_keys, &row).map_err(QueryError::Internal)?),
             version: row.reported_version,

@@ -12,8 +12,9 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use rampart_core::{SecurityEventType, Severity};
 use rampart_crypto::random_id;
-use rampart_platform::{SecurityEventDraft, Severity, format_rfc3339_ms};
+use rampart_platform::{SecurityEventDraft, format_rfc3339_ms};
 use rampart_store::{
     AlarmClear, AlarmRaise, AttestationRow, DeviceDataBatch, DeviceDataRow, DeviceEventRow, DeviceSeen, StoreError,
     TelemetryRow,
@@ -59,7 +60,7 @@ impl Job {
 
 /// A security event to raise once the event that carries it is committed.
 struct SecurityNotice {
-    event_type: &'static str,
+    event_type: SecurityEventType,
     severity: Severity,
     details: Value,
 }
@@ -222,7 +223,7 @@ async fn commit(
         }));
     }
     let started = std::time::Instant::now();
-    let written = shared.platform.store.write_device_data_batch(&batch).await;
+    let written = shared.store.write_device_data_batch(&batch).await;
     tracing::debug!(
         messages = jobs.len(),
         rows = batch.rows.len(),
@@ -267,7 +268,7 @@ async fn retry_or_fail(shared: &Arc<Shared>, batch: DeviceDataBatch, jobs: Vec<P
                     rows: batch.rows[job.rows.clone()].to_vec(),
                     seen: job.seen.and_then(|seen| batch.seen.get(seen)).cloned().into_iter().collect(),
                 };
-                let result = shared.platform.store.insert_device_data_batch(&single).await;
+                let result = shared.store.insert_device_data_batch(&single).await;
                 finish(shared, job, result.map_err(|error| IngestError::Storage(error.to_string())));
             }
         }
@@ -324,7 +325,7 @@ fn finish(shared: &Arc<Shared>, job: PreparedJob, result: Result<(), IngestError
         }
         let types = job.after.alarm_type.into_iter().chain(cleared_unavailable.then(|| "unavailable".to_owned()));
         for alarm_type in types {
-            match shared.platform.store.latest_alarm(&job.tenant, &job.device, &alarm_type).await {
+            match shared.store.latest_alarm(&job.tenant, &job.device, &alarm_type).await {
                 Ok(Some(row)) => {
                     if let Some(event) = alarm_live_event(&shared, row).await {
                         shared.publish(event);
@@ -512,13 +513,13 @@ fn alarm_row(
             ts: alarm.ts,
         });
     }
-    let severity = alarm.severity.map_or("MAJOR", |severity| severity.as_str());
+    let severity = alarm.severity.unwrap_or(Severity::Major);
     DeviceDataRow::RaiseAlarm(AlarmRaise {
         tenant: tenant.to_owned(),
         id: row_id(received_at_ms),
         device: device.to_owned(),
         alarm_type: alarm.alarm_type.clone(),
-        severity: severity.to_owned(),
+        severity,
         text_sealed: alarm.text.as_ref().map(|text| seal_alarm_text(keys, tenant, device, &alarm.alarm_type, text)),
         ts: alarm.ts,
     })
@@ -538,23 +539,17 @@ fn live(job: &Job, topic: LiveTopic, ts: i64, data: Map<String, Value>) -> LiveE
     }
 }
 
-/// SPEC §10 types a device may report itself as `security.<type>`.
-const DEVICE_REPORTABLE: &[&str] = &["tamper", "payload_anomaly", "untrusted_firmware", "secure_boot_disabled"];
-
-fn security_notice(suffix: &str, event_type: &str, body: &Map<String, Value>) -> SecurityNotice {
-    let known = DEVICE_REPORTABLE.iter().copied().find(|known| *known == suffix);
-    let severity = match body.get("severity").and_then(Value::as_str) {
-        Some("CRITICAL") => Severity::Critical,
-        Some("MINOR") => Severity::Minor,
-        Some("WARNING") => Severity::Warning,
-        Some("MAJOR") => Severity::Major,
-        _ if known == Some("tamper") => Severity::Critical,
-        _ => Severity::Major,
+fn security_notice(suffix: &str, reported_type: &str, body: &Map<String, Value>) -> SecurityNotice {
+    let event_type = SecurityEventType::reported_by_device(suffix);
+    let severity = match body.get("severity").and_then(Value::as_str).and_then(Severity::parse) {
+        Some(severity) => severity,
+        None if event_type == SecurityEventType::Tamper => Severity::Critical,
+        None => Severity::Major,
     };
     let mut details = Map::new();
-    details.insert("device_event_type".into(), Value::from(event_type));
+    details.insert("device_event_type".into(), Value::from(reported_type));
     if let Some(text) = body.get("text") {
         details.insert("text".into(), text.clone());
     }
-    SecurityNotice { event_type: known.unwrap_or("device_security_event"), severity, details: Value::Object(details) }
+    SecurityNotice { event_type, severity, details: Value::Object(details) }
 }

@@ -373,8 +373,9 @@ impl Platform {
         self.audit.record(entry.with_details(details)).await;
     }
 
-    /// Records a successful action of the principal.
-    pub(crate) async fn audit_by(
+    /// Records a successful action of the principal (also for the service crates above this
+    /// one, such as the data plane).
+    pub async fn audit_by(
         &self,
         principal: &Principal,
         action: rampart_core::AuditAction,
