@@ -3,8 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rampart_platform::PlatformError;
-use rampart_store::StoreError;
+use rampart_platform::{PlatformError, ServiceError};
 use serde::Serialize;
 
 /// Every way a request can fail, as the client sees it.
@@ -26,6 +25,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// Something the request would create is over a bound of the platform (twin size).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("too many requests")]
     RateLimited { retry_after_s: u64 },
     /// Something broke inside; the cause is logged, the client sees a generic message.
@@ -56,7 +58,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::PayloadTooLarge | ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -83,22 +85,25 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
         match error {
-            StoreError::NotFound => ApiError::NotFound,
-            StoreError::Conflict(_) => ApiError::Conflict("already exists".to_owned()),
-            other => ApiError::Internal(other.to_string()),
+            ServiceError::Invalid(message) => ApiError::InvalidRequest(message),
+            ServiceError::Unauthorized => ApiError::Unauthorized,
+            ServiceError::MfaRequired(message) => ApiError::MfaRequired(message),
+            ServiceError::Forbidden => ApiError::Forbidden,
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::TooLarge(message) => ApiError::TooLarge(message),
+            ServiceError::Busy => ApiError::RateLimited { retry_after_s: 1 },
+            ServiceError::Internal(cause) => ApiError::Internal(cause.to_string()),
         }
     }
 }
 
 impl From<PlatformError> for ApiError {
     fn from(error: PlatformError) -> Self {
-        match error {
-            PlatformError::Store(store) => store.into(),
-            other => ApiError::Internal(other.to_string()),
-        }
+        ApiError::Internal(error.to_string())
     }
 }
 

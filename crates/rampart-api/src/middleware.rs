@@ -1,14 +1,27 @@
-//! Middleware on every route: security headers (SPEC §3) and the request body limit, which
-//! answers 413 from the `Content-Length` header alone, before reading the body.
+//! Middleware on every route: security headers (SPEC §3) and the request body limit.
+//!
+//! A body over the limit is answered 413 in a way HTTP/1.1 and HTTP/2 clients can read: a
+//! client that announced `Expect: 100-continue` is answered before it sends the body; any
+//! other is read to its end (discarded, up to a bound) before the answer, because a server
+//! that answers and closes while the client is still sending makes the client's TCP stack
+//! reset the connection, and the client never sees the 413 (python `requests` reports an SSL
+//! EOF, curl over HTTP/2 a stream error). Bodies within the limit are read here, whole, so
+//! the handlers see a body that is complete and bounded.
 
-use axum::body::Body;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// How long an oversized body may take to be read to its end before the connection is closed.
+const DRAIN_TIME: Duration = Duration::from_secs(30);
 
 /// Adds the security headers every answer carries.
 pub async fn security_headers(request: Request, next: Next) -> Response {
@@ -30,19 +43,80 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Refuses bodies over the limit: at once when `Content-Length` says so, otherwise as soon as
-/// the streamed body passes it (the extractor then answers 413).
+/// What reading a body up to the limit found.
+enum Read {
+    Whole(Bytes),
+    /// Over the limit; `drained` says whether the rest was read to its end.
+    TooLarge {
+        drained: bool,
+    },
+    Broken,
+}
+
+/// Reads `body` whole if it stays within `limit`; otherwise reads and discards the rest, up
+/// to `drain_limit` bytes in all and [`DRAIN_TIME`].
+async fn read_body(mut body: Body, limit: usize, drain_limit: usize) -> Read {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut total: usize = 0;
+    let reading = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return Some(Read::Broken) };
+            let Ok(data) = frame.into_data() else { continue };
+            total = total.saturating_add(data.len());
+            if total <= limit {
+                kept.extend_from_slice(&data);
+            } else {
+                kept = Vec::new();
+                if total > drain_limit {
+                    return Some(Read::TooLarge { drained: false });
+                }
+            }
+        }
+        None
+    };
+    match tokio::time::timeout(DRAIN_TIME, reading).await {
+        Ok(Some(read)) => read,
+        Ok(None) if total > limit => Read::TooLarge { drained: true },
+        Ok(None) => Read::Whole(Bytes::from(kept)),
+        Err(_) => Read::TooLarge { drained: false },
+    }
+}
+
+fn too_large(close: bool) -> Response {
+    let mut response = ApiError::PayloadTooLarge.into_response();
+    if close {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Refuses bodies over the limit with a 413 the client can read, and hands every other body
+/// to the handler complete.
 pub async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = state.settings.body_limit_bytes;
+    let headers = request.headers();
     let declared =
-        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        let mut response = ApiError::PayloadTooLarge.into_response();
-        // The unread rest of the body makes the connection unusable for another request.
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let declared_too_large = declared.is_some_and(|length| length > limit as u64);
+    if declared_too_large && expects_continue {
+        // The client waits for our word before sending: it gets the 413 instead.
+        return too_large(true);
     }
+    let drain_limit = match declared_too_large
+        && declared.is_some_and(|length| length > state.settings.oversized_drain_bytes as u64)
+    {
+        // Not worth reading: answer and close.
+        true => 0,
+        false => state.settings.oversized_drain_bytes,
+    };
     let (parts, body) = request.into_parts();
-    let limited = Body::new(http_body_util::Limited::new(body, limit));
-    next.run(Request::from_parts(parts, limited)).await
+    match read_body(body, limit, drain_limit.max(limit)).await {
+        Read::Whole(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Read::TooLarge { drained } => too_large(!drained),
+        Read::Broken => ApiError::invalid("could not read the request body").into_response(),
+    }
 }

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rampart_store::Page;
+use rampart_platform::rows::Page;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;

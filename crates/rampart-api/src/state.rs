@@ -1,4 +1,5 @@
-//! The state every handler receives: the platform services and the API's settings.
+//! The state every handler receives: the platform services, the device data service and the
+//! API's settings.
 
 use std::sync::Arc;
 
@@ -9,13 +10,21 @@ use rampart_platform::Platform;
 pub struct ApiSettings {
     /// Largest request body accepted, in bytes (SPEC §3: 1 MiB).
     pub body_limit_bytes: usize,
-    /// Lifetime of access tokens, in seconds (SPEC §4: 900).
-    pub access_token_ttl_s: i64,
+    /// Largest oversized body read to its end (and discarded) before answering 413, so that
+    /// HTTP/1.1 and HTTP/2 clients still sending it can read the answer; a larger one gets
+    /// the connection closed.
+    pub oversized_drain_bytes: usize,
+    /// How often a live stream checks that its principal still holds its authority.
+    pub stream_recheck: std::time::Duration,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { body_limit_bytes: 1024 * 1024, access_token_ttl_s: 900 }
+        ApiSettings {
+            body_limit_bytes: 1024 * 1024,
+            oversized_drain_bytes: 64 * 1024 * 1024,
+            stream_recheck: std::time::Duration::from_secs(2),
+        }
     }
 }
 
@@ -26,23 +35,13 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub platform: Arc<Platform>,
     pub settings: ApiSettings,
-    /// Device data (queries, alarms, live stream); `None` until [`AppState::with_ingestor`].
-    pub ingestor: Option<rampart_data::Ingestor>,
+    /// Device data: queries, alarms, the live channel, the HTTPS device API.
+    pub ingestor: rampart_data::Ingestor,
 }
 
 impl AppState {
-    pub fn new(platform: Arc<Platform>, settings: ApiSettings) -> Self {
-        AppState(Arc::new(Inner { platform, settings, ingestor: None }))
-    }
-
-    /// The same state with the device data service the §8 routes use.
-    pub fn with_ingestor(self, ingestor: rampart_data::Ingestor) -> Self {
-        let Inner { platform, settings, .. } = &*self.0;
-        AppState(Arc::new(Inner {
-            platform: Arc::clone(platform),
-            settings: settings.clone(),
-            ingestor: Some(ingestor),
-        }))
+    pub fn new(platform: Arc<Platform>, ingestor: rampart_data::Ingestor, settings: ApiSettings) -> Self {
+        AppState(Arc::new(Inner { platform, settings, ingestor }))
     }
 }
 

@@ -11,16 +11,23 @@
 //!   acknowledged only after the durable commit. Then `router` delivers to subscribers of the
 //!   same tenant (retained messages, shared subscriptions), through `registry`, which also
 //!   keeps persistent sessions while their clients are away.
-//! - Control events (revocation, quarantine, deleted credentials, policy changes) close the
-//!   affected connections at once.
-//!
-//! - `retained` writes retained messages to the store behind the publish path, sealed under
-//!   the tenant key, and loads them back at start.
+//! - Control events (revocation, quarantine, deleted credentials or trusted CAs, changed
+//!   authority, policy changes, deleted tenants) close the affected connections at once and
+//!   forget the sessions and wills they invalidate; if events were missed, every connection's
+//!   credential is checked again instead. Applications' authority is also checked again every
+//!   few seconds (expired keys, removed permissions).
+//! - `reasons` chooses every reason code; `guard` is the hook detection and response use at
+//!   accept, CONNECT, publish and subscribe.
+//! - `retained` writes retained messages to the store (through the platform) behind the
+//!   publish path, sealed under the tenant key, and loads them back at start.
 //!
 //! Persistent sessions and pending wills live in memory: they do not survive a restart yet.
 
 mod connection;
+mod guard;
+mod identity;
 mod policy;
+pub(crate) mod reasons;
 mod registry;
 mod retained;
 mod router;
@@ -32,18 +39,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rampart_data::Ingestor;
-use rampart_mqtt::{SessionConfig, reason};
-use rampart_platform::{ControlEvent, Platform};
+use rampart_mqtt::SessionConfig;
+use rampart_platform::{BusMessage, BusReceiver, ControlEvent, DeviceAuthMethod, Platform, ServiceError};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+pub use guard::{Guard, OpenGuard, Origin, Verdict};
 pub use tls::{client_cert_verifier, mqtt_server_config};
 
+use crate::identity::Identity;
 use crate::policy::PolicyCache;
-use crate::registry::{ClientRef, Credential, Registry};
+use crate::reasons::Closing;
+use crate::registry::{ClientRef, Registry, SessionEntry, SessionId};
 use crate::router::Router;
 
 /// How often parked sessions are expired and delayed wills fired.
@@ -79,6 +89,14 @@ pub struct GatewaySettings {
     pub outbound_channel: usize,
     /// How long [`Gateway::shutdown`] waits for connections to close.
     pub shutdown_grace: Duration,
+    /// Retained messages one tenant may keep; a new retained topic beyond it is refused
+    /// (5.0: PUBACK 0x97).
+    pub max_retained_per_tenant: usize,
+    /// Persistent sessions one tenant may hold; a CONNECT asking for another is refused
+    /// (5.0: CONNACK 0x97, 3.1.1: 3).
+    pub max_sessions_per_tenant: usize,
+    /// How often applications' authority (key, owner, permissions, scope) is checked again.
+    pub authority_recheck: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -93,6 +111,9 @@ impl Default for GatewaySettings {
             max_session_expiry_s: 3600,
             outbound_channel: 1024,
             shutdown_grace: Duration::from_secs(10),
+            max_retained_per_tenant: 100_000,
+            max_sessions_per_tenant: 100_000,
+            authority_recheck: Duration::from_secs(3),
         }
     }
 }
@@ -127,6 +148,7 @@ pub(crate) struct Shared {
     pub router: Router,
     pub registry: Registry,
     pub policies: PolicyCache,
+    pub guard: Arc<dyn Guard>,
     pub stats: Stats,
     /// The origin of the sessions' monotonic millisecond clock.
     epoch: Instant,
@@ -165,6 +187,17 @@ impl Gateway {
         tls: Arc<rustls::ServerConfig>,
         settings: GatewaySettings,
     ) -> anyhow::Result<Gateway> {
+        Gateway::start_guarded(platform, ingestor, tls, settings, Arc::new(OpenGuard)).await
+    }
+
+    /// [`Gateway::start`] with a guard at its decision points.
+    pub async fn start_guarded(
+        platform: Arc<Platform>,
+        ingestor: Ingestor,
+        tls: Arc<rustls::ServerConfig>,
+        settings: GatewaySettings,
+        guard: Arc<dyn Guard>,
+    ) -> anyhow::Result<Gateway> {
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|error| anyhow::anyhow!("binding the MQTT listener on {}: {error}", settings.listen))?;
@@ -176,7 +209,7 @@ impl Gateway {
             max_queued: settings.max_queued_messages,
             ..SessionConfig::default()
         };
-        let control = platform.control.subscribe();
+        let control = platform.subscribe();
         let shared = Arc::new(Shared {
             platform,
             ingestor,
@@ -186,6 +219,7 @@ impl Gateway {
             router: Router::default(),
             registry: Registry::default(),
             policies: PolicyCache::default(),
+            guard,
             stats: Stats::default(),
             epoch: Instant::now(),
         });
@@ -197,6 +231,7 @@ impl Gateway {
         let background = vec![
             tokio::spawn(act_on_control_events(Arc::clone(&shared), control)),
             tokio::spawn(sweep(Arc::clone(&shared))),
+            tokio::spawn(recheck_applications(Arc::clone(&shared))),
         ];
         tracing::info!(%local_addr, retained_messages = restored, "MQTT listener ready");
         Ok(Gateway { local_addr, shared, stop, connections_done, background, retained_writer, accept_loop })
@@ -222,7 +257,7 @@ impl Gateway {
     pub async fn shutdown(mut self) {
         let _receivers_may_be_gone = self.stop.send(true);
         let _accept_loop_ended = self.accept_loop.await;
-        self.shared.registry.close_matching(reason::SERVER_SHUTTING_DOWN, |_, _| true);
+        self.shared.registry.close_matching(reasons::disconnect(Closing::ShuttingDown), |_, _| true);
         let grace = self.shared.settings.shutdown_grace;
         if tokio::time::timeout(grace, self.connections_done.recv()).await.is_err() {
             tracing::warn!("some MQTT connections did not close within the shutdown grace");
@@ -262,58 +297,140 @@ async fn accept_loop(
 }
 
 /// Closes the connections a control event concerns (within the second SPEC §6 allows: the
-/// close signal is acted on at once) and forgets what the event invalidates.
-async fn act_on_control_events(shared: Arc<Shared>, mut events: broadcast::Receiver<ControlEvent>) {
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::error!(missed, "control events were missed; closing every connection to stay safe");
-                shared.registry.close_matching(reason::ADMINISTRATIVE_ACTION, |_, _| true);
-                continue;
+/// close signal is acted on at once) and forgets what the event invalidates. Missed events
+/// make every connection's credential be checked again.
+async fn act_on_control_events(shared: Arc<Shared>, mut bus: BusReceiver) {
+    while let Some(message) = bus.recv().await {
+        match message {
+            BusMessage::Event(event) => apply_control_event(&shared, &event),
+            BusMessage::Resync => {
+                shared.policies.clear();
+                recheck(&shared, |_| true);
             }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        apply_control_event(&shared, &event);
+        }
     }
 }
 
-fn apply_control_event(shared: &Shared, event: &ControlEvent) {
-    const ADMIN: u8 = reason::ADMINISTRATIVE_ACTION;
+fn apply_control_event(shared: &Arc<Shared>, event: &ControlEvent) {
+    let admin = reasons::disconnect(Closing::Administrative);
     match event {
         ControlEvent::DeviceCutOff { tenant, device, .. } => {
-            let key = registry::SessionId { tenant: tenant.clone(), client: ClientRef::Device(device.clone()) };
-            shared.registry.close_matching(ADMIN, |id, _| *id == key);
-            // A revoked device's persistent session and pending will go too.
-            if let Some(entry) = shared.registry.get(&key) {
-                let mut slot = entry.lock();
-                slot.parked = None;
-                slot.pending_will = None;
-                let subscriptions = std::mem::take(&mut slot.subscriptions);
-                drop(slot);
-                for filter in subscriptions.into_keys() {
-                    shared.router.unsubscribe(&entry.key, &filter);
-                }
-                shared.registry.remove_if_idle(&key);
-            }
+            let key = SessionId { tenant: tenant.clone(), client: ClientRef::Device(device.clone()) };
+            shared.registry.close_matching(admin, |id, _| *id == key);
+            // A revoked or deleted device's persistent session and pending will go too.
+            forget_sessions(shared, |id, _| *id == key);
         }
         ControlEvent::DeviceTokenDeleted { tenant, device, token_id } => {
-            shared.registry.close_matching(ADMIN, |id, live| {
+            shared.registry.close_matching(admin, |id, live| {
                 id.tenant == *tenant
-                    && id.client == ClientRef::Device(device.clone())
-                    && live.credential == (Credential::DeviceToken { token_id: token_id.clone() })
+                    && matches!(&*live.identity, Identity::Device { device: d, method: DeviceAuthMethod::Token { token_id: t }, .. }
+                        if d == device && t == token_id)
+            });
+        }
+        ControlEvent::TrustedCaRemoved { tenant, ca_id } => {
+            shared.registry.close_matching(admin, |id, live| {
+                id.tenant == *tenant
+                    && matches!(&*live.identity, Identity::Device { method: DeviceAuthMethod::TrustedCa { ca_id: c, .. }, .. }
+                        if c == ca_id)
             });
         }
         ControlEvent::ApiKeyRevoked { tenant, key_id } => {
-            shared.registry.close_matching(ADMIN, |id, live| {
-                id.tenant == *tenant && live.credential == (Credential::ApiKey { key_id: key_id.clone() })
+            shared.registry.close_matching(admin, |id, live| {
+                id.tenant == *tenant && live.identity.api_key() == Some(key_id.as_str())
             });
+            // Its persistent sessions belong to nobody now.
+            forget_sessions(shared, |id, slot| id.tenant == *tenant && slot.owner_key.as_deref() == Some(key_id.as_str()));
         }
+        ControlEvent::PrincipalChanged { tenant, username } => recheck(shared, |identity| {
+            matches!(identity, Identity::Application { principal }
+                if principal.tenant == *tenant && principal.acting_user() == username)
+        }),
         ControlEvent::TenantPolicyChanged { tenant } => shared.policies.invalidate(tenant),
         ControlEvent::TenantDeleted { tenant } => {
-            shared.registry.close_matching(ADMIN, |id, _| id.tenant == *tenant);
+            shared.registry.close_matching(admin, |id, _| id.tenant == *tenant);
+            forget_sessions(shared, |id, _| id.tenant == *tenant);
             shared.router.drop_tenant(tenant);
             shared.policies.invalidate(tenant);
+        }
+    }
+}
+
+/// Forgets the parked state, subscriptions and pending will of every session matching
+/// `filter` (its live connection, if any, is being closed separately).
+fn forget_sessions(shared: &Shared, mut filter: impl FnMut(&SessionId, &registry::Slot) -> bool) {
+    let matching: Vec<Arc<SessionEntry>> = shared
+        .registry
+        .entries(|_| true)
+        .into_iter()
+        .filter(|entry| filter(&entry.key, &entry.lock()))
+        .collect();
+    for entry in matching {
+        let subscriptions = {
+            let mut slot = entry.lock();
+            slot.parked = None;
+            slot.pending_will = None;
+            slot.owner_key = None;
+            slot.persistent = false;
+            std::mem::take(&mut slot.subscriptions)
+        };
+        for filter in subscriptions.into_keys() {
+            shared.router.unsubscribe(&entry.key, &filter);
+        }
+        shared.registry.remove_if_idle(&entry.key);
+    }
+}
+
+/// Checks again, in the background, whether the live connections whose identity matches
+/// `filter` are still admitted, and closes those that are not.
+fn recheck(shared: &Arc<Shared>, mut filter: impl FnMut(&Identity) -> bool) {
+    let matching = shared.registry.live_identities(|_, identity| filter(identity));
+    if matching.is_empty() {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        for (_entry, identity, close) in matching {
+            if !shared.still_admitted(&identity).await {
+                close.close(reasons::disconnect(Closing::Administrative));
+            }
+        }
+    });
+}
+
+/// Checks applications' authority every `authority_recheck`: an expired key, a disabled or
+/// deleted owner, a lost permission or a narrower scope end the connection.
+async fn recheck_applications(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(shared.settings.authority_recheck);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        recheck(&shared, |identity| matches!(identity, Identity::Application { .. }));
+    }
+}
+
+impl Shared {
+    /// Whether a connection with this identity would still be admitted now, with the same
+    /// authority. Storage trouble answers `true`: a connection is not cut off because the
+    /// platform could not ask (the next check asks again).
+    pub(crate) async fn still_admitted(&self, identity: &Identity) -> bool {
+        match identity {
+            Identity::Device { tenant, device, method } => {
+                match self.platform.device_credential_valid(tenant, device, method).await {
+                    Ok(valid) => valid,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not check a device's credential again");
+                        true
+                    }
+                }
+            }
+            Identity::Application { principal } => match self.platform.reauthenticate(principal).await {
+                Ok(now) => now.permissions == principal.permissions && now.scope == principal.scope,
+                Err(ServiceError::Internal(error)) => {
+                    tracing::warn!(%error, "could not check an application's authority again");
+                    true
+                }
+                Err(_) => false,
+            },
         }
     }
 }

@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use rampart_store::{Store, StoreError};
+use rampart_platform::{Platform, PlatformError, ServiceError};
 
-use rampart_core::TenantPolicy;
 use rampart_core::acl::TopicPolicy;
 
 /// What the gateway needs of a tenant's policies.
@@ -29,20 +28,13 @@ pub(crate) struct PolicyCache {
 impl PolicyCache {
     /// The tenant's rules, read from the store on first use. A stored document that does not
     /// parse is logged and replaced by the defaults, which add no topic (fail closed).
-    pub(crate) async fn get(&self, store: &dyn Store, tenant: &str) -> Result<Arc<TenantRules>, StoreError> {
+    pub(crate) async fn get(&self, platform: &Platform, tenant: &str) -> Result<Arc<TenantRules>, ServiceError> {
         if let Some(rules) = self.tenants.read().unwrap_or_else(PoisonError::into_inner).get(tenant) {
             return Ok(Arc::clone(rules));
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let topics = TopicPolicy::from_stored(store.get_topic_policy(tenant).await?.as_deref()).unwrap_or_else(|error| {
-            tracing::error!(%error, tenant, "stored topic policy does not parse; using the defaults");
-            TopicPolicy::default()
-        });
-        let tenant_policy = TenantPolicy::from_stored(store.get_tenant_policy(tenant).await?.as_deref())
-            .unwrap_or_else(|error| {
-                tracing::error!(%error, tenant, "stored tenant policy does not parse; using the defaults");
-                TenantPolicy::default()
-            });
+        let topics = or_defaults(platform.topic_policy_of(tenant).await, tenant)?;
+        let tenant_policy = or_defaults(platform.tenant_policy_for(tenant).await, tenant)?;
         let reject_takeover = tenant_policy.client_takeover == rampart_core::ClientTakeover::Reject;
         let rules = Arc::new(TenantRules { topics, reject_takeover });
         let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
@@ -57,5 +49,25 @@ impl PolicyCache {
         let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
         self.generation.fetch_add(1, Ordering::AcqRel);
         tenants.remove(tenant);
+    }
+
+    /// Forgets every tenant's rules (after missed control events).
+    pub(crate) fn clear(&self) {
+        let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tenants.clear();
+    }
+}
+
+/// A stored document that no longer parses is logged and replaced by the defaults, which add
+/// no topic (fail closed); any other failure is passed on.
+fn or_defaults<T: Default>(loaded: Result<T, ServiceError>, tenant: &str) -> Result<T, ServiceError> {
+    match loaded {
+        Ok(document) => Ok(document),
+        Err(ServiceError::Internal(PlatformError::StoredDocument(error))) => {
+            tracing::error!(%error, tenant, "a stored policy does not parse; using the defaults");
+            Ok(T::default())
+        }
+        Err(other) => Err(other),
     }
 }

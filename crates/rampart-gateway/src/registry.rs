@@ -3,7 +3,8 @@
 //! away, its subscriptions, and a will waiting for its delay.
 //!
 //! Devices and applications are kept apart in the key, so an application choosing a device's
-//! id as its client id can never take over the device's session.
+//! id as its client id can never take over the device's session; and an application's
+//! session belongs to the API key that made it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use rampart_mqtt::{OutgoingMessage, QoS, SessionState, reason};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::identity::Identity;
 use crate::router::{RoutedMessage, SubOptions};
 
 /// Whose session it is. Applications are keyed by their client id (unique per tenant).
@@ -32,13 +34,6 @@ pub(crate) struct SessionId {
 
 pub(crate) type SessionKey = Arc<SessionId>;
 
-/// What a live connection authenticated with, so a deleted credential closes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Credential {
-    DeviceToken { token_id: String },
-    DeviceCertificate,
-    ApiKey { key_id: String },
-}
 
 /// Asks a connection task to close, with a 5.0 reason code.
 #[derive(Debug, Default)]
@@ -77,7 +72,8 @@ pub(crate) struct Live {
     pub sender: mpsc::Sender<Box<OutgoingMessage>>,
     pub close: Arc<CloseSignal>,
     pub address: IpAddr,
-    pub credential: Credential,
+    /// Who the connection authenticated as, and with what.
+    pub identity: Arc<Identity>,
     /// Closed (sender dropped) when the connection's task has finished with the session.
     pub finished: watch::Receiver<()>,
     /// Set when the connection's channel overflowed: the connection is being closed (0x97), and
@@ -110,6 +106,10 @@ pub(crate) struct Slot {
     /// Filter (as subscribed, `$share/…` included) → options; mirrors the router.
     pub subscriptions: HashMap<String, SubOptions>,
     pub pending_will: Option<Box<PendingWill>>,
+    /// For an application's session: the API key that made it (no other key resumes it).
+    pub owner_key: Option<String>,
+    /// The session outlives its connection (counted against the tenant's quota).
+    pub persistent: bool,
 }
 
 impl Slot {
@@ -246,6 +246,30 @@ impl Registry {
     pub(crate) fn len(&self) -> usize {
         self.sessions.read().unwrap_or_else(PoisonError::into_inner).len()
     }
+
+    /// Number of sessions of `tenant` that outlive their connection (parked, or live with a
+    /// persistent session), for the tenant's quota.
+    pub(crate) fn persistent_sessions_of(&self, tenant: &str) -> usize {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        sessions.iter().filter(|(key, entry)| key.tenant == tenant && entry.lock().persistent).count()
+    }
+
+    /// Every live connection matching `filter`, with its identity (a snapshot).
+    pub(crate) fn live_identities(
+        &self,
+        mut filter: impl FnMut(&SessionId, &Identity) -> bool,
+    ) -> Vec<(Arc<SessionEntry>, Arc<Identity>, Arc<CloseSignal>)> {
+        let mut found = Vec::new();
+        for entry in self.entries(|_| true) {
+            let slot = entry.lock();
+            if let Some(live) = &slot.live
+                && filter(&entry.key, &live.identity)
+            {
+                found.push((Arc::clone(&entry), Arc::clone(&live.identity), Arc::clone(&live.close)));
+            }
+        }
+        found
+    }
 }
 
 /// Keeps a QoS 1/2 message for a connection that overflowed (see [`Live::overflow`]).
@@ -291,7 +315,11 @@ mod tests {
                 sender,
                 close: Arc::clone(&close),
                 address: IpAddr::from([127, 0, 0, 1]),
-                credential: Credential::ApiKey { key_id: "k".to_owned() },
+                identity: Arc::new(Identity::Device {
+                    tenant: "acme".to_owned(),
+                    device: "slow".to_owned(),
+                    method: rampart_platform::DeviceAuthMethod::Token { token_id: "t".to_owned() },
+                }),
                 finished,
                 overflow: None,
             });

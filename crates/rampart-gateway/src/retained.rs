@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use rampart_mqtt::{Properties, QoS};
-use rampart_store::{RetainedChange, RetainedMessageRow};
+use rampart_platform::rows::{RetainedChange, RetainedMessageRow};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -152,14 +152,13 @@ async fn write(shared: &Shared, changes: RetainedChanges) {
             Err((tenant, topic, error)) => tracing::warn!(%error, tenant, topic, "retained message not stored"),
         }
     }
-    let store = &shared.platform.store;
     for batch in sealed.chunks(CHANGES_PER_TRANSACTION) {
-        let Err(error) = store.write_retained_messages(batch).await else { continue };
+        let Err(error) = shared.platform.write_retained(batch).await else { continue };
         // One change of a tenant deleted meanwhile fails the transaction: it must not cost
         // the other changes theirs.
         tracing::debug!(%error, "writing retained messages one by one");
         for change in batch {
-            if let Err(error) = store.write_retained_messages(std::slice::from_ref(change)).await {
+            if let Err(error) = shared.platform.write_retained(std::slice::from_ref(change)).await {
                 let (RetainedChange::Put(RetainedMessageRow { tenant, topic, .. })
                 | RetainedChange::Delete { tenant, topic }) = change;
                 tracing::warn!(%error, tenant, topic, "retained message not stored");
@@ -183,7 +182,7 @@ async fn seal(
         Some(message) if expires_at.is_none_or(|at| at > clocks.wall_ms) => message,
         _ => return Ok(RetainedChange::Delete { tenant, topic }),
     };
-    let keyring = &shared.platform.keyring;
+    let keyring = shared.platform.keyring();
     let payload_sealed = match keyring.seal_for_tenant(&tenant, &payload_purpose(&topic), &message.payload).await {
         Ok(sealed) => sealed,
         Err(error) => return Err((tenant, topic, error)),
@@ -214,14 +213,13 @@ async fn seal(
 /// ones from the store). A row that cannot be opened is logged and skipped. Answers how many
 /// were loaded.
 pub(crate) async fn load(shared: &Shared) -> anyhow::Result<usize> {
-    let store = &shared.platform.store;
     let clocks = Clocks::now(shared);
-    match store.delete_expired_retained_messages(clocks.wall_ms).await {
+    match shared.platform.purge_expired_retained().await {
         Ok(0) => {}
         Ok(purged) => tracing::debug!(purged, "expired retained messages purged"),
         Err(error) => tracing::warn!(%error, "purging expired retained messages failed"),
     }
-    let rows = store.list_all_retained_messages().await.context("loading retained messages")?;
+    let rows = shared.platform.all_retained().await.context("loading retained messages")?;
     let mut loaded = 0;
     for row in rows {
         let expires_at_ms = match row.expires_at {
@@ -246,7 +244,7 @@ pub(crate) async fn load(shared: &Shared) -> anyhow::Result<usize> {
 }
 
 async fn open(shared: &Shared, row: &RetainedMessageRow, expires_at_ms: Option<u64>) -> anyhow::Result<RoutedMessage> {
-    let keyring = &shared.platform.keyring;
+    let keyring = shared.platform.keyring();
     let qos = u8::try_from(row.qos).ok().and_then(QoS::from_u8).context("invalid QoS")?;
     let payload = keyring
         .open_for_tenant(&row.tenant, &payload_purpose(&row.topic), &row.payload_sealed)

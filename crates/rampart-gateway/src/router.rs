@@ -251,7 +251,7 @@ impl Router {
 
     /// Keeps (or, for an empty payload, deletes) the retained message of its topic, and notes
     /// the change in the journal for the store.
-    pub(crate) fn retain(&self, tenant: &str, message: &RoutedMessage) {
+    pub(crate) fn retain(&self, tenant: &str, message: &RoutedMessage, max_per_tenant: usize) {
         let routes = self.tenant_or_create(tenant);
         let mut retained = routes.retained.write().unwrap_or_else(PoisonError::into_inner);
         let kept = match message.payload.is_empty() {
@@ -259,6 +259,8 @@ impl Router {
                 retained.remove(&message.topic);
                 None
             }
+            // The tenant's quota: a new topic beyond it is not kept (a known one is replaced).
+            false if retained.len() >= max_per_tenant && !retained.contains_key(&message.topic) => return,
             false => {
                 retained.insert(message.topic.clone(), Retained { message: message.clone() });
                 Some(message.clone())
@@ -270,6 +272,16 @@ impl Router {
         self.retained_journal.lock().unwrap_or_else(PoisonError::into_inner).insert(key, kept);
         drop(retained);
         self.retained_changed.notify_one();
+    }
+
+    /// Whether `message` would be kept as retained within the tenant's quota.
+    pub(crate) fn may_retain(&self, tenant: &str, message: &RoutedMessage, max_per_tenant: usize) -> bool {
+        if message.payload.is_empty() {
+            return true;
+        }
+        let Some(routes) = self.tenant(tenant) else { return max_per_tenant > 0 };
+        let retained = routes.retained.read().unwrap_or_else(PoisonError::into_inner);
+        retained.len() < max_per_tenant || retained.contains_key(&message.topic)
     }
 
     /// Keeps a retained message loaded from the store, without noting it in the journal.

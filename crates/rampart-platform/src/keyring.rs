@@ -44,7 +44,7 @@ impl Keyring {
 
     /// Returns the platform secret `name`, creating it with `generate` on first use. It is
     /// stored sealed under the master key; the first writer wins when nodes race.
-    pub(crate) async fn platform_secret(
+    pub async fn platform_secret(
         &self,
         name: &str,
         generate: impl FnOnce() -> Zeroizing<Vec<u8>>,

@@ -40,7 +40,7 @@ pub use time_format::{format_rfc3339_ms, parse_timestamp};
 /// The rows services answer with, so the edges need no dependency on the store.
 pub mod rows {
     pub use rampart_store::{
-        ApiKey, AuditFilter, AuditRecord, Device, DeviceCertificate, DeviceToken, Group, Page, SecurityEvent,
-        SecurityEventFilter, Tenant, TrustedCa, User,
+        ApiKey, AuditChain, AuditCheckpoint, AuditFilter, AuditRecord, Device, DeviceCertificate, DeviceToken, Group, Page, RetainedChange,
+        RetainedMessageRow, SecurityEvent, SecurityEventFilter, Tenant, TrustedCa, User,
     };
 }

@@ -158,6 +158,11 @@ impl Platform {
         }
     }
 
+    /// Whether the `platform` tenant exists (the first start is done).
+    pub async fn bootstrapped(&self) -> PlatformResult<bool> {
+        Ok(self.incarnations.current(PLATFORM_TENANT).await?.is_some())
+    }
+
     /// First start: creates the `platform` tenant and its `admin` user unless they exist.
     /// Returns whether it created them.
     pub async fn bootstrap(&self, admin_password: &str) -> ServiceResult<bool> {

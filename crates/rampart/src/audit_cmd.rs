@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use rampart_platform::{ChainVerifier, ExportLine, VerifyReport, parse_export_line, verify_stored_chain};
+use rampart_core::AuditAction;
+use rampart_platform::rows::{AuditChain, AuditCheckpoint, AuditRecord};
+use rampart_platform::{ChainVerifier, ExportLine, VerifyReport, parse_export_line};
 
 use crate::cli::{AuditArgs, AuditCommand};
 use crate::first_start::open_existing_platform;
@@ -28,7 +30,17 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn report(tenant: &str, report: &VerifyReport) -> bool {
+/// How a chain is named in the output: its tenant, and the incarnation when it has one (a
+/// deleted tenant's chain and its successor's share the id).
+fn chain_name(chain: &AuditChain) -> String {
+    match chain.incarnation.is_empty() {
+        true => chain.tenant.clone(),
+        false => format!("{} (incarnation {})", chain.tenant, chain.incarnation),
+    }
+}
+
+fn report(chain: &AuditChain, report: &VerifyReport) -> bool {
+    let tenant = chain_name(chain);
     match report {
         VerifyReport::Valid { records, head } => {
             let head = head.as_ref().map_or_else(|| "empty".to_owned(), |(seq, hash)| format!("head seq {seq} {hash}"));
@@ -44,11 +56,9 @@ fn report(tenant: &str, report: &VerifyReport) -> bool {
 
 async fn verify_data_dir(data_dir: &Path, storage: Option<&str>) -> anyhow::Result<ExitCode> {
     let platform = open_existing_platform(data_dir, storage).await?;
-    let public_key = platform.audit.public_key_base64();
     let mut intact = true;
-    for tenant in platform.store.list_audit_tenants().await? {
-        let outcome = verify_stored_chain(platform.store.as_ref(), &tenant, &public_key).await?;
-        intact &= report(&tenant, &outcome);
+    for (chain, outcome) in platform.audit().verify_all().await? {
+        intact &= report(&chain, &outcome);
     }
     Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(TAMPERED) })
 }
@@ -65,12 +75,15 @@ fn read_public_key(value: &str) -> anyhow::Result<String> {
 fn verify_file(file: &Path, public_key: &str) -> anyhow::Result<ExitCode> {
     let public_key = read_public_key(public_key)?;
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let mut records: BTreeMap<String, Vec<rampart_store::AuditRecord>> = BTreeMap::new();
-    let mut checkpoints: BTreeMap<String, Vec<rampart_store::AuditCheckpoint>> = BTreeMap::new();
+    let mut records: BTreeMap<AuditChain, Vec<AuditRecord>> = BTreeMap::new();
+    let mut checkpoints: BTreeMap<AuditChain, Vec<AuditCheckpoint>> = BTreeMap::new();
+    let chain_of = |tenant: &str, incarnation: &str| AuditChain { tenant: tenant.to_owned(), incarnation: incarnation.to_owned() };
     for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         match parse_export_line(line) {
-            Ok(ExportLine::Record(record)) => records.entry(record.tenant.clone()).or_default().push(record),
-            Ok(ExportLine::Checkpoint(cp)) => checkpoints.entry(cp.tenant.clone()).or_default().push(cp),
+            Ok(ExportLine::Record(record)) => {
+                records.entry(chain_of(&record.tenant, &record.incarnation)).or_default().push(record)
+            }
+            Ok(ExportLine::Checkpoint(cp)) => checkpoints.entry(chain_of(&cp.tenant, &cp.incarnation)).or_default().push(cp),
             Err(reason) => {
                 println!("line {}: TAMPERED: unreadable: {reason}", number + 1);
                 return Ok(ExitCode::from(TAMPERED));
@@ -81,23 +94,23 @@ fn verify_file(file: &Path, public_key: &str) -> anyhow::Result<ExitCode> {
         bail!("{} holds no audit records", file.display());
     }
     let mut intact = true;
-    for (tenant, chain) in &records {
-        let cps = checkpoints.get(tenant).map(Vec::as_slice).unwrap_or_default();
+    for (chain, chain_records) in &records {
+        let cps = checkpoints.get(chain).map(Vec::as_slice).unwrap_or_default();
         if cps.is_empty() {
-            println!("tenant {tenant}: TAMPERED: the export carries no signed checkpoint");
+            println!("tenant {}: TAMPERED: the export carries no signed checkpoint", chain_name(chain));
             intact = false;
             continue;
         }
-        let mut verifier = ChainVerifier::new(tenant, cps, &public_key);
-        chain.iter().for_each(|record| verifier.push(record));
-        intact &= report(tenant, &verifier.finish());
+        let mut verifier = ChainVerifier::new(chain, cps, &public_key);
+        chain_records.iter().for_each(|record| verifier.push(record));
+        intact &= report(chain, &verifier.finish());
     }
     Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(TAMPERED) })
 }
 
 async fn export(data_dir: &Path, storage: Option<&str>, tenant: &str, out: &Path) -> anyhow::Result<ExitCode> {
     let platform = open_existing_platform(data_dir, storage).await?;
-    let lines = platform.audit.export_lines(tenant).await?;
+    let lines = platform.audit().export_lines(tenant).await?;
     if lines.is_empty() {
         bail!("tenant {tenant} has no audit records");
     }
@@ -110,11 +123,11 @@ async fn export(data_dir: &Path, storage: Option<&str>, tenant: &str, out: &Path
     let entry = rampart_platform::AuditEntry::success(
         tenant,
         rampart_platform::Actor::System,
-        "audit.export",
+        AuditAction::AuditExport,
         format!("tenant:{tenant}"),
     );
-    platform.audit.append(entry).await?;
+    platform.audit().append(entry).await?;
     println!("exported {} lines of tenant {tenant} to {}", lines.len(), out.display());
-    println!("public key {}", platform.audit.public_key_base64());
+    println!("public key {}", platform.audit().public_key_base64());
     Ok(ExitCode::SUCCESS)
 }

@@ -7,10 +7,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use rampart_core::{PLATFORM_TENANT, check_password_policy};
+use rampart_core::check_password_policy;
 use rampart_crypto::{SecretKey256, load_or_create_master_key, random_secret};
 use rampart_platform::Platform;
-use rampart_store::StoreError;
 use zeroize::Zeroizing;
 
 pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
@@ -71,10 +70,8 @@ pub enum AdminPassword {
 /// `RAMPART_ADMIN_PASSWORD` or is generated into `DATA_DIR/initial-admin-password` (0600); it
 /// is never printed or logged.
 pub async fn bootstrap_admin(platform: &Platform, data_dir: &Path) -> anyhow::Result<AdminPassword> {
-    match platform.store.get_tenant(PLATFORM_TENANT).await {
-        Ok(_) => return Ok(AdminPassword::AlreadyBootstrapped),
-        Err(StoreError::NotFound) => {}
-        Err(other) => return Err(other).context("reading the platform tenant"),
+    if platform.bootstrapped().await.context("reading the platform tenant")? {
+        return Ok(AdminPassword::AlreadyBootstrapped);
     }
     if let Ok(password) = std::env::var("RAMPART_ADMIN_PASSWORD") {
         let password = Zeroizing::new(password);
@@ -111,7 +108,8 @@ pub async fn open_existing_platform(data_dir: &Path, storage: Option<&str>) -> a
         load_or_create_master_key(&path, false).with_context(|| format!("master key {}", path.display()))?;
     let storage = crate::config::StorageSetting::parse(storage)?;
     let store = rampart_store::open(storage.as_spec(), data_dir).await.context("opening the store")?;
-    Platform::open(store, master, std::sync::Arc::new(rampart_platform::SystemClock))
+    let clock = std::sync::Arc::new(rampart_platform::SystemClock);
+    Platform::open(store, master, clock, rampart_platform::PlatformSettings::default())
         .await
         .context("opening the platform")
 }

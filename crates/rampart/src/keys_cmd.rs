@@ -18,15 +18,15 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             } else {
                 write_new_key_file(&new_key_file)?
             };
-            let rewrapped = platform.keyring.rewrap_all(&new_master).await.context("re-wrapping keys")?;
+            let rewrapped = platform.keyring().rewrap_all(&new_master).await.context("re-wrapping keys")?;
             let entry = rampart_platform::AuditEntry::success(
                 rampart_core::PLATFORM_TENANT,
                 rampart_platform::Actor::System,
-                "keys.rotate_master",
+                rampart_core::AuditAction::KeysRotateMaster,
                 "master-key",
             )
             .with_details(serde_json::json!({ "rewrapped": rewrapped }));
-            platform.audit.append(entry).await?;
+            platform.audit().append(entry).await?;
             println!("re-wrapped {rewrapped} keys under {}", new_key_file.display());
             println!(
                 "start the server with RAMPART_MASTER_KEY_FILE={} (or move it to DATA_DIR/master.key)",

@@ -14,7 +14,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rampart_api::{ApiSettings, AppState};
 use rampart_data::{IngestSettings, Ingestor};
 use rampart_gateway::{Gateway, GatewaySettings};
-use rampart_platform::{Platform, SystemClock};
+use rampart_platform::{Platform, PlatformSettings, SystemClock};
 
 use crate::cli::ServeArgs;
 use crate::config::{ServeSettings, check_environment};
@@ -36,11 +36,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let master = load_master_key(&settings.data_dir)?;
     let store =
         rampart_store::open(settings.storage.as_spec(), &settings.data_dir).await.context("opening the store")?;
-    let platform =
-        Arc::new(Platform::open(store, master, Arc::new(SystemClock)).await.context("opening the platform")?);
+    let platform = Arc::new(
+        Platform::open(Arc::clone(&store), master, Arc::new(SystemClock), PlatformSettings::default())
+            .await
+            .context("opening the platform")?,
+    );
     let admin = bootstrap_admin(&platform, &settings.data_dir).await?;
     let tls = crate::tls::listener_configs(&platform, &settings).await?;
-    let ingestor = Ingestor::start(Arc::clone(&platform), IngestSettings::default());
+    // The data plane is the one service crate besides the platform that holds the store.
+    let ingestor = Ingestor::start(Arc::clone(&platform), store, IngestSettings::default());
     let gateway_settings = GatewaySettings { listen: settings.mqtt_listen, ..GatewaySettings::default() };
     let gateway = Gateway::start(Arc::clone(&platform), ingestor.clone(), tls.mqtt, gateway_settings)
         .await
@@ -51,7 +55,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("binding the HTTPS listener on {}", settings.http_listen))?;
     listener.set_nonblocking(true)?;
     let http_addr = listener.local_addr()?;
-    let state = AppState::new(Arc::clone(&platform), ApiSettings::default()).with_ingestor(ingestor.clone());
+    let state = AppState::new(Arc::clone(&platform), ingestor.clone(), ApiSettings::default());
     let app = rampart_api::router(state);
     let handle = Handle::new();
     let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls.https)).handshake_timeout(HANDSHAKE_TIMEOUT);
@@ -77,7 +81,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Err(error) => tracing::error!(%error, "HTTPS listener task failed"),
     }
     checkpointer.abort();
-    if let Err(error) = platform.audit.checkpoint_all().await {
+    if let Err(error) = platform.audit().checkpoint_all().await {
         tracing::error!(%error, "final audit checkpoint failed");
     }
     tracing::info!("stopped");
@@ -125,7 +129,7 @@ async fn checkpoint_periodically(platform: Arc<Platform>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        if let Err(error) = platform.audit.checkpoint_all().await {
+        if let Err(error) = platform.audit().checkpoint_all().await {
             tracing::error!(%error, "audit checkpoint failed");
         }
     }

@@ -68,7 +68,7 @@ async fn platform_server_certificate(
     extra_sans: &[String],
 ) -> anyhow::Result<(String, Zeroizing<String>)> {
     let stored = platform
-        .keyring
+        .keyring()
         .platform_secret(PLATFORM_CA_SECRET, || {
             let ca = match generate_ca("Rampart platform CA") {
                 Ok(ca) => ca,

@@ -1,30 +1,22 @@
-//! API keys for applications (SPEC §4): `rak_<id>_<secret>`, shown once at creation and
-//! stored as a SHA-256 hash. A key carries roles like a user, and nobody can create a key
-//! holding permissions they lack.
+//! API keys for applications (SPEC §4): `rak_<id>_<secret>`, shown once at creation. Parse,
+//! call the platform, answer; a key never reaches further than the user it acts for.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rampart_core::Permission;
-use rampart_crypto::{random_id, random_secret, sha256};
-use rampart_platform::{Actor, format_rfc3339_ms, parse_timestamp};
-use rampart_store::ApiKey;
+use rampart_platform::rows::ApiKey;
+use rampart_platform::{NewApiKey, format_rfc3339_ms, parse_timestamp};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{API_KEY_PREFIX, Principal};
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListQuery, Paginated, paginate_in_memory};
-use crate::routes::roles::check_grantable_roles;
-use crate::routes::tenants::check_display_name;
 use crate::state::AppState;
 
-/// Random bytes in a key id (hex) and in its secret part (base64url): 256 bits of secret.
-const KEY_ID_BYTES: usize = 8;
-const KEY_SECRET_BYTES: usize = 32;
 
 /// Body of `POST /api/v1/api-keys`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -58,6 +50,8 @@ pub struct ApiKeyView {
     pub roles: Vec<String>,
     pub expires_at: Option<String>,
     pub created_by: String,
+    /// The user the key acts for.
+    pub owner: String,
     pub created_at: String,
 }
 
@@ -69,6 +63,7 @@ impl From<ApiKey> for ApiKeyView {
             roles: key.roles,
             expires_at: key.expires_at.map(format_rfc3339_ms),
             created_by: key.created_by,
+            owner: key.owner,
             created_at: format_rfc3339_ms(key.created_at),
         }
     }
@@ -86,13 +81,6 @@ fn parse_expiry(value: &Value) -> ApiResult<Option<i64>> {
         _ => None,
     };
     parsed.map(Some).ok_or_else(|| ApiError::invalid("expires_at must be RFC 3339 or epoch milliseconds"))
-}
-
-fn check_key_id(id: &str) -> ApiResult<()> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::invalid("API key id must be hexadecimal"));
-    }
-    Ok(())
 }
 
 /// Creates an API key; the key itself is in this answer only.
@@ -114,39 +102,16 @@ async fn create_api_key(
     principal: Principal,
     ApiJson(body): ApiJson<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
-    principal.require(&state, Permission::UsersWrite).await?;
-    check_display_name("name", &body.name)?;
-    let now = state.platform.now_ms();
     let expires_at = match &body.expires_at {
         None => None,
         Some(value) => parse_expiry(value)?,
     };
-    if expires_at.is_some_and(|at| at <= now) {
-        return Err(ApiError::invalid("expires_at must lie in the future"));
-    }
-    let roles = check_grantable_roles(&state, &principal, &body.roles).await?;
-    let id = random_id(KEY_ID_BYTES);
-    let key = random_secret(&format!("{API_KEY_PREFIX}{id}_"), KEY_SECRET_BYTES);
-    let created_by = match principal.actor() {
-        Actor::User(name) | Actor::Device(name) => name,
-        Actor::System => "rampart".to_owned(),
-    };
-    let row = ApiKey {
-        id: id.clone(),
-        tenant: principal.tenant.clone(),
-        name: body.name,
-        roles,
-        key_hash: sha256(key.as_bytes()).to_vec(),
-        expires_at,
-        created_by,
-        created_at: now,
-    };
-    state.platform.store.create_api_key(&row).await?;
-    let details = json!({"name": row.name, "roles": row.roles, "expires_at": row.expires_at.map(format_rfc3339_ms)});
-    principal.audit(&state, "api_key.create", format!("api_key:{id}"), details).await;
+    let new = NewApiKey { name: body.name, roles: body.roles, expires_at };
+    let created = state.platform.create_api_key(&principal, new).await?;
+    let row = created.row;
     let answer = CreatedApiKey {
-        id,
-        key: key.to_string(),
+        id: row.id,
+        key: created.key.to_string(),
         name: row.name,
         roles: row.roles,
         expires_at: row.expires_at.map(format_rfc3339_ms),
@@ -174,8 +139,7 @@ async fn list_api_keys(
     principal: Principal,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Paginated<ApiKeyView>>> {
-    principal.require(&state, Permission::UsersRead).await?;
-    let keys = state.platform.store.list_api_keys(&principal.tenant).await?;
+    let keys = state.platform.list_api_keys(&principal).await?;
     Ok(Json(paginate_in_memory(&query, keys, |key| key.id.clone(), ApiKeyView::from)?))
 }
 
@@ -199,12 +163,6 @@ async fn delete_api_key(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require(&state, Permission::UsersWrite).await?;
-    check_key_id(&id)?;
-    state.platform.store.delete_api_key(&principal.tenant, &id).await?;
-    let revoked =
-        rampart_platform::ControlEvent::ApiKeyRevoked { tenant: principal.tenant.clone(), key_id: id.clone() };
-    state.platform.control.publish(revoked);
-    principal.audit(&state, "api_key.delete", format!("api_key:{id}"), json!({})).await;
+    state.platform.delete_api_key(&principal, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,9 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use rampart_core::Permission;
+use rampart_platform::rows::AuditFilter;
 use rampart_platform::{parse_timestamp, record_json};
-use rampart_store::AuditFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -88,12 +87,12 @@ async fn list_audit(
     principal: Principal,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Paginated<Value>>> {
-    principal.require(&state, Permission::AuditRead).await?;
     let filter = AuditFilter {
         from: timestamp("from", query.from.as_deref())?,
         to: timestamp("to", query.to.as_deref())?,
         action: text_filter("action", query.action)?,
         actor: text_filter("actor", query.actor)?,
+        within_groups: None,
     };
     let list = ListQuery { limit: query.limit, cursor: query.cursor };
     let page = list.page()?;
@@ -103,7 +102,7 @@ async fn list_audit(
     {
         return Err(ApiError::invalid("invalid cursor"));
     }
-    let rows = state.platform.store.list_audit(&principal.tenant, &filter, &page).await?;
+    let rows = state.platform.audit_records(&principal, filter, &page).await?;
     Ok(Json(paginate(&list, rows, |record| record.seq.to_string(), |record| record_json(&record, true))?))
 }
 
@@ -120,9 +119,7 @@ async fn list_audit(
     security(("bearer" = []))
 )]
 async fn verify_audit(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
-    principal.require(&state, Permission::AuditRead).await?;
-    let report = state.platform.audit.verify_tenant(&principal.tenant).await?;
-    Ok(Json(report.to_json()))
+    Ok(Json(state.platform.verify_audit(&principal).await?.to_json()))
 }
 
 /// The Ed25519 public key that verifies audit checkpoints.
@@ -138,6 +135,5 @@ async fn verify_audit(State(state): State<AppState>, principal: Principal) -> Ap
     security(("bearer" = []))
 )]
 async fn audit_public_key(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<AuditPublicKey>> {
-    principal.require(&state, Permission::AuditRead).await?;
-    Ok(Json(AuditPublicKey { algorithm: "ed25519", public_key: state.platform.audit.public_key_base64() }))
+    Ok(Json(AuditPublicKey { algorithm: "ed25519", public_key: state.platform.audit_public_key(&principal).await? }))
 }

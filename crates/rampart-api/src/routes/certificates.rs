@@ -1,36 +1,31 @@
 //! The tenant PKI (SPEC §6): the tenant CA certificate and its CRL, device certificates signed
-//! from CSRs, and external CAs the tenant trusts for device certificates ("bring your own CA").
+//! from CSRs, and external CAs the tenant trusts for device certificates ("bring your own
+//! CA", with proof of possession). Parse, call the platform, answer.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rampart_core::Permission;
-use rampart_crypto::{CryptoError, build_crl, parse_ca_certificate, random_id, sign_device_csr};
-use rampart_platform::format_rfc3339_ms;
-use rampart_store::{DeviceCertificate, TrustedCa};
+use rampart_core::DeviceId;
+use rampart_platform::rows::{DeviceCertificate, TrustedCa};
+use rampart_platform::{NewTrustedCa, format_rfc3339_ms, trusted_ca_facts};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{ListQuery, Paginated};
-use crate::routes::devices::{ensure_may_get_credentials, paginate_in_memory, visible_device};
+use crate::pagination::{ListQuery, Paginated, paginate_in_memory};
 use crate::state::AppState;
 
-/// Validity of device certificates, in days.
-const DEVICE_CERT_VALIDITY_DAYS: u32 = 365;
-/// Largest PEM accepted for a CSR or a CA certificate; real ones are a few KiB.
-const MAX_PEM_BYTES: usize = 64 * 1024;
 const PEM_CONTENT_TYPE: &str = "application/x-pem-file";
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_ca))
         .routes(routes!(get_crl))
+        .routes(routes!(registration_code))
         .routes(routes!(issue_certificate, list_certificates))
         .routes(routes!(create_trusted_ca, list_trusted_cas))
         .routes(routes!(delete_trusted_ca))
@@ -82,6 +77,9 @@ impl From<DeviceCertificate> for CertificateDto {
 pub struct CreateTrustedCa {
     /// The CA certificate, PEM.
     pub certificate: String,
+    /// Proof of possession: a certificate with CN = a registration code
+    /// (`GET /api/v1/ca/trusted/registration-code`), signed by the CA's key.
+    pub verification_certificate: Option<String>,
     /// Register unknown devices at their first connection with a certificate from this CA.
     #[serde(default)]
     pub auto_register: bool,
@@ -100,50 +98,28 @@ pub struct TrustedCaDto {
 
 impl From<TrustedCa> for TrustedCaDto {
     fn from(ca: TrustedCa) -> Self {
-        // The certificate was checked when it was added; parsing it "as of" that moment
-        // recovers its facts even after it expired.
-        let info = parse_ca_certificate(&ca.cert_pem, ca.created_at).ok();
+        let (fingerprint_sha256, not_after) = trusted_ca_facts(&ca);
         TrustedCaDto {
             id: ca.id,
             subject: ca.subject,
             auto_register: ca.auto_register,
-            not_after: info.as_ref().map(|info| format_rfc3339_ms(info.not_after_ms)),
-            fingerprint_sha256: info.map(|info| info.fingerprint_sha256),
+            not_after: not_after.map(format_rfc3339_ms),
+            fingerprint_sha256,
             created_at: format_rfc3339_ms(ca.created_at),
         }
     }
+}
+
+/// A single-use code for the CN of a verification certificate.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RegistrationCode {
+    pub code: String,
 }
 
 fn pem_response(pem: String) -> Response {
     let mut response = pem.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PEM_CONTENT_TYPE));
     response
-}
-
-fn check_pem_size(field: &str, pem: &str) -> ApiResult<()> {
-    if pem.len() > MAX_PEM_BYTES {
-        return Err(ApiError::invalid(format!("{field} is larger than {MAX_PEM_BYTES} bytes")));
-    }
-    Ok(())
-}
-
-/// Trusted CA ids are the hex of 8 random bytes; anything far from that is malformed.
-fn check_trusted_ca_id(id: &str) -> ApiResult<()> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ApiError::invalid("trusted CA id must be 1 to 64 letters or digits"));
-    }
-    Ok(())
-}
-
-/// Trusted CAs act on the whole tenant (with `auto_register` they even create devices), so a
-/// caller confined to device groups may read them but not change them.
-async fn require_whole_tenant(state: &AppState, principal: &Principal) -> ApiResult<()> {
-    if principal.groups.is_empty() {
-        return Ok(());
-    }
-    let details = json!({"reason": "caller is confined to device groups"});
-    principal.audit_failure(state, "access.denied", "trusted_ca", details).await;
-    Err(ApiError::Forbidden)
 }
 
 /// The tenant's device CA certificate.
@@ -159,9 +135,7 @@ async fn require_whole_tenant(state: &AppState, principal: &Principal) -> ApiRes
     security(("bearer" = []))
 )]
 async fn get_ca(State(state): State<AppState>, principal: Principal) -> ApiResult<Response> {
-    principal.require(&state, Permission::DevicesRead).await?;
-    let ca = state.platform.store.get_tenant_ca(&principal.tenant).await?;
-    Ok(pem_response(ca.cert_pem))
+    Ok(pem_response(state.platform.tenant_ca_certificate(&principal).await?))
 }
 
 /// A fresh CRL of the tenant CA listing every revoked device certificate.
@@ -177,22 +151,24 @@ async fn get_ca(State(state): State<AppState>, principal: Principal) -> ApiResul
     security(("bearer" = []))
 )]
 async fn get_crl(State(state): State<AppState>, principal: Principal) -> ApiResult<Response> {
-    principal.require(&state, Permission::DevicesRead).await?;
-    let platform = &state.platform;
-    let (mut ca, key_pem) = platform.tenant_ca(&principal.tenant).await?;
-    let revoked: Vec<(String, i64)> = platform
-        .store
-        .list_revoked_certificates(&principal.tenant)
-        .await?
-        .into_iter()
-        .filter_map(|cert| cert.revoked_at.map(|at| (cert.serial, at)))
-        .collect();
-    let crl_number = ca.crl_number.saturating_add(1).max(1);
-    let number = u64::try_from(crl_number).map_err(|_| ApiError::Internal("negative CRL number".to_owned()))?;
-    let pem = build_crl(&ca.cert_pem, &key_pem, &revoked, number, platform.now_ms())?;
-    ca.crl_number = crl_number;
-    platform.store.put_tenant_ca(&ca).await?;
-    Ok(pem_response(pem))
+    Ok(pem_response(state.platform.tenant_crl(&principal).await?))
+}
+
+/// A single-use, short-lived code to put as CN in the verification certificate of a CA to
+/// trust (proof of possession of the CA's key).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ca/trusted/registration-code",
+    tag = "certificates",
+    responses(
+        (status = 200, body = RegistrationCode),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn registration_code(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<RegistrationCode>> {
+    Ok(Json(RegistrationCode { code: state.platform.trusted_ca_registration_code(&principal).await? }))
 }
 
 /// Signs a device certificate from a CSR: CN = device id, SAN URI `urn:rampart:<tenant>:<device>`.
@@ -218,48 +194,12 @@ async fn issue_certificate(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CertificateRequest>,
 ) -> ApiResult<(StatusCode, Json<IssuedCertificateDto>)> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    let device = visible_device(&state, &principal, &id).await?;
-    ensure_may_get_credentials(&device)?;
-    check_pem_size("csr", &body.csr)?;
-    let platform = &state.platform;
-    let (ca, key_pem) = platform.tenant_ca(&principal.tenant).await?;
-    let issued = match sign_device_csr(
-        &ca.cert_pem,
-        &key_pem,
-        &body.csr,
-        &principal.tenant,
-        &device.id,
-        DEVICE_CERT_VALIDITY_DAYS,
-    ) {
-        Ok(issued) => issued,
-        Err(CryptoError::WeakKey { .. }) => {
-            return Err(ApiError::invalid("RSA keys under 2048 bits are refused"));
-        }
-        Err(CryptoError::InvalidCsr { .. }) => {
-            return Err(ApiError::invalid(
-                "csr is not a valid PEM certificate signing request with a supported key and signature",
-            ));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    let row = DeviceCertificate {
-        tenant: principal.tenant.clone(),
-        device: device.id.clone(),
-        serial: issued.serial_hex,
-        not_after: issued.not_after_ms,
-        revoked_at: None,
-        cert_pem: issued.cert_pem,
-        created_at: platform.now_ms(),
-    };
-    platform.store.create_device_certificate(&row).await?;
-    let details = json!({"serial": row.serial, "not_after": format_rfc3339_ms(row.not_after)});
-    principal.audit(&state, "certificate.issue", format!("device:{}", device.id), details).await;
+    let issued = state.platform.issue_certificate(&principal, &DeviceId::parse(&id)?, &body.csr).await?;
     let answer = IssuedCertificateDto {
-        certificate: row.cert_pem,
-        ca_chain: ca.cert_pem,
-        serial: row.serial,
-        not_after: format_rfc3339_ms(row.not_after),
+        certificate: issued.row.cert_pem,
+        ca_chain: issued.ca_pem,
+        serial: issued.row.serial,
+        not_after: format_rfc3339_ms(issued.row.not_after),
     };
     Ok((StatusCode::CREATED, Json(answer)))
 }
@@ -285,9 +225,7 @@ async fn list_certificates(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Paginated<CertificateDto>>> {
-    principal.require(&state, Permission::DevicesRead).await?;
-    let device = visible_device(&state, &principal, &id).await?;
-    let rows = state.platform.store.list_device_certificates(&principal.tenant, &device.id).await?;
+    let rows = state.platform.list_certificates(&principal, &DeviceId::parse(&id)?).await?;
     Ok(Json(paginate_in_memory(&query, rows, |cert| cert.serial.clone(), CertificateDto::from)?))
 }
 
@@ -311,51 +249,13 @@ async fn create_trusted_ca(
     principal: Principal,
     ApiJson(body): ApiJson<CreateTrustedCa>,
 ) -> ApiResult<(StatusCode, Json<TrustedCaDto>)> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    require_whole_tenant(&state, &principal).await?;
-    check_pem_size("certificate", &body.certificate)?;
-    let platform = &state.platform;
-    let now = platform.now_ms();
-    let info = match parse_ca_certificate(&body.certificate, now) {
-        Ok(info) => info,
-        Err(CryptoError::InvalidCertificate { reason }) => {
-            // The reasons are fixed sentences of our own ("not a CA certificate", "expired").
-            return Err(ApiError::invalid(format!("certificate is not a usable CA certificate: {reason}")));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    let existing = platform.store.list_trusted_cas(&principal.tenant).await?;
-    let duplicate = existing
-        .into_iter()
-        .map(TrustedCaDto::from)
-        .any(|ca| ca.fingerprint_sha256.as_deref().is_some_and(|fingerprint| fingerprint == info.fingerprint_sha256));
-    if duplicate {
-        return Err(ApiError::Conflict("this CA is already trusted".to_owned()));
-    }
-    let row = TrustedCa {
-        tenant: principal.tenant.clone(),
-        id: random_id(8),
-        cert_pem: body.certificate,
-        subject: info.subject.clone(),
+    let new = NewTrustedCa {
+        certificate: body.certificate,
+        verification_certificate: body.verification_certificate,
         auto_register: body.auto_register,
-        created_at: now,
     };
-    platform.store.create_trusted_ca(&row).await?;
-    let details = json!({
-        "subject": info.subject,
-        "fingerprint_sha256": info.fingerprint_sha256,
-        "auto_register": row.auto_register,
-    });
-    principal.audit(&state, "trusted_ca.create", format!("trusted_ca:{}", row.id), details).await;
-    let answer = TrustedCaDto {
-        id: row.id,
-        subject: row.subject,
-        auto_register: row.auto_register,
-        not_after: Some(format_rfc3339_ms(info.not_after_ms)),
-        fingerprint_sha256: Some(info.fingerprint_sha256),
-        created_at: format_rfc3339_ms(row.created_at),
-    };
-    Ok((StatusCode::CREATED, Json(answer)))
+    let trusted = state.platform.create_trusted_ca(&principal, new).await?;
+    Ok((StatusCode::CREATED, Json(trusted.into())))
 }
 
 /// Lists the external CAs the tenant trusts.
@@ -377,12 +277,11 @@ async fn list_trusted_cas(
     principal: Principal,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Paginated<TrustedCaDto>>> {
-    principal.require(&state, Permission::DevicesRead).await?;
-    let rows = state.platform.store.list_trusted_cas(&principal.tenant).await?;
+    let rows = state.platform.list_trusted_cas(&principal).await?;
     Ok(Json(paginate_in_memory(&query, rows, |ca| ca.id.clone(), TrustedCaDto::from)?))
 }
 
-/// Stops trusting an external CA.
+/// Stops trusting an external CA; its devices are disconnected at once.
 #[utoipa::path(
     delete,
     path = "/api/v1/ca/trusted/{id}",
@@ -402,15 +301,6 @@ async fn delete_trusted_ca(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    require_whole_tenant(&state, &principal).await?;
-    check_trusted_ca_id(&id)?;
-    state.platform.store.delete_trusted_ca(&principal.tenant, &id).await?;
-    // Sessions authenticated through this CA re-check their chain on the policy change.
-    state
-        .platform
-        .control
-        .publish(rampart_platform::ControlEvent::TenantPolicyChanged { tenant: principal.tenant.clone() });
-    principal.audit(&state, "trusted_ca.delete", format!("trusted_ca:{id}"), json!({})).await;
+    state.platform.delete_trusted_ca(&principal, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,14 +12,14 @@ use axum::Json;
 use axum::extract::State;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rampart_core::Permission;
+use rampart_core::{AlarmStatus, DeviceId, Permission, Severity};
 use rampart_data::{
-    AggregateFn, AggregateInterval, AggregateQuery, Alarm, AlarmQuery, AlarmSeverity, AlarmStatus, DeviceEvent,
-    EventQuery, Ingestor, MeasurementQuery, QueryError,
+    AggregateFn, AggregateInterval, AggregateQuery, Alarm, AlarmQuery, DeviceEvent, EventQuery, Ingestor,
+    MeasurementQuery, QueryError,
 };
 use rampart_platform::{format_rfc3339_ms, parse_timestamp};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,7 +27,6 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::Paginated;
-use crate::routes::devices::visible_device;
 use crate::state::AppState;
 
 /// Longest series name or event type, in bytes (as devices may send them).
@@ -45,15 +44,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_alarm, patch_alarm))
 }
 
-/// The device data service; the binary attaches it with `AppState::with_ingestor`.
+/// The device data service.
 pub(crate) fn ingestor(state: &AppState) -> ApiResult<&Ingestor> {
-    state.ingestor.as_ref().ok_or_else(|| ApiError::Internal("device data service is not running".to_owned()))
+    Ok(&state.ingestor)
 }
 
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         match error {
             QueryError::NotFound => ApiError::NotFound,
+            QueryError::Forbidden => ApiError::Forbidden,
             QueryError::Invalid(message) => ApiError::InvalidRequest(message),
             QueryError::Conflict(message) => ApiError::Conflict(message),
             QueryError::Internal(cause) => ApiError::Internal(cause),
@@ -168,8 +168,7 @@ async fn list_measurements(
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<MeasurementParams>,
 ) -> ApiResult<Json<Paginated<MeasurementDto>>> {
-    principal.require(&state, Permission::TelemetryRead).await?;
-    let device = visible_device(&state, &principal, &id).await?;
+    let device = state.platform.visible_device(&principal, Permission::TelemetryRead, &DeviceId::parse(&id)?).await?;
     if let Some(series) = &params.series {
         check_name("series", series)?;
     }
@@ -246,8 +245,7 @@ async fn aggregate_measurements(
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<AggregateParams>,
 ) -> ApiResult<Json<AggregateDto>> {
-    principal.require(&state, Permission::TelemetryRead).await?;
-    let device = visible_device(&state, &principal, &id).await?;
+    let device = state.platform.visible_device(&principal, Permission::TelemetryRead, &DeviceId::parse(&id)?).await?;
     let series = params.series.ok_or_else(|| ApiError::invalid("series is required"))?;
     check_name("series", &series)?;
     let interval = match params.interval.as_deref() {
@@ -343,8 +341,7 @@ async fn list_events(
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<EventParams>,
 ) -> ApiResult<Json<Paginated<EventDto>>> {
-    principal.require(&state, Permission::TelemetryRead).await?;
-    let device = visible_device(&state, &principal, &id).await?;
+    let device = state.platform.visible_device(&principal, Permission::TelemetryRead, &DeviceId::parse(&id)?).await?;
     if let Some(event_type) = &params.event_type {
         check_name("type", event_type)?;
     }
@@ -433,7 +430,7 @@ async fn list_alarms(
     principal: Principal,
     ApiQuery(params): ApiQuery<AlarmParams>,
 ) -> ApiResult<Json<Paginated<AlarmDto>>> {
-    principal.require(&state, Permission::AlarmsRead).await?;
+    state.platform.authorize(&principal, Permission::AlarmsRead).await?;
     let status = params
         .status
         .as_deref()
@@ -445,14 +442,14 @@ async fn list_alarms(
         .severity
         .as_deref()
         .map(|text| {
-            AlarmSeverity::parse(text)
+            Severity::parse(text)
                 .ok_or_else(|| ApiError::invalid("severity must be CRITICAL, MAJOR, MINOR or WARNING"))
         })
         .transpose()?;
     if let Some(device) = &params.device {
         rampart_core::validate_id(rampart_core::IdKind::Device, device)?;
     }
-    let within_groups = principal.device_scope(&state).await?.map(|scope| scope.into_iter().collect());
+    let within_groups = principal.scope.group_filter();
     let query = AlarmQuery {
         status,
         severity,
@@ -466,16 +463,6 @@ async fn list_alarms(
         items: page.items.into_iter().map(AlarmDto::from).collect(),
         next_cursor: encode_cursor(page.next_cursor),
     }))
-}
-
-/// An alarm the caller may see: in its tenant and on a device in its group scope.
-async fn visible_alarm(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Alarm> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return Err(ApiError::NotFound);
-    }
-    let alarm = ingestor(state)?.alarm(&principal.tenant, id).await?;
-    visible_device(state, principal, &alarm.device).await?;
-    Ok(alarm)
 }
 
 /// Reads one alarm.
@@ -497,8 +484,7 @@ async fn get_alarm(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AlarmDto>> {
-    principal.require(&state, Permission::AlarmsRead).await?;
-    Ok(Json(visible_alarm(&state, &principal, &id).await?.into()))
+    Ok(Json(ingestor(&state)?.visible_alarm(&principal, Permission::AlarmsRead, &id).await?.into()))
 }
 
 /// `PATCH /api/v1/alarms/{id}` body.
@@ -532,19 +518,9 @@ async fn patch_alarm(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchAlarm>,
 ) -> ApiResult<Json<AlarmDto>> {
-    principal.require(&state, Permission::AlarmsWrite).await?;
     let status = match AlarmStatus::parse(&body.status) {
         Some(status @ (AlarmStatus::Acknowledged | AlarmStatus::Cleared)) => status,
         _ => return Err(ApiError::invalid("status must be ACKNOWLEDGED or CLEARED")),
     };
-    let alarm = visible_alarm(&state, &principal, &id).await?;
-    let updated = ingestor(&state)?.update_alarm_status(&principal.tenant, &alarm.id, status).await?;
-    let details = json!({
-        "device": updated.device,
-        "type": updated.alarm_type,
-        "from": alarm.status.as_str(),
-        "status": updated.status.as_str(),
-    });
-    principal.audit(&state, "alarm.update", format!("alarm:{}", updated.id), details).await;
-    Ok(Json(updated.into()))
+    Ok(Json(ingestor(&state)?.update_alarm_status(&principal, &id, status).await?.into()))
 }

@@ -4,10 +4,9 @@
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
-use axum::http::header;
 use axum::http::request::Parts;
 use rampart_data::{DataKind, IngestError};
-use rampart_platform::{AuthenticatedDevice, DeviceAuthError};
+use rampart_platform::{AuthenticatedDevice, DEVICE_TOKEN_PREFIX, DeviceAuthError};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -18,7 +17,6 @@ use crate::extract::{PeerCertificates, RawBody, client_ip};
 use crate::routes::data::ingestor;
 use crate::state::AppState;
 
-const DEVICE_TOKEN_PREFIX: &str = "rdt_";
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -42,12 +40,7 @@ impl FromRequestParts<AppState> for DeviceCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let platform = &state.platform;
         let source_ip = client_ip(parts);
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let bearer = crate::auth::bearer(parts);
         let outcome = match (bearer, parts.extensions.get::<PeerCertificates>()) {
             (Some(token), _) if token.starts_with(DEVICE_TOKEN_PREFIX) => {
                 platform.find_device_by_token(token.as_bytes()).await
@@ -60,10 +53,9 @@ impl FromRequestParts<AppState> for DeviceCaller {
         };
         match outcome {
             Ok(AuthenticatedDevice { device, .. }) => {
-                let now = platform.now_ms();
                 let address = source_ip.unwrap_or_default();
                 // An HTTPS device is "seen", not connected: record the visit and its address.
-                platform.store.mark_device_seen(&device.tenant, &device.id, now, &address).await?;
+                platform.device_seen(&device.tenant, &device.id, &address).await?;
                 Ok(DeviceCaller { tenant: device.tenant, device: device.id })
             }
             Err(error) => {
@@ -91,6 +83,7 @@ async fn ingest(state: &AppState, caller: &DeviceCaller, kind: DataKind, body: &
         Ok(()) => Ok(Json(Stored { stored: true })),
         Err(IngestError::Malformed(reason)) => Err(ApiError::invalid(format!("malformed payload: {reason}"))),
         Err(IngestError::UnknownDevice { .. }) => Err(ApiError::Unauthorized),
+        Err(IngestError::TooLarge(reason)) => Err(ApiError::TooLarge(reason)),
         Err(other) => Err(ApiError::Internal(other.to_string())),
     }
 }

@@ -1,30 +1,21 @@
 //! Device tokens (SPEC §6): bearer secrets of 256 random bits, shown once and stored only as
-//! their SHA-256. Several may live at once so a device can rotate without downtime.
+//! their SHA-256; several at once for rotation. Parse, call the platform, answer.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rampart_core::Permission;
-use rampart_crypto::{random_id, random_secret, sha256};
+use rampart_core::DeviceId;
 use rampart_platform::format_rfc3339_ms;
-use rampart_store::DeviceToken;
 use serde::{Serialize, Serializer};
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use zeroize::Zeroizing;
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiPath, ApiQuery};
-use crate::pagination::{ListQuery, Paginated};
-use crate::routes::devices::{ensure_may_get_credentials, paginate_in_memory, visible_device};
+use crate::pagination::{ListQuery, Paginated, paginate_in_memory};
 use crate::state::AppState;
-
-/// Prefix of device tokens, so leaked ones are recognisable by secret scanners.
-const TOKEN_PREFIX: &str = "rdt_";
-/// Random bytes per token (256 bits).
-const TOKEN_BYTES: usize = 32;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_token, list_tokens)).routes(routes!(delete_token))
@@ -53,14 +44,6 @@ pub struct TokenDto {
     pub created_at: String,
 }
 
-/// Token ids are the hex of 8 random bytes; anything far from that is a malformed request.
-fn check_token_id(id: &str) -> ApiResult<()> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ApiError::invalid("token id must be 1 to 64 letters or digits"));
-    }
-    Ok(())
-}
-
 /// Issues a new token for the device.
 #[utoipa::path(
     post,
@@ -82,21 +65,9 @@ async fn create_token(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<IssuedTokenDto>)> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    let device = visible_device(&state, &principal, &id).await?;
-    ensure_may_get_credentials(&device)?;
-    let token = random_secret(TOKEN_PREFIX, TOKEN_BYTES);
-    let row = DeviceToken {
-        tenant: principal.tenant.clone(),
-        device: device.id.clone(),
-        id: random_id(8),
-        token_hash: sha256(token.as_bytes()).to_vec(),
-        created_at: state.platform.now_ms(),
-    };
-    state.platform.store.create_device_token(&row).await?;
-    let details = json!({"token_id": row.id});
-    principal.audit(&state, "device_token.create", format!("device:{}", device.id), details).await;
-    Ok((StatusCode::CREATED, Json(IssuedTokenDto { id: row.id, token, created_at: format_rfc3339_ms(row.created_at) })))
+    let issued = state.platform.create_device_token(&principal, &DeviceId::parse(&id)?).await?;
+    let created_at = format_rfc3339_ms(issued.row.created_at);
+    Ok((StatusCode::CREATED, Json(IssuedTokenDto { id: issued.row.id, token: issued.token, created_at })))
 }
 
 /// Lists the device's tokens (ids and creation times only).
@@ -120,9 +91,7 @@ async fn list_tokens(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Paginated<TokenDto>>> {
-    principal.require(&state, Permission::DevicesRead).await?;
-    let device = visible_device(&state, &principal, &id).await?;
-    let rows = state.platform.store.list_device_tokens(&principal.tenant, &device.id).await?;
+    let rows = state.platform.list_device_tokens(&principal, &DeviceId::parse(&id)?).await?;
     let page = paginate_in_memory(
         &query,
         rows,
@@ -152,16 +121,6 @@ async fn delete_token(
     principal: Principal,
     ApiPath((id, token_id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    let device = visible_device(&state, &principal, &id).await?;
-    check_token_id(&token_id)?;
-    state.platform.store.delete_device_token(&principal.tenant, &device.id, &token_id).await?;
-    state.platform.control.publish(rampart_platform::ControlEvent::DeviceTokenDeleted {
-        tenant: principal.tenant.clone(),
-        device: device.id.clone(),
-        token_id: token_id.clone(),
-    });
-    let details = json!({"token_id": token_id});
-    principal.audit(&state, "device_token.delete", format!("device:{}", device.id), details).await;
+    state.platform.delete_device_token(&principal, &DeviceId::parse(&id)?, &token_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

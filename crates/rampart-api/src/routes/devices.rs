@@ -1,15 +1,13 @@
 //! Device registry (SPEC §6): register, list, read, update, delete, revoke and reinstate
-//! devices. A caller confined to device groups sees only the devices in its scope; every other
-//! device answers 404, exactly like a missing one.
-
-use std::collections::BTreeSet;
+//! devices: parse, call the platform, answer. A device outside the caller's group scope
+//! answers 404, exactly like a missing one.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rampart_core::{IdKind, Permission, validate_id};
-use rampart_platform::{ControlEvent, CutOffReason, format_rfc3339_ms};
-use rampart_store::{Device, DeviceFilter, StoreError};
+use rampart_core::{DeviceId, DeviceStatus, GroupId};
+use rampart_platform::rows::Device;
+use rampart_platform::{DeviceEdit, DeviceQuery, NewDevice, format_rfc3339_ms};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -19,12 +17,9 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListQuery, Paginated, paginate};
+use rampart_core::Permission;
 use crate::state::AppState;
 
-/// Longest accepted display name or type label, in characters.
-const MAX_LABEL_CHARS: usize = 256;
-/// Statuses a device can have (SPEC §6).
-const STATUSES: [&str; 4] = ["registered", "active", "revoked", "quarantined"];
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -63,7 +58,7 @@ impl From<Device> for DeviceDto {
             name: device.name,
             device_type: device.device_type,
             group: device.group,
-            status: device.status,
+            status: device.status.as_str().to_owned(),
             connected: device.connected,
             last_seen: device.last_seen.map(format_rfc3339_ms),
             firmware: device.firmware,
@@ -133,90 +128,6 @@ pub struct DeviceListQuery {
     pub cursor: Option<String>,
 }
 
-/// Loads a device the caller may see: checks the id's syntax, reads it within the caller's
-/// tenant and hides it (404) when it lies outside the caller's group scope.
-pub(crate) async fn visible_device(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Device> {
-    validate_id(IdKind::Device, id)?;
-    let device = state.platform.store.get_device(&principal.tenant, id).await?;
-    let scope = principal.device_scope(state).await?;
-    if !Principal::sees_group(&scope, device.group.as_deref()) {
-        return Err(ApiError::NotFound);
-    }
-    Ok(device)
-}
-
-/// Whether a device in this status may receive new credentials (tokens, certificates).
-pub(crate) fn ensure_may_get_credentials(device: &Device) -> ApiResult<()> {
-    match device.status.as_str() {
-        "revoked" | "quarantined" => {
-            Err(ApiError::Conflict(format!("the device is {}; it cannot get new credentials", device.status)))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Pages a complete, small list held in memory the same way the store pages: rows sorted by
-/// `key`, strictly after the cursor.
-pub(crate) fn paginate_in_memory<R, T>(
-    query: &ListQuery,
-    mut rows: Vec<R>,
-    key: impl Fn(&R) -> String,
-    to_item: impl FnMut(R) -> T,
-) -> ApiResult<Paginated<T>> {
-    let page = query.page()?;
-    rows.sort_by_key(|row| key(row));
-    if let Some(after) = &page.after {
-        rows.retain(|row| key(row).as_str() > after.as_str());
-    }
-    rows.truncate(page.limit as usize);
-    paginate(query, rows, key, to_item)
-}
-
-fn check_label(field: &str, value: &str) -> ApiResult<()> {
-    let chars = value.chars().count();
-    if chars == 0 || chars > MAX_LABEL_CHARS || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!(
-            "{field} must be 1 to {MAX_LABEL_CHARS} characters without control characters"
-        )));
-    }
-    Ok(())
-}
-
-fn check_interval(value: i64) -> ApiResult<()> {
-    if value <= 0 {
-        return Err(ApiError::invalid("required_interval_s must be a positive number of seconds"));
-    }
-    Ok(())
-}
-
-fn attributes_text(attributes: &Value) -> ApiResult<String> {
-    if !attributes.is_object() {
-        return Err(ApiError::invalid("attributes must be a JSON object"));
-    }
-    Ok(attributes.to_string())
-}
-
-/// Checks that `group` exists in the caller's tenant and lies within the caller's scope.
-/// An unknown group and a group outside the scope answer the same 400.
-async fn check_group(
-    state: &AppState,
-    principal: &Principal,
-    scope: &Option<BTreeSet<String>>,
-    group: &str,
-) -> ApiResult<()> {
-    validate_id(IdKind::Group, group)?;
-    let unknown = || ApiError::invalid(format!("unknown group {group:?}"));
-    match state.platform.store.get_group(&principal.tenant, group).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => return Err(unknown()),
-        Err(other) => return Err(other.into()),
-    }
-    if !Principal::sees_group(scope, Some(group)) {
-        return Err(unknown());
-    }
-    Ok(())
-}
-
 /// Registers a device and creates its data key.
 #[utoipa::path(
     post,
@@ -238,54 +149,15 @@ async fn create_device(
     principal: Principal,
     ApiJson(body): ApiJson<CreateDevice>,
 ) -> ApiResult<(StatusCode, Json<DeviceDto>)> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    validate_id(IdKind::Device, &body.id)?;
-    let name = body.name.unwrap_or_else(|| body.id.clone());
-    check_label("name", &name)?;
-    if let Some(device_type) = &body.device_type {
-        check_label("type", device_type)?;
-    }
-    if let Some(interval) = body.required_interval_s {
-        check_interval(interval)?;
-    }
-    let attributes_json = match &body.attributes {
-        Some(attributes) => attributes_text(attributes)?,
-        None => "{}".to_owned(),
-    };
-    let scope = principal.device_scope(&state).await?;
-    match &body.group {
-        Some(group) => check_group(&state, &principal, &scope, group).await?,
-        None if scope.is_some() => {
-            return Err(ApiError::invalid("group is required: you may only register devices in your groups"));
-        }
-        None => {}
-    }
-    let platform = &state.platform;
-    let device = Device {
-        tenant: principal.tenant.clone(),
-        id: body.id,
-        name,
+    let id = DeviceId::parse(&body.id)?;
+    let new = NewDevice {
+        name: body.name,
         device_type: body.device_type,
-        group: body.group,
-        attributes_json,
+        group: body.group.as_deref().map(GroupId::parse).transpose()?,
+        attributes: body.attributes,
         required_interval_s: body.required_interval_s,
-        status: "registered".to_owned(),
-        connected: false,
-        last_seen: None,
-        last_address: None,
-        firmware: None,
-        created_at: platform.now_ms(),
     };
-    platform.store.create_device(&device).await?;
-    if let Err(error) = platform.keyring.create_device_key(&device.tenant, &device.id).await {
-        // Nothing half-stored: a device without its data key must not exist.
-        if let Err(cleanup) = platform.store.delete_device(&device.tenant, &device.id, platform.now_ms()).await {
-            tracing::error!(%cleanup, tenant = %device.tenant, device = %device.id, "could not remove half-created device");
-        }
-        return Err(error.into());
-    }
-    let details = json!({"name": device.name, "type": device.device_type, "group": device.group});
-    principal.audit(&state, "device.create", format!("device:{}", device.id), details).await;
+    let device = state.platform.create_device(&principal, &id, new).await?;
     Ok((StatusCode::CREATED, Json(device.into())))
 }
 
@@ -308,21 +180,19 @@ async fn list_devices(
     principal: Principal,
     ApiQuery(query): ApiQuery<DeviceListQuery>,
 ) -> ApiResult<Json<Paginated<DeviceDto>>> {
-    principal.require(&state, Permission::DevicesRead).await?;
-    if let Some(group) = &query.group {
-        validate_id(IdKind::Group, group)?;
-    }
-    if let Some(status) = &query.status
-        && !STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::invalid("status must be one of registered, active, revoked, quarantined"));
-    }
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(DeviceStatus::parse(text).ok_or_else(|| {
+            ApiError::invalid("status must be one of registered, active, revoked, quarantined")
+        })?),
+    };
+    let filter = DeviceQuery {
+        group: query.group.as_deref().map(GroupId::parse).transpose()?,
+        status,
+        device_type: query.device_type,
+    };
     let list = ListQuery { limit: query.limit, cursor: query.cursor };
-    let page = list.page()?;
-    let within_groups = principal.device_scope(&state).await?.map(|scope| scope.into_iter().collect());
-    let filter =
-        DeviceFilter { group: query.group, within_groups, status: query.status, device_type: query.device_type };
-    let rows = state.platform.store.list_devices(&principal.tenant, &filter, &page).await?;
+    let rows = state.platform.list_devices(&principal, filter, &list.page()?).await?;
     Ok(Json(paginate(&list, rows, |device| device.id.clone(), DeviceDto::from)?))
 }
 
@@ -346,8 +216,7 @@ async fn get_device(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDto>> {
-    principal.require(&state, Permission::DevicesRead).await?;
-    let device = visible_device(&state, &principal, &id).await?;
+    let device = state.platform.visible_device(&principal, Permission::DevicesRead, &DeviceId::parse(&id)?).await?;
     Ok(Json(device.into()))
 }
 
@@ -373,48 +242,14 @@ async fn patch_device(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchDevice>,
 ) -> ApiResult<Json<DeviceDto>> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    let mut device = visible_device(&state, &principal, &id).await?;
-    let mut changed = Vec::new();
-    if let Some(name) = body.name {
-        check_label("name", &name)?;
-        device.name = name;
-        changed.push("name");
-    }
-    if let Some(device_type) = body.device_type {
-        if let Some(label) = &device_type {
-            check_label("type", label)?;
-        }
-        device.device_type = device_type;
-        changed.push("type");
-    }
-    if let Some(group) = body.group {
-        let scope = principal.device_scope(&state).await?;
-        match &group {
-            Some(group) => check_group(&state, &principal, &scope, group).await?,
-            None if scope.is_some() => {
-                return Err(ApiError::invalid("group is required: devices must stay in your groups"));
-            }
-            None => {}
-        }
-        device.group = group;
-        changed.push("group");
-    }
-    if let Some(attributes) = &body.attributes {
-        device.attributes_json = attributes_text(attributes)?;
-        changed.push("attributes");
-    }
-    if let Some(interval) = body.required_interval_s {
-        if let Some(seconds) = interval {
-            check_interval(seconds)?;
-        }
-        device.required_interval_s = interval;
-        changed.push("required_interval_s");
-    }
-    state.platform.store.update_device(&device).await?;
-    let details = json!({"changed": changed, "group": device.group});
-    principal.audit(&state, "device.update", format!("device:{}", device.id), details).await;
-    Ok(Json(device.into()))
+    let edit = DeviceEdit {
+        name: body.name,
+        device_type: body.device_type,
+        group: body.group.map(|group| group.as_deref().map(GroupId::parse).transpose()).transpose()?,
+        attributes: body.attributes,
+        required_interval_s: body.required_interval_s,
+    };
+    Ok(Json(state.platform.update_device(&principal, &DeviceId::parse(&id)?, edit).await?.into()))
 }
 
 /// Deletes a device: its tokens and data key go, its certificates are revoked (they stay in
@@ -438,12 +273,7 @@ async fn delete_device(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    let device = visible_device(&state, &principal, &id).await?;
-    let platform = &state.platform;
-    platform.store.delete_device(&principal.tenant, &device.id, platform.now_ms()).await?;
-    cut_off(&state, &principal.tenant, &device.id, CutOffReason::Deleted);
-    principal.audit(&state, "device.delete", format!("device:{}", device.id), json!({"group": device.group})).await;
+    state.platform.delete_device(&principal, &DeviceId::parse(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -467,14 +297,7 @@ async fn revoke_device(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDto>> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    let device = visible_device(&state, &principal, &id).await?;
-    let platform = &state.platform;
-    let revoked = platform.store.revoke_device(&principal.tenant, &device.id, platform.now_ms()).await?;
-    cut_off(&state, &principal.tenant, &revoked.id, CutOffReason::Revoked);
-    let details = json!({"previous_status": device.status});
-    principal.audit(&state, "device.revoke", format!("device:{}", revoked.id), details).await;
-    Ok(Json(revoked.into()))
+    Ok(Json(state.platform.revoke_device(&principal, &DeviceId::parse(&id)?).await?.into()))
 }
 
 /// Lifts a revocation. Issues no credential: the device needs new tokens or certificates.
@@ -498,23 +321,5 @@ async fn reinstate_device(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDto>> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    let mut device = visible_device(&state, &principal, &id).await?;
-    if device.status != "revoked" {
-        return Err(ApiError::Conflict(format!("only a revoked device can be reinstated; it is {}", device.status)));
-    }
-    device.status = if device.last_seen.is_none() { "registered" } else { "active" }.to_owned();
-    state.platform.store.update_device(&device).await?;
-    let details = json!({"status": device.status});
-    principal.audit(&state, "device.reinstate", format!("device:{}", device.id), details).await;
-    Ok(Json(device.into()))
-}
-
-/// Tells every live connection of the device to close (the gateway acts on it within 1 s).
-pub(crate) fn cut_off(state: &AppState, tenant: &str, device: &str, reason: CutOffReason) {
-    state.platform.control.publish(ControlEvent::DeviceCutOff {
-        tenant: tenant.to_owned(),
-        device: device.to_owned(),
-        reason,
-    });
+    Ok(Json(state.platform.reinstate_device(&principal, &DeviceId::parse(&id)?).await?.into()))
 }

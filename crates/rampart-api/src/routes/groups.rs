@@ -1,24 +1,20 @@
 //! Device groups (SPEC §5): a tree per tenant. A group-scoped user sees and changes only the
 //! groups inside its scope; every other group answers 404 as if it did not exist.
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rampart_core::{IdKind, Permission, validate_id};
-use rampart_platform::format_rfc3339_ms;
-use rampart_store::{Group, StoreError};
+use rampart_core::GroupId;
+use rampart_platform::rows::Group;
+use rampart_platform::{NewGroup, format_rfc3339_ms};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListQuery, Paginated, paginate_in_memory};
-use crate::routes::tenants::check_display_name;
 use crate::state::AppState;
 
 /// Body of `POST /api/v1/groups`.
@@ -58,10 +54,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_group, list_groups)).routes(routes!(get_group, delete_group))
 }
 
-fn in_scope(scope: &Option<BTreeSet<String>>, id: &str) -> bool {
-    scope.as_ref().is_none_or(|groups| groups.contains(id))
-}
-
 /// Creates a device group.
 #[utoipa::path(
     post,
@@ -82,53 +74,12 @@ async fn create_group(
     principal: Principal,
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    validate_id(IdKind::Group, &body.id)?;
-    let name = body.name.unwrap_or_else(|| body.id.clone());
-    check_display_name("name", &name)?;
-    let scope = principal.device_scope(&state).await?;
-    match &body.parent {
-        Some(parent) => {
-            validate_id(IdKind::Group, parent)?;
-            let exists = match state.platform.store.get_group(&principal.tenant, parent).await {
-                Ok(_) => true,
-                Err(StoreError::NotFound) => false,
-                Err(other) => return Err(other.into()),
-            };
-            // A parent outside the caller's scope is reported exactly like a missing one.
-            if !exists || !in_scope(&scope, parent) {
-                return Err(ApiError::invalid(format!("parent group {parent} does not exist")));
-            }
-        }
-        None if scope.is_some() => {
-            // A root group would fall outside the caller's own scope.
-            principal
-                .audit_failure(
-                    &state,
-                    "access.denied",
-                    format!("group:{}", body.id),
-                    json!({"reason": "root group outside scope"}),
-                )
-                .await;
-            return Err(ApiError::Forbidden);
-        }
-        None => {}
-    }
-    let group = Group {
-        tenant: principal.tenant.clone(),
-        id: body.id,
-        name,
-        parent: body.parent,
-        created_at: state.platform.now_ms(),
+    let new = NewGroup {
+        id: GroupId::parse(&body.id)?,
+        name: body.name,
+        parent: body.parent.as_deref().map(GroupId::parse).transpose()?,
     };
-    match state.platform.store.create_group(&group).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(ApiError::Conflict(format!("group {} already exists", group.id))),
-        Err(other) => return Err(other.into()),
-    }
-    let details = json!({"name": group.name, "parent": group.parent});
-    principal.audit(&state, "group.create", format!("group:{}", group.id), details).await;
-    Ok((StatusCode::CREATED, Json(group.into())))
+    Ok((StatusCode::CREATED, Json(state.platform.create_group(&principal, new).await?.into())))
 }
 
 /// Lists the device groups the caller can see, as a flat list ordered by id.
@@ -150,10 +101,7 @@ async fn list_groups(
     principal: Principal,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Paginated<GroupView>>> {
-    principal.require(&state, Permission::DevicesRead).await?;
-    let scope = principal.device_scope(&state).await?;
-    let mut groups = state.platform.store.list_groups(&principal.tenant).await?;
-    groups.retain(|group| in_scope(&scope, &group.id));
+    let groups = state.platform.list_groups(&principal).await?;
     Ok(Json(paginate_in_memory(&query, groups, |group| group.id.clone(), GroupView::from)?))
 }
 
@@ -177,14 +125,7 @@ async fn get_group(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<GroupView>> {
-    principal.require(&state, Permission::DevicesRead).await?;
-    validate_id(IdKind::Group, &id)?;
-    let scope = principal.device_scope(&state).await?;
-    if !in_scope(&scope, &id) {
-        return Err(ApiError::NotFound);
-    }
-    let group = state.platform.store.get_group(&principal.tenant, &id).await?;
-    Ok(Json(group.into()))
+    Ok(Json(state.platform.get_group(&principal, &GroupId::parse(&id)?).await?.into()))
 }
 
 /// Deletes a device group that has no sub-groups and no devices.
@@ -208,19 +149,6 @@ async fn delete_group(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require(&state, Permission::DevicesWrite).await?;
-    validate_id(IdKind::Group, &id)?;
-    let scope = principal.device_scope(&state).await?;
-    if !in_scope(&scope, &id) {
-        return Err(ApiError::NotFound);
-    }
-    match state.platform.store.delete_group(&principal.tenant, &id).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::Conflict(format!("group {id} has sub-groups or devices")));
-        }
-        Err(other) => return Err(other.into()),
-    }
-    principal.audit(&state, "group.delete", format!("group:{id}"), json!({})).await;
+    state.platform.delete_group(&principal, &GroupId::parse(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -27,6 +27,6 @@ async fn healthz() -> Json<Health> {
 /// Storage is reachable.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 500, body = crate::error::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
-    state.platform.store.ping().await?;
+    state.platform.ping().await?;
     Ok(Json(Health { status: "ready" }))
 }

@@ -2,9 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use rampart_core::Permission;
+use rampart_core::{SecurityEventType, Severity};
+use rampart_platform::rows::{SecurityEvent, SecurityEventFilter};
 use rampart_platform::{format_rfc3339_ms, parse_timestamp};
-use rampart_store::{SecurityEvent, SecurityEventFilter};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -14,8 +14,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiQuery;
 use crate::pagination::{ListQuery, Paginated, paginate};
 use crate::state::AppState;
-
-const SEVERITIES: [&str; 4] = ["CRITICAL", "MAJOR", "MINOR", "WARNING"];
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_security_events))
@@ -61,8 +59,8 @@ impl From<SecurityEvent> for SecurityEventDto {
         SecurityEventDto {
             id: event.id,
             ts: format_rfc3339_ms(event.ts),
-            event_type: event.event_type,
-            severity: event.severity,
+            event_type: event.event_type.as_str().to_owned(),
+            severity: event.severity.as_str().to_owned(),
             source_ip: event.source_ip,
             device: event.device,
             user: event.user,
@@ -90,12 +88,17 @@ async fn list_security_events(
     principal: Principal,
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> ApiResult<Json<Paginated<SecurityEventDto>>> {
-    principal.require(&state, Permission::SecurityRead).await?;
-    if let Some(severity) = &query.severity
-        && !SEVERITIES.contains(&severity.as_str())
-    {
-        return Err(ApiError::invalid("severity must be CRITICAL, MAJOR, MINOR or WARNING"));
-    }
+    let severity = match query.severity.as_deref() {
+        None => None,
+        Some(text) => Some(
+            Severity::parse(text)
+                .ok_or_else(|| ApiError::invalid("severity must be CRITICAL, MAJOR, MINOR or WARNING"))?,
+        ),
+    };
+    let event_type = match query.event_type.as_deref() {
+        None => None,
+        Some(text) => Some(SecurityEventType::parse(text).ok_or_else(|| ApiError::invalid("unknown event type"))?),
+    };
     let since = match &query.since {
         None => None,
         Some(text) => {
@@ -103,8 +106,7 @@ async fn list_security_events(
         }
     };
     let list = ListQuery { limit: query.limit, cursor: query.cursor };
-    let filter =
-        SecurityEventFilter { event_type: query.event_type, severity: query.severity, since, device: query.device };
-    let rows = state.platform.store.list_security_events(&principal.tenant, &filter, &list.page()?).await?;
+    let filter = SecurityEventFilter { event_type, severity, since, device: query.device, within_groups: None };
+    let rows = state.platform.security_events(&principal, filter, &list.page()?).await?;
     Ok(Json(paginate(&list, rows, |event| event.id.clone(), SecurityEventDto::from)?))
 }

@@ -3,9 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use rampart_core::Permission;
 use serde::Serialize;
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -36,10 +34,5 @@ struct RotatedKey {
     security(("bearer" = []))
 )]
 async fn rotate_tenant_key(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<RotatedKey>> {
-    principal.require(&state, Permission::SecurityWrite).await?;
-    let platform = &state.platform;
-    let key_id = platform.keyring.create_tenant_key(&principal.tenant, platform.now_ms()).await?;
-    let details = json!({ "key_id": key_id });
-    principal.audit(&state, "keys.rotate_tenant", format!("tenant:{}", principal.tenant), details).await;
-    Ok(Json(RotatedKey { key_id }))
+    Ok(Json(RotatedKey { key_id: state.platform.rotate_tenant_key(&principal).await? }))
 }

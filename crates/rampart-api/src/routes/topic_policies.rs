@@ -6,30 +6,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use rampart_core::Permission;
-use rampart_platform::ControlEvent;
-use rampart_store::Store;
 use rampart_core::acl::TopicPolicy as TopicPolicies;
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_topic_policies, put_topic_policies))
-}
-
-fn check(policies: &TopicPolicies) -> ApiResult<()> {
-    policies.check().map_err(|error| ApiError::invalid(error.to_string()))
-}
-
-async fn load(store: &dyn Store, tenant: &str) -> ApiResult<TopicPolicies> {
-    TopicPolicies::from_stored(store.get_topic_policy(tenant).await?.as_deref())
-        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The tenant's topic policy (defaults: no free namespace, no rules).
@@ -45,8 +32,7 @@ async fn load(store: &dyn Store, tenant: &str) -> ApiResult<TopicPolicies> {
     security(("bearer" = []))
 )]
 async fn get_topic_policies(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<TopicPolicies>> {
-    principal.require(&state, Permission::SecurityRead).await?;
-    Ok(Json(load(state.platform.store.as_ref(), &principal.tenant).await?))
+    Ok(Json(state.platform.topic_policy(&principal).await?))
 }
 
 /// Replaces the tenant's topic policy; live MQTT connections obey it from their next packet.
@@ -68,14 +54,5 @@ async fn put_topic_policies(
     principal: Principal,
     ApiJson(policies): ApiJson<TopicPolicies>,
 ) -> ApiResult<Json<TopicPolicies>> {
-    principal.require(&state, Permission::SecurityWrite).await?;
-    check(&policies)?;
-    let store = state.platform.store.as_ref();
-    let before = load(store, &principal.tenant).await?;
-    let text = policies.to_stored();
-    store.put_topic_policy(&principal.tenant, &text).await?;
-    state.platform.control.publish(ControlEvent::TenantPolicyChanged { tenant: principal.tenant.clone() });
-    let details = json!({"topic_policies": {"before": before, "after": policies}});
-    principal.audit(&state, "policy.update", format!("tenant:{}", principal.tenant), details).await;
-    Ok(Json(policies))
+    Ok(Json(state.platform.replace_topic_policy(&principal, policies).await?))
 }

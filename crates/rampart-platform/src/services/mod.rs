@@ -5,6 +5,7 @@
 
 pub(crate) mod api_keys;
 pub(crate) mod audit_log;
+pub(crate) mod connections;
 pub(crate) mod credentials;
 pub(crate) mod devices;
 pub(crate) mod groups;
