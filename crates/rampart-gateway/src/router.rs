@@ -412,19 +412,32 @@ mod tests {
     #[test]
     fn retained_messages_are_kept_per_topic_and_cleared_by_empty_payloads() {
         let router = Router::default();
-        router.retain("t1", &message("a/b", b"1"));
-        router.retain("t1", &message("a/b", b"2"));
-        router.retain("t1", &message("a/c", b"3"));
+        router.retain("t1", &message("a/b", b"1"), usize::MAX);
+        router.retain("t1", &message("a/b", b"2"), usize::MAX);
+        router.retain("t1", &message("a/c", b"3"), usize::MAX);
         let mut seen: Vec<Bytes> = router.retained_for("t1", "a/+", 0).into_iter().map(|m| m.payload).collect();
         seen.sort();
         assert_eq!(seen, [Bytes::from_static(b"2"), Bytes::from_static(b"3")]);
         assert!(router.retained_for("t2", "#", 0).is_empty());
-        router.retain("t1", &message("a/b", b""));
+        router.retain("t1", &message("a/b", b""), usize::MAX);
         assert_eq!(router.retained_for("t1", "#", 0).len(), 1);
         let expiring = RoutedMessage { expires_at_ms: Some(10), ..message("x", b"x") };
-        router.retain("t1", &expiring);
+        router.retain("t1", &expiring, usize::MAX);
         assert_eq!(router.retained_for("t1", "x", 5).len(), 1);
         assert!(router.retained_for("t1", "x", 10).is_empty());
+    }
+
+    #[test]
+    fn a_tenant_keeps_no_more_retained_topics_than_its_quota() {
+        let router = Router::default();
+        router.retain("t1", &message("a", b"1"), 2);
+        router.retain("t1", &message("b", b"1"), 2);
+        assert!(!router.may_retain("t1", &message("c", b"1"), 2), "a third topic is over the quota");
+        router.retain("t1", &message("c", b"1"), 2);
+        assert!(router.retained_for("t1", "c", 0).is_empty(), "and is not kept");
+        assert!(router.may_retain("t1", &message("a", b"2"), 2), "a kept topic may be replaced");
+        assert!(router.may_retain("t1", &message("c", b""), 2), "clearing is always allowed");
+        assert!(router.may_retain("t2", &message("c", b"1"), 2), "quotas are per tenant");
     }
 
     fn journal(router: &Router) -> Vec<(String, String, Option<Bytes>)> {
@@ -440,11 +453,11 @@ mod tests {
     #[test]
     fn the_journal_holds_the_latest_retained_change_per_topic() {
         let router = Router::default();
-        router.retain("t1", &message("a", b"1"));
-        router.retain("t1", &message("a", b"2"));
-        router.retain("t1", &message("b", b"1"));
-        router.retain("t1", &message("b", b""));
-        router.retain("t2", &message("a", b"9"));
+        router.retain("t1", &message("a", b"1"), usize::MAX);
+        router.retain("t1", &message("a", b"2"), usize::MAX);
+        router.retain("t1", &message("b", b"1"), usize::MAX);
+        router.retain("t1", &message("b", b""), usize::MAX);
+        router.retain("t2", &message("a", b"9"), usize::MAX);
         let one = |payload: &'static [u8]| Some(Bytes::from_static(payload));
         assert_eq!(
             journal(&router),
@@ -459,8 +472,8 @@ mod tests {
         // Restored messages are served but not written back; a deleted tenant's changes go.
         router.restore_retained("t3", message("r", b"loaded"));
         assert_eq!(router.retained_for("t3", "#", 0).len(), 1);
-        router.retain("t1", &message("c", b"1"));
-        router.retain("t2", &message("c", b"1"));
+        router.retain("t1", &message("c", b"1"), usize::MAX);
+        router.retain("t2", &message("c", b"1"), usize::MAX);
         router.drop_tenant("t2");
         assert_eq!(journal(&router), [("t1".into(), "c".into(), one(b"1"))]);
         assert!(router.retained_for("t2", "#", 0).is_empty());

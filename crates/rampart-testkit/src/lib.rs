@@ -1,6 +1,9 @@
 //! Test support: [`TestServer`] starts the real `rampart` binary on port 0 with a fresh data
-//! dir, waits for `endpoints.json`, and offers an HTTPS client that trusts the platform CA.
+//! dir, waits for `endpoints.json`, and offers an HTTPS client that trusts the platform CA;
+//! [`mqtt`] is an MQTT client over TLS; [`fixture`] is an in-process platform with a fake
+//! clock for the crates' own integration tests.
 
+pub mod fixture;
 pub mod mqtt;
 
 use std::path::{Path, PathBuf};

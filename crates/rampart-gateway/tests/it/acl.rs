@@ -38,7 +38,7 @@ async fn publishing_to_another_devices_topic_is_denied_and_recorded() {
     let events = harness.wait_for_events("acme", "acl_violation", 2).await;
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].device.as_deref(), Some("d1"));
-    assert_eq!(events[0].severity, "MINOR");
+    assert_eq!(events[0].severity, rampart_core::Severity::Minor);
     let details: serde_json::Value = serde_json::from_str(&events[0].details_json).expect("details");
     assert_eq!(details["topic"], "devices/d2/telemetry");
     assert_eq!(details["action"], "publish");

@@ -3,9 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use rampart_crypto::{parse_ca_certificate, sign_device_csr};
-use rampart_platform::{ControlEvent, CutOffReason};
-use rampart_store::{DeviceCertificate, TrustedCa};
+use rampart_core::{ClientTakeover, DeviceId, DeviceStatus, TenantPolicyPatch};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
@@ -45,14 +43,17 @@ async fn wrong_tokens_are_bad_credentials_in_both_versions() {
     assert_eq!(v3_refusal(no_credentials), Some(ConnectReturnCode::BadUserNamePassword));
     let failures = harness.wait_for_events("acme", "auth_failure", 2).await;
     assert!(failures.len() >= 2, "auth_failure events: {failures:?}");
-    assert_eq!(failures[0].severity, "MINOR");
+    assert_eq!(failures[0].severity, rampart_core::Severity::Minor);
     assert_eq!(failures[0].device.as_deref(), Some("valve"));
     assert!(!failures.iter().any(|event| event.details_json.contains("rdt_")), "no secret in events");
     assert_eq!(harness.wait_for_events("globex", "auth_failure", 1).await.len(), 1);
     // Made-up tenants get no events (nobody could read them, anybody could fill the store).
     let made_up = harness.connect_v3("x", Some(("no-such-tenant/x", "rdt_x")), None).await;
     assert_eq!(v3_refusal(made_up), Some(ConnectReturnCode::BadUserNamePassword));
-    assert!(harness.security_events("no-such-tenant", "auth_failure").await.is_empty());
+    let page = rampart_store::Page { after: None, limit: 10 };
+    let filter = rampart_store::SecurityEventFilter::default();
+    let stored = harness.store.list_security_events("no-such-tenant", "", &filter, &page).await.expect("events");
+    assert!(stored.is_empty());
 }
 
 #[tokio::test]
@@ -72,8 +73,7 @@ async fn revoked_and_quarantined_devices_are_not_authorized() {
     let harness = Harness::start().await;
     let token = harness.device("acme", "lost").await;
     let quarantined_token = harness.device("acme", "suspect").await;
-    let now = harness.platform.now_ms();
-    harness.platform.store.revoke_device("acme", "lost", now).await.expect("revoke");
+    harness.revoke("acme", "lost").await;
     let revoked = harness.connect_v3("lost", Some(("acme/lost", &token)), None).await;
     assert_eq!(v3_refusal(revoked), Some(ConnectReturnCode::NotAuthorized));
     let revoked = harness.connect_v5("lost", Some(("acme/lost", &token)), None).await;
@@ -81,9 +81,8 @@ async fn revoked_and_quarantined_devices_are_not_authorized() {
     let events = harness.wait_for_events("acme", "revoked_credential_used", 1).await;
     assert_eq!(events.first().map(|e| e.severity.as_str()), Some("MAJOR"));
 
-    let mut suspect = harness.platform.store.get_device("acme", "suspect").await.expect("device");
-    suspect.status = "quarantined".to_owned();
-    harness.platform.store.update_device(&suspect).await.expect("quarantine");
+    let quarantine = [DeviceStatus::Registered, DeviceStatus::Active];
+    harness.store.set_device_status("acme", "suspect", &quarantine, DeviceStatus::Quarantined).await.expect("quarantine");
     let quarantined = harness.connect_v3("suspect", Some(("acme/suspect", &quarantined_token)), None).await;
     assert_eq!(v3_refusal(quarantined), Some(ConnectReturnCode::NotAuthorized));
 }
@@ -94,13 +93,7 @@ async fn revocation_closes_live_connections_within_a_second() {
     let token = harness.device("acme", "door").await;
     let mut v3 = harness.connect_v3("door", Some(("acme/door", &token)), None).await.expect("connect");
     let started = Instant::now();
-    let now = harness.platform.now_ms();
-    harness.platform.store.revoke_device("acme", "door", now).await.expect("revoke");
-    harness.platform.control.publish(ControlEvent::DeviceCutOff {
-        tenant: "acme".into(),
-        device: "door".into(),
-        reason: CutOffReason::Revoked,
-    });
+    harness.revoke("acme", "door").await;
     assert!(v3.closed_within(Duration::from_secs(1)).await, "still connected after 1 s");
     assert!(started.elapsed() < Duration::from_secs(1));
     let again = harness.connect_v3("door", Some(("acme/door", &token)), None).await;
@@ -114,12 +107,9 @@ async fn deleting_the_token_in_use_closes_the_connection() {
     let bystander = harness.device("acme", "bystander").await;
     let mut device = harness.connect_v5("gate", Some(("acme/gate", &token)), None).await.expect("connect");
     let mut other = harness.connect_v5("bystander", Some(("acme/bystander", &bystander)), None).await.expect("connect");
-    let rows = harness.platform.store.list_device_tokens("acme", "gate").await.expect("tokens");
-    harness.platform.control.publish(ControlEvent::DeviceTokenDeleted {
-        tenant: "acme".into(),
-        device: "gate".into(),
-        token_id: rows[0].id.clone(),
-    });
+    let gate = DeviceId::parse("gate").expect("id");
+    let rows = harness.platform.list_device_tokens(harness.admin("acme"), &gate).await.expect("tokens");
+    harness.platform.delete_device_token(harness.admin("acme"), &gate, &rows[0].id).await.expect("delete token");
     assert!(device.closed_within(Duration::from_secs(1)).await);
     assert!(!other.closed_within(Duration::from_millis(200)).await, "other devices stay connected");
 }
@@ -145,8 +135,8 @@ async fn a_second_connection_takes_over_unless_the_tenant_rejects_it() {
     assert!(first.closed_within(PATIENCE).await, "the newcomer replaces the live session");
     assert!(!second.closed_within(Duration::from_millis(200)).await, "the newcomer stays");
 
-    harness.platform.store.put_tenant_policy("acme", r#"{"client_takeover":"reject"}"#).await.expect("policy");
-    harness.platform.control.publish(ControlEvent::TenantPolicyChanged { tenant: "acme".into() });
+    let patch = TenantPolicyPatch { client_takeover: Some(ClientTakeover::Reject), ..TenantPolicyPatch::default() };
+    harness.platform.update_tenant_policy(harness.admin("acme"), patch).await.expect("policy");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let refused = harness.connect_v5("clone", Some(("acme/clone", &token)), None).await;
     assert_eq!(v5_refusal(refused), Some(V5Code::NotAuthorized));
@@ -177,39 +167,29 @@ fn csr(common_name: &str) -> (String, KeyPair) {
 async fn tenant_ca_certificates_authenticate_their_device() {
     let harness = Harness::start().await;
     harness.device("acme", "cam-1").await;
-    let (ca, ca_key) = harness.platform.tenant_ca("acme").await.expect("tenant CA");
     let (request, key) = csr("cam-1");
-    let issued = sign_device_csr(&ca.cert_pem, &ca_key, &request, "acme", "cam-1", 30).expect("sign");
-    let row = DeviceCertificate {
-        tenant: "acme".into(),
-        device: "cam-1".into(),
-        serial: issued.serial_hex.clone(),
-        not_after: issued.not_after_ms,
-        revoked_at: None,
-        cert_pem: issued.cert_pem.clone(),
-        created_at: harness.platform.now_ms(),
-    };
-    harness.platform.store.create_device_certificate(&row).await.expect("store certificate");
-    let identity = ClientIdentity { chain_pem: issued.cert_pem.clone(), key_pem: key.serialize_pem() };
+    let cam = DeviceId::parse("cam-1").expect("id");
+    let issued = harness.platform.issue_certificate(harness.admin("acme"), &cam, &request).await.expect("issue");
+    let identity = ClientIdentity { chain_pem: issued.row.cert_pem.clone(), key_pem: key.serialize_pem() };
 
     assert!(harness.connect_v3("cam-1", None, Some(&identity)).await.is_ok(), "certificate alone");
     assert!(harness.connect_v5("", Some(("acme/cam-1", "")), Some(&identity)).await.is_ok(), "with agreeing username");
     let disagreeing = harness.connect_v3("cam-1", Some(("acme/other", "x")), Some(&identity)).await;
     assert_eq!(v3_refusal(disagreeing), Some(ConnectReturnCode::BadUserNamePassword));
 
-    // The same certificate in another tenant's name does not verify: different CA.
-    let (other_ca, other_key) = harness.platform.tenant_ca("globex").await.expect("globex CA");
+    // A certificate of another tenant's device with the same id authenticates that device,
+    // never acme's: presented as acme's, it is refused.
+    harness.device("globex", "cam-1").await;
     let (request, key) = csr("cam-1");
-    let foreign = sign_device_csr(&other_ca.cert_pem, &other_key, &request, "acme", "cam-1", 30).expect("sign");
-    let forged = ClientIdentity { chain_pem: foreign.cert_pem, key_pem: key.serialize_pem() };
+    let foreign = harness.platform.issue_certificate(harness.admin("globex"), &cam, &request).await.expect("issue");
+    let foreign = ClientIdentity { chain_pem: foreign.row.cert_pem, key_pem: key.serialize_pem() };
     assert_eq!(
-        v3_refusal(harness.connect_v3("cam-1", None, Some(&forged)).await),
+        v3_refusal(harness.connect_v3("cam-1", Some(("acme/cam-1", "")), Some(&foreign)).await),
         Some(ConnectReturnCode::BadUserNamePassword)
     );
 
     // Revoking the certificate in the store refuses it at once, CRL or not.
-    let now = harness.platform.now_ms();
-    harness.platform.store.revoke_device("acme", "cam-1", now).await.expect("revoke");
+    harness.revoke("acme", "cam-1").await;
     assert_eq!(
         v3_refusal(harness.connect_v3("cam-1", None, Some(&identity)).await),
         Some(ConnectReturnCode::NotAuthorized)
@@ -241,21 +221,12 @@ fn leaf_from(ca_pem: &str, ca_key: &KeyPair, device: &str) -> ClientIdentity {
 async fn trusted_cas_register_devices_just_in_time() {
     let harness = Harness::start().await;
     let (ca_pem, ca_key) = external_ca("Acme Factory CA");
-    let info = parse_ca_certificate(&ca_pem, harness.platform.now_ms()).expect("ca info");
-    let trusted = TrustedCa {
-        tenant: "acme".into(),
-        id: "factory".into(),
-        cert_pem: ca_pem.clone(),
-        subject: info.subject,
-        auto_register: true,
-        created_at: harness.platform.now_ms(),
-    };
-    harness.platform.store.create_trusted_ca(&trusted).await.expect("trusted CA");
+    harness.trust_ca("acme", &ca_pem, &ca_key).await;
     let identity = leaf_from(&ca_pem, &ca_key, "robot-7");
     assert!(harness.connect_v3("robot-7", None, Some(&identity)).await.is_ok());
-    let device = harness.platform.store.get_device("acme", "robot-7").await.expect("registered just in time");
-    assert_eq!(device.status, "active");
-    assert!(harness.platform.keyring.device_key("acme", "robot-7").await.is_ok(), "device key created");
+    let device = harness.store.get_device("acme", "robot-7").await.expect("registered just in time");
+    assert_eq!(device.status, DeviceStatus::Active);
+    assert!(harness.store.get_device_key("acme", "robot-7").await.is_ok(), "device key created");
 
     // Same issuer name, different key: names the CA but is not signed by it.
     let (impostor_pem, impostor_key) = external_ca("Acme Factory CA");
@@ -264,5 +235,5 @@ async fn trusted_cas_register_devices_just_in_time() {
         v3_refusal(harness.connect_v3("robot-8", None, Some(&forged)).await),
         Some(ConnectReturnCode::BadUserNamePassword)
     );
-    assert!(harness.platform.store.get_device("acme", "robot-8").await.is_err());
+    assert!(harness.store.get_device("acme", "robot-8").await.is_err());
 }

@@ -1,16 +1,21 @@
-//! The test bench: a real platform over a temporary SQLite store, the real ingestor, the
-//! gateway on 127.0.0.1:0 with a fresh server certificate, and MQTT clients over real TLS
-//! (rumqttc for 3.1.1 and 5.0, plus a raw TLS socket for protocol edge cases).
+//! The test bench: a real platform over a temporary SQLite store (the testkit's fixture, set
+//! up through the services), the real ingestor, the gateway on 127.0.0.1:0 with a fresh server
+//! certificate, and MQTT clients over real TLS (rumqttc for 3.1.1 and 5.0, plus a raw TLS
+//! socket for protocol edge cases).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_crypto::{SecretKey256, generate_ca, issue_server_certificate, random_id, random_secret, sha256};
-use rampart_data::{IngestSettings, Ingestor};
+use std::collections::HashMap;
+
+use rampart_core::SecurityEventType;
+use rampart_crypto::{generate_ca, issue_server_certificate};
+use rampart_data::Ingestor;
 use rampart_gateway::{Gateway, GatewaySettings, mqtt_server_config};
-use rampart_platform::{Platform, SystemClock};
-use rampart_store::{ApiKey, Device, DeviceToken, Page, SecurityEvent, SecurityEventFilter};
+use rampart_platform::{Platform, Principal};
+use rampart_store::{Page, SecurityEvent, SecurityEventFilter, Store};
+use rampart_testkit::fixture::Fixture;
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -23,9 +28,13 @@ use tokio_rustls::client::TlsStream;
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
 pub struct Harness {
-    _dir: tempfile::TempDir,
+    pub fixture: Fixture,
     pub platform: Arc<Platform>,
+    /// The test's own handle on the store, to look at what the services wrote.
+    pub store: Arc<dyn Store>,
     pub ingestor: Ingestor,
+    /// The `admin` of each tenant (`acme`, `globex`).
+    admins: HashMap<String, Principal>,
     pub gateway: Option<Gateway>,
     pub addr: SocketAddr,
     ca_pem: String,
@@ -45,15 +54,13 @@ impl Harness {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut GatewaySettings)) -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = rampart_store::open_sqlite(&dir.path().join("rampart.db")).await.expect("store");
-        let platform =
-            Arc::new(Platform::open(store, SecretKey256::generate(), Arc::new(SystemClock)).await.expect("platform"));
-        platform.bootstrap("correct horse battery staple").await.expect("bootstrap");
+        let fixture = Fixture::new().await;
+        let mut admins = HashMap::new();
         for tenant in ["acme", "globex"] {
-            platform.provision_tenant(tenant, tenant, Some("platform")).await.expect("tenant");
+            admins.insert(tenant.to_owned(), fixture.tenant(tenant).await);
         }
-        let ingestor = Ingestor::start(Arc::clone(&platform), IngestSettings::default());
+        let (platform, store, ingestor) =
+            (Arc::clone(&fixture.platform), Arc::clone(&fixture.store), fixture.ingestor.clone());
         let ca = generate_ca("Gateway test CA").expect("ca");
         let server =
             issue_server_certificate(&ca.cert_pem, &ca.key_pem, &["localhost".to_owned(), "127.0.0.1".to_owned()])
@@ -70,7 +77,18 @@ impl Harness {
             .await
             .expect("gateway");
         let addr = gateway.local_addr();
-        Harness { _dir: dir, platform, ingestor, gateway: Some(gateway), addr, ca_pem: ca.cert_pem, tls, settings }
+        Harness {
+            fixture,
+            platform,
+            store,
+            ingestor,
+            admins,
+            gateway: Some(gateway),
+            addr,
+            ca_pem: ca.cert_pem,
+            tls,
+            settings,
+        }
     }
 
     /// Shuts the gateway down gracefully and starts a new one over the same store, as a
@@ -96,77 +114,56 @@ impl Harness {
         self.gateway = Some(gateway);
     }
 
+    /// The `admin` of `tenant`.
+    pub fn admin(&self, tenant: &str) -> &Principal {
+        &self.admins[tenant]
+    }
+
     /// Registers a device with a token; returns the token.
     pub async fn device(&self, tenant: &str, id: &str) -> String {
-        let now = self.platform.now_ms();
-        let device = Device {
-            tenant: tenant.to_owned(),
-            id: id.to_owned(),
-            name: id.to_owned(),
-            device_type: None,
-            group: None,
-            attributes_json: "{}".to_owned(),
-            required_interval_s: None,
-            status: "registered".to_owned(),
-            connected: false,
-            last_seen: None,
-            last_address: None,
-            firmware: None,
-            created_at: now,
-        };
-        self.platform.store.create_device(&device).await.expect("device");
-        self.platform.keyring.create_device_key(tenant, id).await.expect("device key");
-        self.token(tenant, id).await
+        self.fixture.device(self.admin(tenant), id).await
     }
 
-    /// Issues another token for an existing device.
-    pub async fn token(&self, tenant: &str, id: &str) -> String {
-        let token = random_secret("rdt_", 32).to_string();
-        let row = DeviceToken {
-            tenant: tenant.to_owned(),
-            device: id.to_owned(),
-            id: random_id(8),
-            token_hash: sha256(token.as_bytes()).to_vec(),
-            created_at: self.platform.now_ms(),
-        };
-        self.platform.store.create_device_token(&row).await.expect("token");
-        token
-    }
-
-    /// Creates an API key with `roles`; returns `(id, key)`.
+    /// Creates an API key with `roles` acting for the tenant's admin; returns `(id, key)`.
     pub async fn api_key(&self, tenant: &str, roles: &[&str]) -> (String, String) {
-        let id = random_id(8);
-        let key = random_secret(&format!("rak_{id}_"), 32).to_string();
-        let row = ApiKey {
-            id: id.clone(),
-            tenant: tenant.to_owned(),
-            name: "test".to_owned(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            key_hash: sha256(key.as_bytes()).to_vec(),
-            expires_at: None,
-            created_by: "admin".to_owned(),
-            created_at: self.platform.now_ms(),
-        };
-        self.platform.store.create_api_key(&row).await.expect("api key");
-        (id, key)
+        self.fixture.api_key(self.admin(tenant), roles).await
     }
 
-    /// Stores a topic policy and tells the gateway, as the API does.
+    /// Revokes a device through the platform (which tells the gateway).
+    pub async fn revoke(&self, tenant: &str, id: &str) {
+        let id = rampart_core::DeviceId::parse(id).expect("device id");
+        self.platform.revoke_device(self.admin(tenant), &id).await.expect("revoke");
+    }
+
+    /// Trusts `ca_pem` (with `auto_register`) for `tenant`, proving possession of its key.
+    pub async fn trust_ca(&self, tenant: &str, ca_pem: &str, ca_key: &rcgen::KeyPair) -> rampart_store::TrustedCa {
+        let admin = self.admin(tenant);
+        let code = self.platform.trusted_ca_registration_code(admin).await.expect("code");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, code);
+        let issuer = rcgen::Issuer::from_ca_cert_pem(ca_pem, ca_key).expect("issuer");
+        let verification = params.signed_by(&key, &issuer).expect("verification certificate").pem();
+        let new = rampart_platform::NewTrustedCa {
+            certificate: ca_pem.to_owned(),
+            verification_certificate: Some(verification),
+            auto_register: true,
+        };
+        self.platform.create_trusted_ca(admin, new).await.expect("trusted CA")
+    }
+
+    /// Replaces the topic policy through the platform (which tells the gateway).
     pub async fn topic_policy(&self, tenant: &str, json: &str) {
-        self.platform.store.put_topic_policy(tenant, json).await.expect("topic policy");
-        self.platform
-            .control
-            .publish(rampart_platform::ControlEvent::TenantPolicyChanged { tenant: tenant.to_owned() });
+        let policy = rampart_core::acl::TopicPolicy::from_stored(Some(json)).expect("topic policy");
+        self.platform.replace_topic_policy(self.admin(tenant), policy).await.expect("topic policy");
     }
 
     /// The tenant's security events of `event_type`, newest first.
     pub async fn security_events(&self, tenant: &str, event_type: &str) -> Vec<SecurityEvent> {
-        let filter = SecurityEventFilter { event_type: Some(event_type.to_owned()), ..SecurityEventFilter::default() };
-        self.platform
-            .store
-            .list_security_events(tenant, &filter, &Page { after: None, limit: 100 })
-            .await
-            .expect("events")
+        let event_type = SecurityEventType::parse(event_type).expect("event type");
+        let filter = SecurityEventFilter { event_type: Some(event_type), ..SecurityEventFilter::default() };
+        let page = Page { after: None, limit: 100 };
+        self.platform.security_events(self.admin(tenant), filter, &page).await.expect("events")
     }
 
     /// Waits until at least `count` events of `event_type` exist (they are raised in the

@@ -9,4 +9,3 @@ mod protocol;
 mod publish;
 mod retained;
 mod sessions;
-mod store;

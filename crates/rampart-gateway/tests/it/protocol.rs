@@ -117,11 +117,7 @@ async fn revocation_and_shutdown_send_their_disconnect_reasons() {
     let mut bystander = harness.raw(None).await;
     send(&mut bystander, &connect_packet(Protocol::V5, "bystander", "acme/bystander", &token, 30), Protocol::V5).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    harness.platform.control.publish(rampart_platform::ControlEvent::DeviceCutOff {
-        tenant: "acme".into(),
-        device: "revoked".into(),
-        reason: rampart_platform::CutOffReason::Revoked,
-    });
+    harness.revoke("acme", "revoked").await;
     let (packets, elapsed) = read_until_closed(&mut revoked, Protocol::V5, PATIENCE).await.expect("closed");
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     assert!(

@@ -29,8 +29,8 @@ async fn v311_telemetry_qos1_is_stored_before_puback() {
     assert!(acked.is_some(), "PUBACK");
     // Acknowledged means stored: the measurement is there the moment the PUBACK arrived.
     assert_eq!(measurements(&harness, "acme", "pump-1").await, [("temp".to_owned(), 21.5)]);
-    let stored = harness.platform.store.get_device("acme", "pump-1").await.expect("device");
-    assert_eq!(stored.status, "active");
+    let stored = harness.store.get_device("acme", "pump-1").await.expect("device");
+    assert_eq!(stored.status, rampart_core::DeviceStatus::Active);
     assert!(stored.connected);
     assert_eq!(stored.last_address.as_deref(), Some("127.0.0.1"));
 }

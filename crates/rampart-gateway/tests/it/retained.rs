@@ -75,7 +75,7 @@ async fn retained_messages_survive_a_restart_with_their_properties_and_expiry() 
 
     // Written behind the acknowledgement, but the writer drains before shutdown ends.
     harness.restart_gateway().await;
-    let rows = harness.platform.store.list_retained_messages("acme").await.expect("rows");
+    let rows = harness.store.list_retained_messages("acme").await.expect("rows");
     let topics: Vec<&str> = rows.iter().map(|row| row.topic.as_str()).collect();
     assert_eq!(topics, ["plant/line-1/state", "plant/line-3/state"], "the cleared topic has no row");
     let row = &rows[0];
@@ -99,7 +99,7 @@ async fn retained_messages_survive_a_restart_with_their_properties_and_expiry() 
         expires_at: None,
         updated_at: now,
     };
-    harness.platform.store.write_retained_messages(&[RetainedChange::Put(corrupt)]).await.expect("corrupt row");
+    harness.store.write_retained_messages(&[RetainedChange::Put(corrupt)]).await.expect("corrupt row");
     // The 1 s message expires while the gateway is down.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     harness.restart_gateway().await;
@@ -120,7 +120,6 @@ async fn retained_messages_survive_a_restart_with_their_properties_and_expiry() 
     assert!((3590..=3600).contains(&remaining), "the expiry counts on across restarts, got {remaining}");
     assert!(
         harness
-            .platform
             .store
             .list_retained_messages("acme")
             .await
@@ -146,7 +145,7 @@ async fn retained_messages_are_written_behind_without_a_shutdown() {
 
     let mut stored = Vec::new();
     for _ in 0..50 {
-        stored = harness.platform.store.list_retained_messages("acme").await.expect("rows");
+        stored = harness.store.list_retained_messages("acme").await.expect("rows");
         if !stored.is_empty() {
             break;
         }
@@ -164,6 +163,8 @@ async fn retained_messages_are_written_behind_without_a_shutdown() {
     assert_eq!((received[0].payload.as_ref(), received[0].qos), (&b"on"[..], QoS::AtMostOnce));
 
     // Deleting the tenant deletes its retained rows.
-    harness.platform.delete_tenant("acme").await.expect("delete tenant");
-    assert!(harness.platform.store.list_retained_messages("acme").await.expect("rows").is_empty());
+    let platform_admin = harness.fixture.platform_admin().await;
+    let acme = rampart_core::TenantId::parse("acme").expect("id");
+    harness.platform.delete_tenant(&platform_admin, &acme).await.expect("delete tenant");
+    assert!(harness.store.list_retained_messages("acme").await.expect("rows").is_empty());
 }

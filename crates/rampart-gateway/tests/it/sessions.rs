@@ -105,7 +105,7 @@ async fn shutdown_tells_v5_clients_the_server_is_shutting_down() {
     let closed = device.closed_with(PATIENCE).await.expect("closed by the server");
     assert!(closed.contains("ServerShuttingDown"), "{closed}");
     tokio::time::timeout(PATIENCE, shutdown).await.expect("shutdown in time").expect("shutdown task");
-    let stored = harness.platform.store.get_device("acme", "d4").await.expect("device");
+    let stored = harness.store.get_device("acme", "d4").await.expect("device");
     assert!(!stored.connected, "disconnect recorded");
 }
 
