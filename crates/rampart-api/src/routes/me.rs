@@ -81,7 +81,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
     security(("bearer" = []))
 )]
 async fn get_me(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Me>> {
-    let me = state.platform.me(&principal).await?;
+    let mut me = state.platform.me(&principal).await?;
+    me.permissions.sort();
     Ok(Json(Me {
         tenant: me.tenant,
         username: me.username,

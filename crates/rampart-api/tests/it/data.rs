@@ -7,9 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use rampart_crypto::{AccessClaims, random_id};
 use rampart_data::DataKind;
-use rampart_platform::new_user;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -17,27 +15,7 @@ use crate::harness::Harness;
 
 const T0: i64 = 1_764_028_800_000; // 2025-11-25T00:00:00.000Z
 
-async fn user(h: &Harness, tenant: &str, username: &str, roles: &[&str], groups: &[&str]) -> String {
-    let roles = roles.iter().map(|r| (*r).to_owned()).collect();
-    let mut row = new_user(tenant, username, "$argon2id$not-a-real-hash".to_owned(), roles, h.platform.now_ms());
-    row.groups = groups.iter().map(|g| (*g).to_owned()).collect();
-    h.platform.store.create_user(&row).await.expect("create user");
-    let now = h.platform.now_ms() / 1000;
-    let claims = AccessClaims {
-        tenant: tenant.to_owned(),
-        username: username.to_owned(),
-        token_version: row.token_version,
-        issued_at: now,
-        expires_at: now + 900,
-        token_id: random_id(8),
-    };
-    h.platform.token_key.sign(&claims).expect("sign token")
-}
 
-async fn tenant(h: &Harness, id: &str) -> String {
-    h.platform.provision_tenant(id, id, Some("platform")).await.expect("provision tenant");
-    user(h, id, "admin", &["admin"], &[]).await
-}
 
 async fn device(h: &Harness, token: &str, body: Value) {
     let (status, answer) = h.post("/api/v1/devices", token, body).await;
@@ -62,7 +40,7 @@ fn items(answer: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn measurements_pages_filters_and_validation() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
+    let admin = h.tenant("acme").await;
     device(&h, &admin, json!({"id": "thermo"})).await;
     let messages: Vec<Value> = (0..25).map(|i| json!({"ts": T0 + i * 1000, "temp": i, "hum": 50 + i})).collect();
     submit(&h, "acme", "thermo", DataKind::Telemetry, Value::Array(messages)).await;
@@ -124,7 +102,7 @@ async fn measurements_pages_filters_and_validation() {
     let (status, answer) = h.get("/api/v1/devices/bad%20id/measurements", &admin).await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     // An auditor has no telemetry:read.
-    let auditor = user(&h, "acme", "audrey", &["auditor"], &[]).await;
+    let auditor = h.user("acme", "audrey", &["auditor"], &[]).await;
     let (status, answer) = h.get("/api/v1/devices/thermo/measurements", &auditor).await;
     assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
 }
@@ -132,7 +110,7 @@ async fn measurements_pages_filters_and_validation() {
 #[tokio::test]
 async fn aggregate_buckets_with_known_values() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
+    let admin = h.tenant("acme").await;
     device(&h, &admin, json!({"id": "meter"})).await;
     // Minute i (0..120) has power = i; two hours of data.
     let messages: Vec<Value> = (0..120).map(|i| json!({"ts": T0 + i * 60_000, "values": {"power": i}})).collect();
@@ -173,7 +151,7 @@ async fn aggregate_buckets_with_known_values() {
 #[tokio::test]
 async fn events_keep_device_fields_and_filter_by_type() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
+    let admin = h.tenant("acme").await;
     device(&h, &admin, json!({"id": "door-1"})).await;
     submit(&h, "acme", "door-1", DataKind::Events, json!({"type": "open", "text": "front", "ts": T0, "floor": 2}))
         .await;
@@ -203,8 +181,8 @@ async fn events_keep_device_fields_and_filter_by_type() {
 #[tokio::test]
 async fn another_tenants_device_data_is_not_found() {
     let h = Harness::new().await;
-    let acme = tenant(&h, "acme").await;
-    let globex = tenant(&h, "globex").await;
+    let acme = h.tenant("acme").await;
+    let globex = h.tenant("globex").await;
     device(&h, &acme, json!({"id": "shared-name"})).await;
     device(&h, &acme, json!({"id": "acme-only"})).await;
     device(&h, &globex, json!({"id": "shared-name"})).await;
@@ -240,7 +218,7 @@ async fn another_tenants_device_data_is_not_found() {
 #[tokio::test]
 async fn group_scope_limits_data_and_alarms() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
+    let admin = h.tenant("acme").await;
     for body in [json!({"id": "north"}), json!({"id": "north-a", "parent": "north"}), json!({"id": "south"})] {
         let (status, answer) = h.post("/api/v1/groups", &admin, body).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
@@ -250,7 +228,7 @@ async fn group_scope_limits_data_and_alarms() {
         submit(&h, "acme", id, DataKind::Alarms, json!({"type": "fault", "severity": "MINOR"})).await;
         submit(&h, "acme", id, DataKind::Telemetry, json!({"x": 1})).await;
     }
-    let olga = user(&h, "acme", "olga", &["operator"], &["north"]).await;
+    let olga = h.user("acme", "olga", &["operator"], &["north"]).await;
     let (status, answer) = h.get("/api/v1/alarms", &olga).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let devices: Vec<String> = items(&answer).iter().map(|a| a["device"].as_str().unwrap().to_owned()).collect();
@@ -278,7 +256,7 @@ async fn group_scope_limits_data_and_alarms() {
 #[tokio::test]
 async fn alarm_lifecycle_through_patch_is_audited() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
+    let admin = h.tenant("acme").await;
     device(&h, &admin, json!({"id": "boiler"})).await;
     for text in ["warm", "hot", "very hot"] {
         submit(&h, "acme", "boiler", DataKind::Alarms, json!({"type": "overheat", "severity": "MAJOR", "text": text}))
@@ -304,7 +282,7 @@ async fn alarm_lifecycle_through_patch_is_audited() {
         let (h, path, token) = (&h, path.clone(), token.to_owned());
         async move { h.call(Method::PATCH, &path, Some(&token), Some(body)).await }
     };
-    let viewer = user(&h, "acme", "vera", &["viewer"], &[]).await;
+    let viewer = h.user("acme", "vera", &["viewer"], &[]).await;
     let (status, answer) = patch(&viewer, "ACKNOWLEDGED").await;
     assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
     for bad in ["ACTIVE", "acknowledged", "GONE"] {
@@ -384,8 +362,8 @@ async fn open_stream(h: &Harness, token: &str, query: &str) -> Body {
 #[tokio::test]
 async fn stream_delivers_live_data_of_own_tenant_and_topics() {
     let h = Harness::new().await;
-    let acme = tenant(&h, "acme").await;
-    let globex = tenant(&h, "globex").await;
+    let acme = h.tenant("acme").await;
+    let globex = h.tenant("globex").await;
     device(&h, &acme, json!({"id": "live-1"})).await;
     device(&h, &acme, json!({"id": "live-2"})).await;
     device(&h, &globex, json!({"id": "live-1"})).await;
@@ -416,7 +394,7 @@ async fn stream_delivers_live_data_of_own_tenant_and_topics() {
         let (status, answer) = h.get(&format!("/api/v1/stream{query}"), &acme).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
-    let auditor = user(&h, "acme", "audrey", &["auditor"], &[]).await;
+    let auditor = h.user("acme", "audrey", &["auditor"], &[]).await;
     let (status, answer) = h.get("/api/v1/stream", &auditor).await;
     assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
 }

@@ -1,16 +1,11 @@
-//! Devices, credentials and audit through the API.
-//!
-//! Users and their access tokens are made directly through the platform (store row + signed
-//! token) rather than through the login route: it keeps these tests independent of the people
-//! routes and spares an Argon2 hash per login.
+//! Devices, credentials and audit through the API. Tenants, users and groups are set up
+//! through the platform's services (the harness), the rest through the routes.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rampart_crypto::{AccessClaims, random_id, sha256};
-use rampart_platform::new_user;
-use rampart_store::Group;
+use rampart_crypto::sha256;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -18,46 +13,7 @@ use crate::harness::Harness;
 
 const RSA_1024_CSR: &str = include_str!("../../../rampart-crypto/tests/fixtures/rsa1024.csr.pem");
 
-/// A signed access token for an existing user, as the login route would issue it.
-async fn mint(h: &Harness, tenant: &str, username: &str) -> String {
-    let user = h.platform.store.get_user(tenant, username).await.expect("user exists");
-    let now = h.platform.now_ms() / 1000;
-    let claims = AccessClaims {
-        tenant: tenant.to_owned(),
-        username: username.to_owned(),
-        token_version: user.token_version,
-        issued_at: now,
-        expires_at: now + 900,
-        token_id: random_id(8),
-    };
-    h.platform.token_key.sign(&claims).expect("sign token")
-}
 
-/// Creates a user (who never logs in with a password) and returns an access token for it.
-async fn user(h: &Harness, tenant: &str, username: &str, roles: &[&str], groups: &[&str]) -> String {
-    let roles = roles.iter().map(|r| (*r).to_owned()).collect();
-    let mut row = new_user(tenant, username, "$argon2id$not-a-real-hash".to_owned(), roles, h.platform.now_ms());
-    row.groups = groups.iter().map(|g| (*g).to_owned()).collect();
-    h.platform.store.create_user(&row).await.expect("create user");
-    mint(h, tenant, username).await
-}
-
-/// Provisions sub-tenant `id` of `platform` and returns a token of its admin.
-async fn tenant(h: &Harness, id: &str) -> String {
-    h.platform.provision_tenant(id, id, Some("platform")).await.expect("provision tenant");
-    user(h, id, "admin", &["admin"], &[]).await
-}
-
-async fn group(h: &Harness, tenant: &str, id: &str, parent: Option<&str>) {
-    let row = Group {
-        tenant: tenant.to_owned(),
-        id: id.to_owned(),
-        name: id.to_owned(),
-        parent: parent.map(str::to_owned),
-        created_at: h.platform.now_ms(),
-    };
-    h.platform.store.create_group(&row).await.expect("create group");
-}
 
 async fn create_device(h: &Harness, token: &str, body: Value) -> Value {
     let (status, answer) = h.post("/api/v1/devices", token, body).await;
@@ -118,8 +74,8 @@ fn strip_zeros(hex: &str) -> &str {
 #[tokio::test]
 async fn device_crud_filters_and_pagination() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
-    group(&h, "acme", "plant-1", None).await;
+    let admin = h.tenant("acme").await;
+    h.group("acme", "plant-1", None).await;
 
     let body = json!({"id": "sensor-1", "type": "thermo", "group": "plant-1", "attributes": {"floor": 2}, "required_interval_s": 60});
     let created = create_device(&h, &admin, body).await;
@@ -135,7 +91,7 @@ async fn device_crud_filters_and_pagination() {
     assert_eq!(created["required_interval_s"], 60);
     let created_at = created["created_at"].as_str().expect("created_at");
     assert!(created_at.ends_with('Z') && created_at.len() == 24, "{created_at}");
-    h.platform.keyring.device_key("acme", "sensor-1").await.expect("the device got its data key");
+    h.platform.keyring().device_key("acme", "sensor-1").await.expect("the device got its data key");
 
     let (status, answer) = h.post("/api/v1/devices", &admin, json!({"id": "sensor-1"})).await;
     assert_error(status, &answer, StatusCode::CONFLICT, "conflict");
@@ -217,7 +173,7 @@ async fn device_crud_filters_and_pagination() {
     assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
     let (status, answer) = delete(&h, "/api/v1/devices/sensor-1", &admin).await;
     assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
-    assert!(h.platform.keyring.device_key("acme", "sensor-1").await.is_err(), "the data key is destroyed");
+    assert!(h.platform.keyring().device_key("acme", "sensor-1").await.is_err(), "the data key is destroyed");
 
     assert_eq!(audit_records(&h, &admin, "device.create").await.len(), 5);
     let updates = audit_records(&h, &admin, "device.update").await;
@@ -230,7 +186,7 @@ async fn device_crud_filters_and_pagination() {
 #[tokio::test]
 async fn malformed_requests_answer_400_401_or_413() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
+    let admin = h.tenant("acme").await;
     create_device(&h, &admin, json!({"id": "ok"})).await;
 
     let long_id = "a".repeat(129);
@@ -292,17 +248,13 @@ async fn malformed_requests_answer_400_401_or_413() {
     let tampered = String::from_utf8(tampered).expect("ascii");
     let (status, answer) = h.get("/api/v1/devices", &tampered).await;
     assert_error(status, &answer, StatusCode::UNAUTHORIZED, "unauthorized");
-    let now = h.platform.now_ms() / 1000;
-    let expired = AccessClaims {
-        tenant: "acme".to_owned(),
-        username: "admin".to_owned(),
-        token_version: 1,
-        issued_at: now - 7200,
-        expires_at: now - 3600,
-        token_id: random_id(8),
-    };
-    let expired = h.platform.token_key.sign(&expired).expect("sign");
-    let (status, answer) = h.get("/api/v1/devices", &expired).await;
+    // A token past its expiry, on a platform whose clock moved on by an hour.
+    let clock = rampart_testkit::fixture::FakeClock::at(h.platform.now_ms());
+    let later = Harness::with_clock(clock.clone()).await;
+    let token = later.tenant("acme").await;
+    assert_eq!(later.get("/api/v1/devices", &token).await.0, StatusCode::OK);
+    clock.advance_ms(3_600_000);
+    let (status, answer) = later.get("/api/v1/devices", &token).await;
     assert_error(status, &answer, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
@@ -362,7 +314,7 @@ async fn another_tenants_device_is_not_found_on_every_route() {
 #[tokio::test]
 async fn group_scoped_user_sees_only_devices_in_their_groups() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
+    let admin = h.tenant("acme").await;
     // Groups and the scoped user through the API, as an operator of the platform would.
     for body in [json!({"id": "north"}), json!({"id": "north-a", "parent": "north"}), json!({"id": "south"})] {
         let (status, answer) = h.post("/api/v1/groups", &admin, body).await;
@@ -426,8 +378,8 @@ async fn group_scoped_user_sees_only_devices_in_their_groups() {
 #[tokio::test]
 async fn device_tokens_are_random_hashed_several_and_deletable() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
-    let viewer = user(&h, "acme", "vera", &["viewer"], &[]).await;
+    let admin = h.tenant("acme").await;
+    let viewer = h.user("acme", "vera", &["viewer"], &[]).await;
     create_device(&h, &admin, json!({"id": "meter-7"})).await;
 
     let (status, first) = h.post("/api/v1/devices/meter-7/tokens", &admin, json!({})).await;
@@ -446,7 +398,7 @@ async fn device_tokens_are_random_hashed_several_and_deletable() {
     }
 
     // Stored as SHA-256 only.
-    let stored = h.platform.store.list_device_tokens("acme", "meter-7").await.expect("tokens");
+    let stored = h.store.list_device_tokens("acme", "meter-7").await.expect("tokens");
     assert_eq!(stored.len(), 2);
     for secret in &secrets {
         assert!(stored.iter().any(|row| row.token_hash == sha256(secret.as_bytes())));
@@ -495,7 +447,7 @@ async fn device_tokens_are_random_hashed_several_and_deletable() {
 #[tokio::test]
 async fn certificates_are_issued_from_csrs_and_weak_keys_are_refused() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
+    let admin = h.tenant("acme").await;
     create_device(&h, &admin, json!({"id": "cam-1"})).await;
 
     let (status, headers, ca_pem) = raw(&h, Method::GET, "/api/v1/ca", &admin, "").await;
@@ -565,7 +517,7 @@ async fn certificates_are_issued_from_csrs_and_weak_keys_are_refused() {
 #[tokio::test]
 async fn revoke_removes_credentials_and_lists_certificates_in_the_crl() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
+    let admin = h.tenant("acme").await;
     create_device(&h, &admin, json!({"id": "gw-1"})).await;
     for _ in 0..2 {
         let (status, _) = h.post("/api/v1/devices/gw-1/tokens", &admin, json!({})).await;
@@ -596,9 +548,9 @@ async fn revoke_removes_credentials_and_lists_certificates_in_the_crl() {
     let listed: Vec<String> =
         crl.iter_revoked_certificates().map(|r| r.raw_serial().iter().map(|b| format!("{b:02x}")).collect()).collect();
     assert!(listed.iter().any(|s| strip_zeros(s) == strip_zeros(&serial)), "{listed:?} lacks {serial}");
-    let first_number = h.platform.store.get_tenant_ca("acme").await.expect("ca").crl_number;
+    let first_number = h.store.get_tenant_ca("acme").await.expect("ca").crl_number;
     raw(&h, Method::GET, "/api/v1/ca/crl", &admin, "").await;
-    let second_number = h.platform.store.get_tenant_ca("acme").await.expect("ca").crl_number;
+    let second_number = h.store.get_tenant_ca("acme").await.expect("ca").crl_number;
     assert!(first_number >= 1 && second_number > first_number, "{first_number} then {second_number}");
 
     // A revoked device gets no new credentials.
@@ -619,9 +571,8 @@ async fn revoke_removes_credentials_and_lists_certificates_in_the_crl() {
     assert_eq!(status, StatusCode::CONFLICT);
 
     // A device that once connected comes back as active.
-    let mut row = h.platform.store.get_device("acme", "gw-1").await.expect("device");
-    row.last_seen = Some(h.platform.now_ms());
-    h.platform.store.update_device(&row).await.expect("update");
+    let seen = rampart_store::DeviceSeen { tenant: "acme".into(), device: "gw-1".into(), at_ms: h.platform.now_ms() };
+    h.store.touch_devices_last_seen(&[seen]).await.expect("seen");
     h.post("/api/v1/devices/gw-1/revoke", &admin, json!({})).await;
     let (status, answer) = h.post("/api/v1/devices/gw-1/reinstate", &admin, json!({})).await;
     assert_eq!(status, StatusCode::OK);
@@ -645,25 +596,37 @@ async fn revoke_removes_credentials_and_lists_certificates_in_the_crl() {
 }
 
 /// A self-signed CA certificate (PEM) and its subject CN.
-fn test_ca(cn: &str) -> (String, String) {
+fn test_ca(cn: &str) -> (String, String, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     params.distinguished_name.push(rcgen::DnType::CommonName, cn);
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-    (params.self_signed(&key).expect("self-signed").pem(), cn.to_owned())
+    (params.self_signed(&key).expect("self-signed").pem(), cn.to_owned(), key)
+}
+
+/// Proof of possession of the CA's key: a certificate with CN = a fresh registration code,
+/// signed by the CA.
+async fn verification_certificate(h: &Harness, token: &str, ca_pem: &str, ca_key: &rcgen::KeyPair) -> String {
+    let (status, code) = h.get("/api/v1/ca/trusted/registration-code", token).await;
+    assert_eq!(status, StatusCode::OK, "{code}");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(rcgen::DnType::CommonName, code["code"].as_str().expect("code"));
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_pem, ca_key).expect("issuer");
+    params.signed_by(&key, &issuer).expect("verification").pem()
 }
 
 #[tokio::test]
 async fn trusted_cas_are_added_listed_and_deleted_and_leaves_refused() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
-    let globex = tenant(&h, "globex").await;
-    let viewer = user(&h, "acme", "vera", &["viewer"], &[]).await;
-    let (ca_pem, cn) = test_ca("Acme Factory CA");
-
-    let (status, created) =
-        h.post("/api/v1/ca/trusted", &admin, json!({"certificate": ca_pem, "auto_register": true})).await;
+    let admin = h.tenant("acme").await;
+    let globex = h.tenant("globex").await;
+    let viewer = h.user("acme", "vera", &["viewer"], &[]).await;
+    let (ca_pem, cn, ca_key) = test_ca("Acme Factory CA");
+    let verification = verification_certificate(&h, &admin, &ca_pem, &ca_key).await;
+    let body = json!({"certificate": ca_pem, "verification_certificate": verification, "auto_register": true});
+    let (status, created) = h.post("/api/v1/ca/trusted", &admin, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert!(created["subject"].as_str().is_some_and(|s| s.contains(&cn)), "{created}");
     assert_eq!(created["auto_register"], true);
@@ -673,8 +636,9 @@ async fn trusted_cas_are_added_listed_and_deleted_and_leaves_refused() {
     assert_eq!(fingerprint.len(), 64);
     let id = created["id"].as_str().expect("id").to_owned();
 
-    let (status, answer) =
-        h.post("/api/v1/ca/trusted", &admin, json!({"certificate": ca_pem, "auto_register": false})).await;
+    let verification = verification_certificate(&h, &admin, &ca_pem, &ca_key).await;
+    let body = json!({"certificate": ca_pem, "verification_certificate": verification, "auto_register": false});
+    let (status, answer) = h.post("/api/v1/ca/trusted", &admin, body).await;
     assert_error(status, &answer, StatusCode::CONFLICT, "conflict");
 
     let (status, listed) = h.get("/api/v1/ca/trusted", &viewer).await;
@@ -697,8 +661,8 @@ async fn trusted_cas_are_added_listed_and_deleted_and_leaves_refused() {
         h.post("/api/v1/devices/cam-9/certificates", &admin, json!({"csr": csr(&leaf_key)})).await
     };
     for certificate in [leaf.pem(), issued["certificate"].as_str().expect("cert").to_owned(), "garbage".to_owned()] {
-        let (status, answer) =
-            h.post("/api/v1/ca/trusted", &admin, json!({"certificate": certificate, "auto_register": false})).await;
+        let body = json!({"certificate": certificate, "verification_certificate": verification, "auto_register": false});
+        let (status, answer) = h.post("/api/v1/ca/trusted", &admin, body).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     }
     let (status, answer) = h.post("/api/v1/ca/trusted", &viewer, json!({"certificate": test_ca("V").0})).await;
@@ -722,9 +686,9 @@ async fn trusted_cas_are_added_listed_and_deleted_and_leaves_refused() {
 #[tokio::test]
 async fn audit_log_lists_filters_verifies_and_needs_audit_read() {
     let h = Harness::new().await;
-    let admin = tenant(&h, "acme").await;
-    let viewer = user(&h, "acme", "vera", &["viewer"], &[]).await;
-    let auditor = user(&h, "acme", "audrey", &["auditor"], &[]).await;
+    let admin = h.tenant("acme").await;
+    let viewer = h.user("acme", "vera", &["viewer"], &[]).await;
+    let auditor = h.user("acme", "audrey", &["auditor"], &[]).await;
     for i in 0..12 {
         create_device(&h, &admin, json!({"id": format!("d{i:02}")})).await;
         h.post(&format!("/api/v1/devices/d{i:02}/tokens"), &admin, json!({})).await;
@@ -744,7 +708,11 @@ async fn audit_log_lists_filters_verifies_and_needs_audit_read() {
     let (status, all) = h.get("/api/v1/audit?limit=1000", &auditor).await;
     assert_eq!(status, StatusCode::OK, "{all}");
     let records = all["items"].as_array().expect("items");
-    assert_eq!(records.len(), 12 + 12 + 1 + 5);
+    let count = |action: &str| records.iter().filter(|r| r["action"] == action).count();
+    assert_eq!(
+        [count("device.create"), count("device_token.create"), count("device.revoke"), count("access.denied")],
+        [12, 12, 1, 5]
+    );
     for (index, record) in records.iter().enumerate() {
         for field in
             ["seq", "ts", "tenant", "actor", "action", "target", "source_ip", "outcome", "details", "prev_hash", "hash"]
@@ -766,7 +734,8 @@ async fn audit_log_lists_filters_verifies_and_needs_audit_read() {
     let (_, created) = h.get("/api/v1/audit?action=device.create", &auditor).await;
     assert_eq!(created["items"].as_array().map(Vec::len), Some(12));
     let (_, by_vera) = h.get("/api/v1/audit?actor=vera", &auditor).await;
-    assert_eq!(by_vera["items"].as_array().map(Vec::len), Some(4));
+    // Her login and her four refusals.
+    assert_eq!(by_vera["items"].as_array().map(Vec::len), Some(5));
     let first_ts = records[0]["ts"].as_str().expect("ts");
     let last_ts = records[records.len() - 1]["ts"].as_str().expect("ts");
     let (_, window) = h.get(&format!("/api/v1/audit?from={first_ts}&to={last_ts}&limit=1000"), &auditor).await;

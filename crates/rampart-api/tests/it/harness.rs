@@ -1,4 +1,6 @@
-//! A platform on a fresh SQLite store with the API router in front, and request helpers.
+//! A platform on a fresh SQLite store (the testkit's fixture) with the API router in front,
+//! request helpers, and set-up helpers that go through the services (tenants, users,
+//! groups), as an administrator would.
 
 use std::sync::Arc;
 
@@ -6,32 +8,80 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use rampart_api::{ApiSettings, AppState, router};
-use rampart_crypto::SecretKey256;
-use rampart_platform::{Platform, SystemClock};
+use rampart_core::{GroupId, Username};
+use rampart_platform::{NewGroup, NewUser, Platform, Principal};
+use rampart_store::Store;
+use rampart_testkit::fixture::{FIXTURE_PASSWORD, Fixture};
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use zeroize::Zeroizing;
 
-pub const ADMIN_PASSWORD: &str = "first-Start-pass-42";
+pub const ADMIN_PASSWORD: &str = FIXTURE_PASSWORD;
 
 pub struct Harness {
     pub app: Router,
     pub platform: Arc<Platform>,
+    /// The test's own handle on the store, to look at what the services wrote.
+    pub store: Arc<dyn Store>,
     /// Device data behind the §8 routes; tests submit device data through it.
     pub ingestor: rampart_data::Ingestor,
-    _dir: tempfile::TempDir,
+    pub fixture: Fixture,
 }
 
 impl Harness {
     pub async fn new() -> Harness {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = rampart_store::open_sqlite(&dir.path().join("rampart.db")).await.expect("open store");
-        let platform = Platform::open(store, SecretKey256::generate(), Arc::new(SystemClock)).await.expect("platform");
-        platform.bootstrap(ADMIN_PASSWORD).await.expect("bootstrap");
-        let platform = Arc::new(platform);
-        let ingestor = rampart_data::Ingestor::start(Arc::clone(&platform), rampart_data::IngestSettings::default());
-        let state = AppState::new(Arc::clone(&platform), ApiSettings::default()).with_ingestor(ingestor.clone());
-        let app = router(state);
-        Harness { app, platform, ingestor, _dir: dir }
+        Harness::with_settings(ApiSettings::default()).await
+    }
+
+    pub async fn with_settings(settings: ApiSettings) -> Harness {
+        Harness::over(Fixture::new().await, settings).await
+    }
+
+    /// A harness whose platform reads `clock` (tests move time by hand).
+    pub async fn with_clock(clock: Arc<dyn rampart_platform::Clock>) -> Harness {
+        Harness::over(Fixture::with_clock(clock).await, ApiSettings::default()).await
+    }
+
+    async fn over(fixture: Fixture, settings: ApiSettings) -> Harness {
+        let platform = Arc::clone(&fixture.platform);
+        let ingestor = fixture.ingestor.clone();
+        let app = router(AppState::new(Arc::clone(&platform), ingestor.clone(), settings));
+        Harness { app, platform, store: Arc::clone(&fixture.store), ingestor, fixture }
+    }
+
+    /// Creates sub-tenant `id` of `platform` (through the services) and answers a token of
+    /// its `admin`.
+    pub async fn tenant(&self, id: &str) -> String {
+        self.fixture.tenant(id).await;
+        self.login(id, "admin", ADMIN_PASSWORD).await
+    }
+
+    /// The principal of a tenant's `admin`.
+    pub async fn admin_of(&self, tenant: &str) -> Principal {
+        self.fixture.login(tenant, "admin").await
+    }
+
+    /// Creates a user (through the services, as the tenant's admin) and answers a token of it.
+    pub async fn user(&self, tenant: &str, username: &str, roles: &[&str], groups: &[&str]) -> String {
+        let new = NewUser {
+            username: Username::parse(username).expect("username"),
+            password: Zeroizing::new(ADMIN_PASSWORD.to_owned()),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            groups: (!groups.is_empty()).then(|| groups.iter().map(|g| (*g).to_owned()).collect()),
+            email: None,
+        };
+        self.platform.create_user(&self.admin_of(tenant).await, new).await.expect("create user");
+        self.login(tenant, username, ADMIN_PASSWORD).await
+    }
+
+    /// Creates a device group (through the services, as the tenant's admin).
+    pub async fn group(&self, tenant: &str, id: &str, parent: Option<&str>) {
+        let new = NewGroup {
+            id: GroupId::parse(id).expect("group id"),
+            name: None,
+            parent: parent.map(|parent| GroupId::parse(parent).expect("group id")),
+        };
+        self.platform.create_group(&self.admin_of(tenant).await, new).await.expect("create group");
     }
 
     /// Sends one request; `body` is sent as JSON. Returns the status and the JSON answer

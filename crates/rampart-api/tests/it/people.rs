@@ -4,7 +4,7 @@
 
 use axum::http::{Method, StatusCode};
 use rampart_crypto::TotpSecret;
-use rampart_store::{AuditFilter, Page};
+use rampart_store::{AuditFilter, AuditStore, Page};
 use serde_json::{Value, json};
 
 use crate::harness::{ADMIN_PASSWORD, Harness};
@@ -12,11 +12,14 @@ use crate::harness::{ADMIN_PASSWORD, Harness};
 const PASSWORD: &str = "correct-Horse-battery-9";
 const NEW_PASSWORD: &str = "another-Staple-moon-77";
 
-/// Audit records of `tenant` with `action`, as JSON.
+/// Audit records of `tenant` (every incarnation, deleted ones too) with `action`, as JSON.
 async fn audited(h: &Harness, tenant: &str, action: &str) -> Vec<Value> {
     let filter = AuditFilter { action: Some(action.to_owned()), ..AuditFilter::default() };
     let page = Page { after: None, limit: 1000 };
-    let records = h.platform.store.list_audit(tenant, &filter, &page).await.expect("list audit");
+    let mut records = Vec::new();
+    for chain in h.store.list_audit_chains().await.expect("chains").into_iter().filter(|c| c.tenant == tenant) {
+        records.extend(h.store.list_audit(&chain, &filter, &page).await.expect("list audit"));
+    }
     records.iter().map(|r| rampart_platform::record_json(r, true)).collect()
 }
 
@@ -228,7 +231,7 @@ async fn totp_enrolment_login_and_replay() {
     let enables = audited(&h, "platform", "mfa.enable").await;
     assert!(enables.iter().any(|r| r["outcome"] == "success"));
     assert!(enables.iter().any(|r| r["outcome"] == "failure"));
-    let stored = h.platform.store.get_user("platform", "alice").await.expect("user");
+    let stored = h.store.get_user("platform", "alice").await.expect("user");
     let sealed = stored.mfa_secret_sealed.expect("sealed secret");
     assert!(!sealed.windows(10).any(|w| base32_decode(&secret).windows(10).any(|s| s == w)), "stored in clear");
 }
@@ -559,7 +562,7 @@ async fn malformed_input_answers_400() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(h.get("/api/v1/users/carol", &admin).await.1["email"], "carol@example.com");
     assert!(!h.get("/api/v1/users", &admin).await.1.to_string().contains("carol@example.com"));
-    let stored = h.platform.store.get_user("platform", "carol").await.expect("user");
+    let stored = h.store.get_user("platform", "carol").await.expect("user");
     let sealed = stored.email_sealed.expect("sealed");
     assert!(!sealed.windows(7).any(|w| w == b"example"), "e-mail stored in clear");
     assert_eq!(h.post("/api/v1/users", &admin, user(json!({}))).await.0, StatusCode::CONFLICT);

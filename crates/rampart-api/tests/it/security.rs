@@ -1,7 +1,8 @@
 //! Security events listing and tenant key rotation through the API.
 
 use axum::http::StatusCode;
-use rampart_platform::{SecurityEventDraft, Severity};
+use rampart_core::{SecurityEventType, Severity};
+use rampart_platform::SecurityEventDraft;
 use serde_json::json;
 
 use crate::harness::{ADMIN_PASSWORD, Harness};
@@ -12,10 +13,10 @@ async fn security_events_are_listed_per_tenant_and_filtered() {
     let acme = h.tenant_admin("acme").await;
     let globex = h.tenant_admin("globex").await;
     for (tenant, event_type, severity) in [
-        ("acme", "acl_violation", Severity::Minor),
-        ("acme", "auth_failure", Severity::Minor),
-        ("acme", "acl_violation", Severity::Major),
-        ("globex", "acl_violation", Severity::Minor),
+        ("acme", SecurityEventType::AclViolation, Severity::Minor),
+        ("acme", SecurityEventType::AuthFailure, Severity::Minor),
+        ("acme", SecurityEventType::AclViolation, Severity::Major),
+        ("globex", SecurityEventType::AclViolation, Severity::Minor),
     ] {
         let mut draft = SecurityEventDraft::new(tenant, event_type, severity);
         draft.device = Some("sensor-1".to_owned());
@@ -56,7 +57,7 @@ async fn tenant_key_rotation_keeps_old_secrets_readable() {
     let (status, rotated) = h.post("/api/v1/tenant/keys/rotate", &acme, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     let key_id = rotated["key_id"].as_str().expect("key id").to_owned();
-    let keys = h.platform.store.list_tenant_keys("acme").await.expect("keys");
+    let keys = h.store.list_tenant_keys("acme").await.expect("keys");
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0].key_id, key_id, "the new key is active");
     // The e-mail sealed under the old key still opens; the CA key too.
