@@ -6,18 +6,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_crypto::SecretKey256;
+use rampart_core::{AlarmStatus, DeviceId, Severity as AlarmSeverity};
 use rampart_data::*;
-use rampart_platform::{Platform, SystemClock};
-use rampart_store::{Device, Store};
+use rampart_platform::{NewDevice, Platform, Principal, SystemClock};
+use rampart_store::prelude::*;
 use serde_json::{Value, json};
 
 struct Fixture {
     platform: Arc<Platform>,
+    /// The test's own handle on the store.
+    store: Arc<dyn Store>,
     ingestor: Ingestor,
+    /// The admins of `acme` and `globex`.
+    acme: Principal,
+    globex: Principal,
     /// The SQLite file, for raw reads.
     sqlite: Option<PathBuf>,
-    _dir: tempfile::TempDir,
+    _base: rampart_testkit::fixture::Fixture,
 }
 
 fn settings() -> IngestSettings {
@@ -25,12 +30,17 @@ fn settings() -> IngestSettings {
 }
 
 async fn fixture(store: Arc<dyn Store>, dir: tempfile::TempDir, sqlite: Option<PathBuf>) -> Fixture {
-    let platform = Arc::new(Platform::open(store, SecretKey256::generate(), Arc::new(SystemClock)).await.unwrap());
-    for tenant in ["acme", "globex"] {
-        platform.provision_tenant(tenant, tenant, None).await.unwrap();
+    let base = rampart_testkit::fixture::Fixture::over(store, Arc::new(SystemClock), dir, settings()).await;
+    let (acme, globex) = (base.tenant("acme").await, base.tenant("globex").await);
+    Fixture {
+        platform: Arc::clone(&base.platform),
+        store: Arc::clone(&base.store),
+        ingestor: base.ingestor.clone(),
+        acme,
+        globex,
+        sqlite,
+        _base: base,
     }
-    let ingestor = Ingestor::start(Arc::clone(&platform), settings());
-    Fixture { platform, ingestor, sqlite, _dir: dir }
 }
 
 async fn sqlite_fixture() -> Fixture {
@@ -62,24 +72,16 @@ async fn drop_schema(url: &str, schema: &str) {
 }
 
 impl Fixture {
+    fn admin(&self, tenant: &str) -> &Principal {
+        match tenant {
+            "acme" => &self.acme,
+            _ => &self.globex,
+        }
+    }
+
     async fn device(&self, tenant: &str, id: &str, required_interval_s: Option<i64>) {
-        let device = Device {
-            tenant: tenant.into(),
-            id: id.into(),
-            name: id.into(),
-            device_type: None,
-            group: None,
-            attributes_json: "{}".into(),
-            required_interval_s,
-            status: "registered".into(),
-            connected: false,
-            last_seen: None,
-            last_address: None,
-            firmware: None,
-            created_at: 1,
-        };
-        self.platform.store.create_device(&device).await.unwrap();
-        self.platform.keyring.create_device_key(tenant, id).await.unwrap();
+        let new = NewDevice { required_interval_s, ..NewDevice::default() };
+        self.platform.create_device(self.admin(tenant), &DeviceId::parse(id).unwrap(), new).await.unwrap();
     }
 
     async fn submit(&self, tenant: &str, device: &str, kind: DataKind, payload: &str) -> Result<(), IngestError> {
@@ -175,8 +177,8 @@ async fn round_trip(f: &Fixture) {
         [(t0 + 3000, 24.0), (t0 + 2000, 23.0), (t0 + 1000, 22.0)]
     );
     // Ingest marks the device seen (`last_seen` moves at most once a second per device).
-    let device = f.platform.store.get_device("acme", "rt").await.unwrap();
-    assert_eq!(device.status, "active");
+    let device = f.store.get_device("acme", "rt").await.unwrap();
+    assert_eq!(device.status, rampart_core::DeviceStatus::Active);
     assert!(device.last_seen.is_some_and(|seen| seen > before - 1_000 && seen <= before), "{:?}", device.last_seen);
     // QoS 0 path, then flush: stored.
     f.ingestor.submit_nowait("acme", "rt", DataKind::Telemetry, br#"{"ts":1,"q0":7}"#, 0).unwrap();
@@ -215,7 +217,7 @@ async fn malformed_stores_nothing(f: &Fixture) {
     assert!(f.alarms_of("acme", "bad").await.is_empty());
     assert_eq!(f.ingestor.reported_twin("acme", "bad").await.unwrap().version, 0);
     // Never seen either: nothing was accepted.
-    assert_eq!(f.platform.store.get_device("acme", "bad").await.unwrap().last_seen, None);
+    assert_eq!(f.store.get_device("acme", "bad").await.unwrap().last_seen, None);
 }
 
 async fn pagination_and_aggregate(f: &Fixture) {
@@ -330,7 +332,7 @@ async fn events_and_security(f: &Fixture) {
     loop {
         let filter = rampart_store::SecurityEventFilter { device: Some("ev".into()), ..Default::default() };
         let page = rampart_store::Page { after: None, limit: 10 };
-        let events = f.platform.store.list_security_events("acme", &filter, &page).await.unwrap();
+        let events = f.platform.security_events(&f.acme, filter, &page).await.unwrap();
         if let Some(event) = events.first() {
             assert_eq!((event.event_type.as_str(), event.severity.as_str()), ("tamper", "CRITICAL"));
             assert!(event.details_json.contains("security.tamper"));
@@ -363,18 +365,18 @@ async fn alarms(f: &Fixture) {
     let critical = AlarmQuery { severity: Some(AlarmSeverity::Critical), ..AlarmQuery::default() };
     assert_eq!(f.ingestor.alarms("acme", &critical).await.unwrap().items.len(), 1);
     // Acknowledge, repeat (still counts on it), device clears, a new one opens.
-    let acked = f.ingestor.update_alarm_status("acme", &overheat.id, AlarmStatus::Acknowledged).await.unwrap();
+    let acked = f.ingestor.update_alarm_status(&f.acme, &overheat.id, AlarmStatus::Acknowledged).await.unwrap();
     assert_eq!(acked.status, AlarmStatus::Acknowledged);
     assert!(matches!(
-        f.ingestor.update_alarm_status("acme", &overheat.id, AlarmStatus::Acknowledged).await,
+        f.ingestor.update_alarm_status(&f.acme, &overheat.id, AlarmStatus::Acknowledged).await,
         Err(QueryError::Conflict(_))
     ));
     assert!(matches!(
-        f.ingestor.update_alarm_status("acme", &overheat.id, AlarmStatus::Active).await,
+        f.ingestor.update_alarm_status(&f.acme, &overheat.id, AlarmStatus::Active).await,
         Err(QueryError::Invalid(_))
     ));
     assert!(matches!(
-        f.ingestor.update_alarm_status("globex", &overheat.id, AlarmStatus::Cleared).await,
+        f.ingestor.update_alarm_status(&f.globex, &overheat.id, AlarmStatus::Cleared).await,
         Err(QueryError::NotFound)
     ));
     f.submit("acme", "al", DataKind::Alarms, &raise("MAJOR", "again")).await.unwrap();
@@ -390,7 +392,7 @@ async fn alarms(f: &Fixture) {
     assert_eq!(fresh.count, 1);
     // Operator clears the door alarm.
     let door = open.iter().find(|a| a.alarm_type == "door").unwrap();
-    let cleared = f.ingestor.update_alarm_status("acme", &door.id, AlarmStatus::Cleared).await.unwrap();
+    let cleared = f.ingestor.update_alarm_status(&f.acme, &door.id, AlarmStatus::Cleared).await.unwrap();
     assert_eq!(cleared.status, AlarmStatus::Cleared);
     // The other tenant's alarm is its own.
     let theirs = f.alarms_of("globex", "al").await;
@@ -462,13 +464,13 @@ async fn twin_and_attestation(f: &Fixture) {
     let digest = "0f".repeat(32);
     let report = format!(r#"{{"firmware_version":"2.1","firmware_sha256":"{digest}","secure_boot":true}}"#);
     f.submit("acme", "tw", DataKind::Attestation, &report).await.unwrap();
-    let stored = f.platform.store.list_attestations("acme", "tw", 5).await.unwrap();
+    let stored = f.store.list_attestations("acme", "tw", 5).await.unwrap();
     assert_eq!(stored.len(), 1);
 }
 
 async fn live_channel(f: &Fixture) {
     f.device("acme", "lv", None).await;
-    let mut live = f.ingestor.subscribe_live();
+    let mut live = f.ingestor.subscribe_live("acme");
     f.submit("acme", "lv", DataKind::Telemetry, r#"{"ts":1764000000000,"temp":5}"#).await.unwrap();
     f.submit("acme", "lv", DataKind::Telemetry, r#"{"temp":"bad"}"#).await.unwrap_err();
     f.submit("acme", "lv", DataKind::Alarms, r#"{"type":"leak","severity":"MAJOR","text":"wet"}"#).await.unwrap();
@@ -476,7 +478,7 @@ async fn live_channel(f: &Fixture) {
     let mut alarm = None;
     let deadline = Instant::now() + Duration::from_secs(5);
     while telemetry.is_none() || alarm.is_none() {
-        let event = tokio::time::timeout_at(deadline.into(), live.recv()).await.expect("live events").unwrap();
+        let event = tokio::time::timeout_at(deadline.into(), live.recv()).await.expect("live events").expect("event");
         if &*event.device != "lv" {
             continue;
         }
@@ -510,12 +512,7 @@ async fn unknown_devices_and_tenants(f: &Fixture) {
     // A deleted device: its key is gone with it, so new data is refused and old data is gone.
     f.device("acme", "gone", None).await;
     f.submit("acme", "gone", DataKind::Telemetry, r#"{"x":1}"#).await.unwrap();
-    f.platform.store.delete_device("acme", "gone", f.platform.now_ms()).await.unwrap();
-    f.platform.control.publish(rampart_platform::ControlEvent::DeviceCutOff {
-        tenant: "acme".into(),
-        device: "gone".into(),
-        reason: rampart_platform::CutOffReason::Deleted,
-    });
+    f.platform.delete_device(&f.acme, &DeviceId::parse("gone").unwrap()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match f.submit("acme", "gone", DataKind::Telemetry, r#"{"x":2}"#).await {
