@@ -186,6 +186,44 @@ conformance!(delete_user_deletes_the_api_keys_of_that_incarnation_only, |store| 
     assert_eq!(store.delete_user(T, "bob", &bob.uid).await.expect("bob"), ["key-b"]);
 });
 
+conformance!(
+    /// STORE BUG (reported): `delete_user` reads the ids of the user's keys before, and
+    /// outside, the transaction that deletes them, so a key created in between is deleted
+    /// without being answered (the caller never learns to forget or audit it).
+    #[ignore = "store bug: delete_user answers the key ids it read before its transaction"]
+    delete_user_answers_every_key_it_deleted_even_under_concurrent_creation,
+    |store| {
+        for round in 0..20 {
+            let alice = User { uid: format!("alice-uid-{round}"), ..user(T, "alice") };
+            store.create_user(&alice).await.expect("create");
+            let creator = {
+                let (store, uid) = (store.clone(), alice.uid.clone());
+                tokio::spawn(async move {
+                    let mut created = Vec::new();
+                    for index in 0..60 {
+                        let id = format!("key-{round}-{index:02}");
+                        store.create_api_key(&api_key(T, &id, "alice", &uid)).await.expect("key");
+                        created.push(id);
+                        tokio::task::yield_now().await;
+                    }
+                    created
+                })
+            };
+            tokio::task::yield_now().await;
+            let answered = store.delete_user(T, "alice", &alice.uid).await.expect("delete");
+            let created = creator.await.expect("creator");
+            let mut silently_deleted = Vec::new();
+            for id in &created {
+                let gone = matches!(store.get_api_key(id).await, Err(rampart_store::StoreError::NotFound));
+                if gone && !answered.contains(id) {
+                    silently_deleted.push(id.clone());
+                }
+            }
+            assert!(silently_deleted.is_empty(), "round {round}: deleted but not answered: {silently_deleted:?}");
+        }
+    }
+);
+
 conformance!(delete_user_of_another_incarnation_is_not_found_and_deletes_nothing, |store| {
     let alice = create_user(&*store, T, "alice").await;
     store.create_api_key(&api_key(T, "key-ghost", "alice", "alice-uid-0")).await.expect("key of an older alice");
