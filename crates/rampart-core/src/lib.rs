@@ -22,8 +22,10 @@ pub use permissions::{BUILTIN_ROLES, Permission, PermissionSet, builtin_role_per
 pub use registry::{AuditAction, SecurityEventType};
 pub use scope::{Scope, groups_in_scope};
 pub use status::{AlarmStatus, DeviceStatus, Severity};
+pub use tenant_policy::{
+    ClientTakeover, DetectionPatch, DetectionPolicy, PolicyError, TenantPolicy, TenantPolicyPatch,
+};
 pub use text::{InvalidText, TextKind, check_text};
-pub use tenant_policy::{ClientTakeover, DetectionPatch, DetectionPolicy, PolicyError, TenantPolicy, TenantPolicyPatch};
 
 /// Name of the root (management) tenant.
 pub const PLATFORM_TENANT: &str = "platform";

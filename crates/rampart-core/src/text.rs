@@ -20,11 +20,9 @@ pub struct InvalidText(pub String);
 /// Checks `value` of the field named `field`.
 pub fn check_text(field: &str, kind: TextKind, value: &str) -> Result<(), InvalidText> {
     let length = value.chars().count();
-    let bounded = |max: usize| {
-        match length == 0 || length > max || value.chars().any(char::is_control) {
-            true => Err(InvalidText(format!("{field} must be 1 to {max} characters without control characters"))),
-            false => Ok(()),
-        }
+    let bounded = |max: usize| match length == 0 || length > max || value.chars().any(char::is_control) {
+        true => Err(InvalidText(format!("{field} must be 1 to {max} characters without control characters"))),
+        false => Ok(()),
     };
     match kind {
         TextKind::DisplayName => bounded(200),

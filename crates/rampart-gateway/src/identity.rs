@@ -11,9 +11,15 @@ use crate::guard::Origin;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Identity {
-    Device { tenant: String, device: String, method: DeviceAuthMethod },
+    Device {
+        tenant: String,
+        device: String,
+        method: DeviceAuthMethod,
+    },
     /// Boxed: a principal is larger than a device's identity, and devices are the many.
-    Application { principal: Box<Principal> },
+    Application {
+        principal: Box<Principal>,
+    },
 }
 
 impl Identity {

@@ -339,7 +339,9 @@ fn apply_control_event(shared: &Arc<Shared>, event: &ControlEvent) {
                 id.tenant == *tenant && live.identity.api_key() == Some(key_id.as_str())
             });
             // Its persistent sessions belong to nobody now.
-            forget_sessions(shared, |id, slot| id.tenant == *tenant && slot.owner_key.as_deref() == Some(key_id.as_str()));
+            forget_sessions(shared, |id, slot| {
+                id.tenant == *tenant && slot.owner_key.as_deref() == Some(key_id.as_str())
+            });
         }
         ControlEvent::PrincipalChanged { tenant, username } => recheck(shared, |identity| {
             matches!(identity, Identity::Application { principal }
@@ -358,12 +360,8 @@ fn apply_control_event(shared: &Arc<Shared>, event: &ControlEvent) {
 /// Forgets the parked state, subscriptions and pending will of every session matching
 /// `filter` (its live connection, if any, is being closed separately).
 fn forget_sessions(shared: &Shared, mut filter: impl FnMut(&SessionId, &registry::Slot) -> bool) {
-    let matching: Vec<Arc<SessionEntry>> = shared
-        .registry
-        .entries(|_| true)
-        .into_iter()
-        .filter(|entry| filter(&entry.key, &entry.lock()))
-        .collect();
+    let matching: Vec<Arc<SessionEntry>> =
+        shared.registry.entries(|_| true).into_iter().filter(|entry| filter(&entry.key, &entry.lock())).collect();
     for entry in matching {
         let subscriptions = {
             let mut slot = entry.lock();

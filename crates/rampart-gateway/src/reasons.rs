@@ -129,4 +129,3 @@ pub(crate) fn disconnect(closing: Closing) -> u8 {
 pub(crate) fn will_on_close(reason_code: u8) -> bool {
     reason_code != reason::ADMINISTRATIVE_ACTION
 }
-

@@ -34,7 +34,6 @@ pub(crate) struct SessionId {
 
 pub(crate) type SessionKey = Arc<SessionId>;
 
-
 /// Asks a connection task to close, with a 5.0 reason code.
 #[derive(Debug, Default)]
 pub(crate) struct CloseSignal {

@@ -17,7 +17,10 @@ mod security_events;
 mod services;
 mod time_format;
 
-pub use audit::{Actor, AuditEntry, AuditLog, ChainVerifier, ExportLine, VerifyReport, checkpoint_json, parse_export_line, record_json};
+pub use audit::{
+    Actor, AuditEntry, AuditLog, ChainVerifier, ExportLine, VerifyReport, checkpoint_json, parse_export_line,
+    record_json,
+};
 pub use bus::{Bus, BusMessage, BusReceiver, ControlEvent, CutOffReason, LocalBus};
 pub use clock::{Clock, SystemClock};
 pub use device_auth::{AuthenticatedDevice, DeviceAuthError, DeviceAuthMethod, split_username};
@@ -40,7 +43,7 @@ pub use time_format::{format_rfc3339_ms, parse_timestamp};
 /// The rows services answer with, so the edges need no dependency on the store.
 pub mod rows {
     pub use rampart_store::{
-        ApiKey, AuditChain, AuditCheckpoint, AuditFilter, AuditRecord, Device, DeviceCertificate, DeviceToken, Group, Page, RetainedChange,
-        RetainedMessageRow, SecurityEvent, SecurityEventFilter, Tenant, TrustedCa, User,
+        ApiKey, AuditChain, AuditCheckpoint, AuditFilter, AuditRecord, Device, DeviceCertificate, DeviceToken, Group,
+        Page, RetainedChange, RetainedMessageRow, SecurityEvent, SecurityEventFilter, Tenant, TrustedCa, User,
     };
 }

@@ -142,7 +142,11 @@ impl Platform {
 
     /// Checks a password against a hash within the bound on concurrent hashing; `None` as hash
     /// spends the same work on a dummy and answers `false`.
-    pub(crate) async fn verify_password(&self, password: Zeroizing<String>, hash: Option<String>) -> ServiceResult<bool> {
+    pub(crate) async fn verify_password(
+        &self,
+        password: Zeroizing<String>,
+        hash: Option<String>,
+    ) -> ServiceResult<bool> {
         let _slot = self.hashing_slot().await?;
         let task = tokio::task::spawn_blocking(move || match hash {
             Some(hash) => rampart_crypto::verify_password(&password, &hash),
@@ -186,7 +190,8 @@ impl Platform {
             format!("tenant:{PLATFORM_TENANT}"),
         );
         self.audit.append(created).await?;
-        let admin = AuditEntry::success(PLATFORM_TENANT, Actor::System, rampart_core::AuditAction::UserCreate, "user:admin");
+        let admin =
+            AuditEntry::success(PLATFORM_TENANT, Actor::System, rampart_core::AuditAction::UserCreate, "user:admin");
         self.audit.append(admin).await?;
         Ok(true)
     }

@@ -113,7 +113,11 @@ impl Principal {
 
 /// The union of the permissions of `roles` in `tenant` (built-in or custom; unknown roles add
 /// none).
-pub(crate) async fn role_permissions(platform: &Platform, tenant: &str, roles: &[String]) -> ServiceResult<PermissionSet> {
+pub(crate) async fn role_permissions(
+    platform: &Platform,
+    tenant: &str,
+    roles: &[String],
+) -> ServiceResult<PermissionSet> {
     let mut permissions = PermissionSet::new();
     for role in roles {
         if let Some(builtin) = builtin_role_permissions(role) {

@@ -156,7 +156,6 @@ pub struct TwinReportedRow {
 /// Device data persistence.
 #[async_trait]
 pub trait DeviceDataStore: Send + Sync {
-
     /// Commits the whole batch in ONE transaction (all or nothing): rows in order, then the
     /// `seen` updates, and returns once it is durable.
     async fn insert_device_data_batch(&self, batch: &DeviceDataBatch) -> StoreResult<()> {

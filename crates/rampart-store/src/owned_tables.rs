@@ -43,7 +43,11 @@ pub const OWNED_TABLES: &[OwnedTable] = &[
     device_rows("device_attestations", "device"),
     device_rows("device_twins", "device"),
     device_rows("alarms", "device"),
-    OwnedTable { table: "device_certificates", device_column: Some("device"), on_device_delete: OnDeviceDelete::Revoke },
+    OwnedTable {
+        table: "device_certificates",
+        device_column: Some("device"),
+        on_device_delete: OnDeviceDelete::Revoke,
+    },
     device_rows("devices", "id"),
     tenant_rows("device_groups"),
     tenant_rows("users"),

@@ -314,8 +314,9 @@ pub trait PeopleStore: Send + Sync {
     /// and answers the user as stored afterwards. `NotFound` when that incarnation is gone;
     /// `Conflict` when `expect_password_hash` no longer holds.
     async fn update_user(&self, tenant: &str, username: &str, uid: &str, changes: &UserChanges) -> StoreResult<User>;
-    /// Deletes the user incarnation `uid` and the API keys it owns, in one transaction.
-    /// Answers the ids of the keys deleted.
+    /// Deletes the user incarnation `uid`, then the API keys it owns, and answers the ids of
+    /// exactly the keys deleted, ordered. `NotFound` (and nothing deleted) when that
+    /// incarnation is gone.
     async fn delete_user(&self, tenant: &str, username: &str, uid: &str) -> StoreResult<Vec<String>>;
 
     // ---- login ----
@@ -383,8 +384,12 @@ impl PeopleStore for SqlStore {
     }
 
     async fn get_user(&self, tenant: &str, username: &str) -> StoreResult<User> {
-        self.one(&USERS.select("WHERE tenant = ? AND username = ?"), vec![tenant.into(), username.into()], user_from_row)
-            .await
+        self.one(
+            &USERS.select("WHERE tenant = ? AND username = ?"),
+            vec![tenant.into(), username.into()],
+            user_from_row,
+        )
+        .await
     }
 
     async fn list_users(&self, tenant: &str, page: &Page) -> StoreResult<Vec<User>> {
@@ -397,33 +402,37 @@ impl PeopleStore for SqlStore {
     }
 
     async fn update_user(&self, tenant: &str, username: &str, uid: &str, changes: &UserChanges) -> StoreResult<User> {
-        if let Some(update) = user_update(tenant, username, uid, changes)? {
-            if self.driver.execute(&update.sql, update.params).await? == 0 {
-                let current = self.get_user(tenant, username).await?;
-                if current.uid != uid {
-                    return Err(StoreError::NotFound);
-                }
-                return Err(StoreError::Conflict("the password changed meanwhile".into()));
-            }
-        }
+        let changed = match user_update(tenant, username, uid, changes)? {
+            Some(update) => self.driver.execute(&update.sql, update.params).await? > 0,
+            None => false,
+        };
         let user = self.get_user(tenant, username).await?;
-        match user.uid == uid {
-            true => Ok(user),
-            false => Err(StoreError::NotFound),
+        if user.uid != uid {
+            return Err(StoreError::NotFound);
+        }
+        // Nothing changed although the incarnation is there: the expected hash did not hold
+        // (also for an edit naming no column, which ran no statement).
+        match &changes.expect_password_hash {
+            Some(expected) if !changed && *expected != user.password_hash => {
+                Err(StoreError::Conflict("the password changed meanwhile".into()))
+            }
+            _ => Ok(user),
         }
     }
 
     async fn delete_user(&self, tenant: &str, username: &str, uid: &str) -> StoreResult<Vec<String>> {
-        let owned = "WHERE tenant = ? AND owner = ? AND owner_uid = ?";
         let key = || -> Vec<Value> { vec![tenant.into(), username.into(), uid.into()] };
-        let keys = self.all(&format!("SELECT id FROM api_keys {owned} ORDER BY id"), key(), |mut row| row.text()).await?;
-        self.driver
-            .transaction(vec![
-                Statement::new(format!("DELETE FROM api_keys {owned}"), key()),
-                Statement::new("DELETE FROM users WHERE tenant = ? AND username = ? AND uid = ?", key())
-                    .must_change_row(),
-            ])
-            .await?;
+        let sql = "DELETE FROM users WHERE tenant = ? AND username = ? AND uid = ?";
+        if self.driver.execute(sql, key()).await? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // The keys go after their owner, and the ids answered are exactly the rows this
+        // statement deleted. A key written for the gone incarnation afterwards stays inert:
+        // a key authenticates only while its owner's incarnation exists.
+        let sql = "DELETE FROM api_keys WHERE tenant = ? AND owner = ? AND owner_uid = ? RETURNING id";
+        let rows = self.driver.query(sql, key()).await?;
+        let mut keys = rows.into_iter().map(|mut row| row.text()).collect::<StoreResult<Vec<_>>>()?;
+        keys.sort();
         Ok(keys)
     }
 

@@ -262,7 +262,12 @@ fn map_error(error: tokio_postgres::Error) -> StoreError {
             StoreError::Conflict("referenced row is missing or still referenced".into())
         }
         Some(db) => StoreError::Backend(format!("postgres {}: {}", db.code().code(), db.message())),
-        None => StoreError::Backend(format!("postgres: {error}")),
+        // The source says why (a certificate refused, a connection reset); it never carries
+        // the URL, so the password stays out of the message.
+        None => match std::error::Error::source(&error) {
+            Some(reason) => StoreError::Backend(format!("postgres: {error}: {reason}")),
+            None => StoreError::Backend(format!("postgres: {error}")),
+        },
     }
 }
 

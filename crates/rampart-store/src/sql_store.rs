@@ -102,7 +102,12 @@ impl SqlStore {
         self.driver.query(sql, params).await?.into_iter().map(decode).collect()
     }
 
-    pub(crate) async fn one<T>(&self, sql: &str, params: Vec<Value>, decode: fn(Row) -> StoreResult<T>) -> StoreResult<T> {
+    pub(crate) async fn one<T>(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        decode: fn(Row) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         self.all(sql, params, decode).await?.into_iter().next().ok_or(StoreError::NotFound)
     }
 

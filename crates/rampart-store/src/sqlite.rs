@@ -79,17 +79,40 @@ where
     .map_err(|error| StoreError::Backend(format!("sqlite task: {error}")))?
 }
 
+/// How long a connection waits for another one's lock before answering "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Switches the database to WAL. The switch needs an exclusive lock and SQLite answers BUSY
+/// for it without calling the busy handler, so two first opens of one file at once retry here,
+/// with backoff, up to the busy timeout.
+fn enter_wal_mode(connection: &Connection) -> StoreResult<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match connection.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other.map_err(map_error),
+        }
+    }
+}
+
 /// Opens one connection in WAL mode with the given `synchronous` level (`FULL` or `NORMAL`).
 fn open_connection(path: &Path, synchronous: &str) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags).map_err(map_error)?;
-    connection.busy_timeout(Duration::from_secs(10)).map_err(map_error)?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(map_error)?;
+    enter_wal_mode(&connection)?;
     // A 32 MiB page cache (instead of 2 MiB): group commits of device data dirty many index
     // pages, and re-reading them halved ingest throughput. Checkpoints are the
     // [`Checkpointer`]'s; a committing connection runs one only past the safety limit.
     connection
         .execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+            "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
              PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = {SAFETY_CHECKPOINT_PAGES};"
         ))
         .map_err(map_error)?;

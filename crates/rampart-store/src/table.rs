@@ -23,6 +23,11 @@ impl Table {
 
     /// `INSERT INTO <table> (<columns>) VALUES (?, …) <rest>`.
     pub(crate) fn insert(&self, rest: &str) -> String {
-        format!("INSERT INTO {} ({}) VALUES ({}) {rest}", self.name, self.column_list(), placeholders(self.columns.len()))
+        format!(
+            "INSERT INTO {} ({}) VALUES ({}) {rest}",
+            self.name,
+            self.column_list(),
+            placeholders(self.columns.len())
+        )
     }
 }

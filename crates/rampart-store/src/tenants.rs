@@ -44,13 +44,7 @@ const TENANTS: Table = Table { name: "tenants", columns: &["id", "uid", "name", 
 const TENANT_KEYS: Table = Table { name: "tenant_keys", columns: &["tenant", "key_id", "wrapped", "created_at"] };
 
 fn tenant_from_row(mut row: Row) -> StoreResult<Tenant> {
-    Ok(Tenant {
-        id: row.text()?,
-        uid: row.text()?,
-        name: row.text()?,
-        parent: row.opt_text()?,
-        created_at: row.int()?,
-    })
+    Ok(Tenant { id: row.text()?, uid: row.text()?, name: row.text()?, parent: row.opt_text()?, created_at: row.int()? })
 }
 
 fn tenant_values(tenant: &Tenant) -> Vec<Value> {

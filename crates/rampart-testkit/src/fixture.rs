@@ -126,7 +126,11 @@ impl Fixture {
 
     /// Creates an API key with `roles` acting for the principal; answers `(id, key)`.
     pub async fn api_key(&self, admin: &Principal, roles: &[&str]) -> (String, String) {
-        let new = NewApiKey { name: "test".to_owned(), roles: roles.iter().map(|r| (*r).to_owned()).collect(), expires_at: None };
+        let new = NewApiKey {
+            name: "test".to_owned(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            expires_at: None,
+        };
         let created = self.platform.create_api_key(admin, new).await.expect("api key");
         (created.row.id, created.key.to_string())
     }

@@ -77,13 +77,16 @@ fn verify_file(file: &Path, public_key: &str) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut records: BTreeMap<AuditChain, Vec<AuditRecord>> = BTreeMap::new();
     let mut checkpoints: BTreeMap<AuditChain, Vec<AuditCheckpoint>> = BTreeMap::new();
-    let chain_of = |tenant: &str, incarnation: &str| AuditChain { tenant: tenant.to_owned(), incarnation: incarnation.to_owned() };
+    let chain_of =
+        |tenant: &str, incarnation: &str| AuditChain { tenant: tenant.to_owned(), incarnation: incarnation.to_owned() };
     for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         match parse_export_line(line) {
             Ok(ExportLine::Record(record)) => {
                 records.entry(chain_of(&record.tenant, &record.incarnation)).or_default().push(record)
             }
-            Ok(ExportLine::Checkpoint(cp)) => checkpoints.entry(chain_of(&cp.tenant, &cp.incarnation)).or_default().push(cp),
+            Ok(ExportLine::Checkpoint(cp)) => {
+                checkpoints.entry(chain_of(&cp.tenant, &cp.incarnation)).or_default().push(cp)
+            }
             Err(reason) => {
                 println!("line {}: TAMPERED: unreadable: {reason}", number + 1);
                 return Ok(ExitCode::from(TAMPERED));

@@ -17,7 +17,6 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListQuery, Paginated, paginate_in_memory};
 use crate::state::AppState;
 
-
 /// Body of `POST /api/v1/api-keys`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

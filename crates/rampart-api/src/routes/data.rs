@@ -442,8 +442,7 @@ async fn list_alarms(
         .severity
         .as_deref()
         .map(|text| {
-            Severity::parse(text)
-                .ok_or_else(|| ApiError::invalid("severity must be CRITICAL, MAJOR, MINOR or WARNING"))
+            Severity::parse(text).ok_or_else(|| ApiError::invalid("severity must be CRITICAL, MAJOR, MINOR or WARNING"))
         })
         .transpose()?;
     if let Some(device) = &params.device {

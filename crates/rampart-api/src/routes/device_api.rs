@@ -17,7 +17,6 @@ use crate::extract::{PeerCertificates, RawBody, client_ip};
 use crate::routes::data::ingestor;
 use crate::state::AppState;
 
-
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_telemetry))

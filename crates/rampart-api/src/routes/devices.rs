@@ -17,9 +17,8 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{ListQuery, Paginated, paginate};
-use rampart_core::Permission;
 use crate::state::AppState;
-
+use rampart_core::Permission;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -182,9 +181,10 @@ async fn list_devices(
 ) -> ApiResult<Json<Paginated<DeviceDto>>> {
     let status = match query.status.as_deref() {
         None => None,
-        Some(text) => Some(DeviceStatus::parse(text).ok_or_else(|| {
-            ApiError::invalid("status must be one of registered, active, revoked, quarantined")
-        })?),
+        Some(text) => Some(
+            DeviceStatus::parse(text)
+                .ok_or_else(|| ApiError::invalid("status must be one of registered, active, revoked, quarantined"))?,
+        ),
     };
     let filter = DeviceQuery {
         group: query.group.as_deref().map(GroupId::parse).transpose()?,

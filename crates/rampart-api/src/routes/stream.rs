@@ -223,16 +223,7 @@ async fn stream(
     let bus = state.platform.subscribe();
     let live = state.ingestor.subscribe_live(&principal.tenant);
     let next_check = tokio::time::Instant::now() + state.settings.stream_recheck;
-    let feed = Feed {
-        state,
-        principal,
-        device: params.device,
-        topics,
-        live,
-        bus,
-        next_check,
-        visible: HashMap::new(),
-    };
+    let feed = Feed { state, principal, device: params.device, topics, live, bus, next_check, visible: HashMap::new() };
     let events = futures::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;
         Some((Ok(event), feed))

@@ -15,8 +15,6 @@ use crate::harness::Harness;
 
 const T0: i64 = 1_764_028_800_000; // 2025-11-25T00:00:00.000Z
 
-
-
 async fn device(h: &Harness, token: &str, body: Value) {
     let (status, answer) = h.post("/api/v1/devices", token, body).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");

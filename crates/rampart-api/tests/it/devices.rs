@@ -13,8 +13,6 @@ use crate::harness::Harness;
 
 const RSA_1024_CSR: &str = include_str!("../../../rampart-crypto/tests/fixtures/rsa1024.csr.pem");
 
-
-
 async fn create_device(h: &Harness, token: &str, body: Value) -> Value {
     let (status, answer) = h.post("/api/v1/devices", token, body).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
@@ -661,7 +659,8 @@ async fn trusted_cas_are_added_listed_and_deleted_and_leaves_refused() {
         h.post("/api/v1/devices/cam-9/certificates", &admin, json!({"csr": csr(&leaf_key)})).await
     };
     for certificate in [leaf.pem(), issued["certificate"].as_str().expect("cert").to_owned(), "garbage".to_owned()] {
-        let body = json!({"certificate": certificate, "verification_certificate": verification, "auto_register": false});
+        let body =
+            json!({"certificate": certificate, "verification_certificate": verification, "auto_register": false});
         let (status, answer) = h.post("/api/v1/ca/trusted", &admin, body).await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
     }

@@ -128,4 +128,3 @@ fn auth_refusal(error: &DeviceAuthError) -> Refusal {
         }
     }
 }
-

@@ -9,9 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::publish::will_message;
-use super::{
-    Connection, DISCONNECT_LINGER, Ending, STALLED_WRITE_GRACE, STORE_DRAIN_WAIT, Stream, write_and_flush,
-};
+use super::{Connection, DISCONNECT_LINGER, Ending, STALLED_WRITE_GRACE, STORE_DRAIN_WAIT, Stream, write_and_flush};
 use crate::identity::Identity;
 use crate::reasons::{PublishOutcome, puback};
 use crate::registry::{Parked, PendingWill};

@@ -201,4 +201,3 @@ async fn take_over(
     let _done_or_timed_out = timeout(TAKEOVER_WAIT, async { while finished.changed().await.is_ok() {} }).await;
     Ok(())
 }
-

@@ -82,7 +82,11 @@ async fn revoked_and_quarantined_devices_are_not_authorized() {
     assert_eq!(events.first().map(|e| e.severity.as_str()), Some("MAJOR"));
 
     let quarantine = [DeviceStatus::Registered, DeviceStatus::Active];
-    harness.store.set_device_status("acme", "suspect", &quarantine, DeviceStatus::Quarantined).await.expect("quarantine");
+    harness
+        .store
+        .set_device_status("acme", "suspect", &quarantine, DeviceStatus::Quarantined)
+        .await
+        .expect("quarantine");
     let quarantined = harness.connect_v3("suspect", Some(("acme/suspect", &quarantined_token)), None).await;
     assert_eq!(v3_refusal(quarantined), Some(ConnectReturnCode::NotAuthorized));
 }

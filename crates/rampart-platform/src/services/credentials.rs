@@ -121,7 +121,9 @@ impl Platform {
             DEVICE_CERT_VALIDITY_DAYS,
         ) {
             Ok(issued) => issued,
-            Err(CryptoError::WeakKey { .. }) => return Err(ServiceError::invalid("RSA keys under 2048 bits are refused")),
+            Err(CryptoError::WeakKey { .. }) => {
+                return Err(ServiceError::invalid("RSA keys under 2048 bits are refused"));
+            }
             Err(CryptoError::InvalidCsr { .. }) => {
                 return Err(ServiceError::invalid(
                     "csr is not a valid PEM certificate signing request with a supported key and signature",
@@ -145,7 +147,11 @@ impl Platform {
     }
 
     /// The device's certificates, revoked ones included.
-    pub async fn list_certificates(&self, principal: &Principal, id: &DeviceId) -> ServiceResult<Vec<DeviceCertificate>> {
+    pub async fn list_certificates(
+        &self,
+        principal: &Principal,
+        id: &DeviceId,
+    ) -> ServiceResult<Vec<DeviceCertificate>> {
         let device = self.visible_device(principal, Permission::DevicesRead, id).await?;
         Ok(self.store.list_device_certificates(&device.tenant, &device.id).await?)
     }

@@ -48,7 +48,10 @@ pub struct DeviceQuery {
 pub(crate) enum Registrar<'a> {
     Principal(&'a Principal),
     /// A trusted CA with `auto_register`, at the device's first connect.
-    JustInTime { tenant: &'a str, trusted_ca: &'a str },
+    JustInTime {
+        tenant: &'a str,
+        trusted_ca: &'a str,
+    },
 }
 
 fn attributes_text(attributes: &Value) -> ServiceResult<String> {
@@ -179,7 +182,12 @@ impl Platform {
     }
 
     /// The devices the principal may see, filtered and paged by id.
-    pub async fn list_devices(&self, principal: &Principal, query: DeviceQuery, page: &Page) -> ServiceResult<Vec<Device>> {
+    pub async fn list_devices(
+        &self,
+        principal: &Principal,
+        query: DeviceQuery,
+        page: &Page,
+    ) -> ServiceResult<Vec<Device>> {
         self.authorize(principal, Permission::DevicesRead).await?;
         let filter = DeviceFilter {
             group: query.group.map(GroupId::into_string),

@@ -185,7 +185,8 @@ impl Platform {
             None => LoginGate::Open,
         };
         let oversized = request.password.len() > MAX_PASSWORD_BYTES;
-        let checked_hash = user.as_ref().filter(|_| !oversized && gate == LoginGate::Open).map(|u| u.password_hash.clone());
+        let checked_hash =
+            user.as_ref().filter(|_| !oversized && gate == LoginGate::Open).map(|u| u.password_hash.clone());
         let password = if oversized { Zeroizing::new(String::new()) } else { request.password };
         let password_ok = self.verify_password(password, checked_hash).await?;
         let (Some(user), Some(tenant_uid)) = (user, tenant_uid) else {
@@ -302,7 +303,9 @@ impl Platform {
         };
         match self.store.update_user(&user.tenant, &user.username, &user.uid, &changes).await {
             Ok(_) => {}
-            Err(StoreError::Conflict(_)) => return Err(ServiceError::Conflict("the password changed meanwhile".into())),
+            Err(StoreError::Conflict(_)) => {
+                return Err(ServiceError::Conflict("the password changed meanwhile".into()));
+            }
             Err(other) => return Err(other.into()),
         }
         self.publish(ControlEvent::PrincipalChanged { tenant: user.tenant.clone(), username: user.username.clone() });

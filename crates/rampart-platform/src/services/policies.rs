@@ -44,8 +44,13 @@ impl Platform {
                 Ok(()) => {
                     self.publish(ControlEvent::TenantPolicyChanged { tenant: principal.tenant.clone() });
                     let details = json!({"before": before, "after": after});
-                    self.audit_by(principal, AuditAction::PolicyUpdate, format!("tenant:{}", principal.tenant), details)
-                        .await;
+                    self.audit_by(
+                        principal,
+                        AuditAction::PolicyUpdate,
+                        format!("tenant:{}", principal.tenant),
+                        details,
+                    )
+                    .await;
                     return Ok(after);
                 }
                 Err(StoreError::Conflict(_)) => continue,

@@ -3,7 +3,9 @@
 //! is not found. A tenant is provisioned whole (row, data key, CA, first admin) or not at all,
 //! and each creation is a new incarnation.
 
-use rampart_core::{AuditAction, PLATFORM_TENANT, Permission, TenantId, TextKind, Username, check_password_policy, check_text};
+use rampart_core::{
+    AuditAction, PLATFORM_TENANT, Permission, TenantId, TextKind, Username, check_password_policy, check_text,
+};
 use rampart_crypto::generate_ca;
 use rampart_store::{Page, StoreError, Tenant, TenantCa, User};
 use serde_json::json;
@@ -92,7 +94,8 @@ impl Platform {
         self.keyring.create_tenant_key(&tenant.id, now).await?;
         let ca = generate_ca(&format!("Rampart device CA {}", tenant.id))?;
         let key_sealed = self.keyring.seal_for_tenant(&tenant.id, CA_KEY_PURPOSE, ca.key_pem.as_bytes()).await?;
-        let row = TenantCa { tenant: tenant.id.clone(), cert_pem: ca.cert_pem, key_sealed, crl_number: 0, created_at: now };
+        let row =
+            TenantCa { tenant: tenant.id.clone(), cert_pem: ca.cert_pem, key_sealed, crl_number: 0, created_at: now };
         self.store.create_tenant_ca(&row).await?;
         self.store.create_user(&User { created_at: now, password_changed_at: now, ..admin }).await?;
         Ok(())

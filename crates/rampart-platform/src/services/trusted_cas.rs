@@ -32,7 +32,9 @@ pub struct NewTrustedCa {
 
 /// The SHA-256 fingerprint of a trusted CA row (computed for rows stored before fingerprints).
 fn fingerprint_of(ca: &TrustedCa) -> Option<String> {
-    ca.fingerprint.clone().or_else(|| parse_ca_certificate(&ca.cert_pem, ca.created_at).ok().map(|info| info.fingerprint_sha256))
+    ca.fingerprint
+        .clone()
+        .or_else(|| parse_ca_certificate(&ca.cert_pem, ca.created_at).ok().map(|info| info.fingerprint_sha256))
 }
 
 impl Platform {
@@ -88,7 +90,9 @@ impl Platform {
         };
         match self.store.create_trusted_ca(&row).await {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Err(ServiceError::Conflict("this CA is already trusted".to_owned())),
+            Err(StoreError::Conflict(_)) => {
+                return Err(ServiceError::Conflict("this CA is already trusted".to_owned()));
+            }
             Err(other) => return Err(other.into()),
         }
         let details = json!({

@@ -152,7 +152,8 @@ impl Platform {
             changed.push("disabled");
         }
         if let Some(password) = edit.password {
-            check_password_policy(&user.username, &password).map_err(|error| ServiceError::invalid(error.to_string()))?;
+            check_password_policy(&user.username, &password)
+                .map_err(|error| ServiceError::invalid(error.to_string()))?;
             // An administrator's reset also lifts a lockout (the store clears the counters).
             changes.password = Some((self.hash_password(password).await?, self.now_ms()));
             changed.push("password");
@@ -177,7 +178,10 @@ impl Platform {
             || changes.password.is_some();
         let updated = self.store.update_user(&user.tenant, &user.username, &user.uid, &changes).await?;
         if changes.revoke_tokens {
-            self.publish(ControlEvent::PrincipalChanged { tenant: user.tenant.clone(), username: user.username.clone() });
+            self.publish(ControlEvent::PrincipalChanged {
+                tenant: user.tenant.clone(),
+                username: user.username.clone(),
+            });
         }
         if !changed.is_empty() {
             let details = json!({
@@ -227,7 +231,11 @@ impl Platform {
     /// Checks the groups someone is to be confined to: valid ids that exist in the tenant
     /// (`Invalid`), and, for a group-scoped principal, a non-empty list inside its own scope
     /// (`Forbidden`). Answers them deduplicated, in the order given.
-    pub(crate) async fn confinable_groups(&self, principal: &Principal, groups: &[String]) -> ServiceResult<Vec<String>> {
+    pub(crate) async fn confinable_groups(
+        &self,
+        principal: &Principal,
+        groups: &[String],
+    ) -> ServiceResult<Vec<String>> {
         let mut unique: Vec<String> = Vec::with_capacity(groups.len());
         for group in groups {
             GroupId::parse(group)?;

@@ -136,9 +136,7 @@ conformance!(update_user_with_a_stale_password_hash_conflicts, |store| {
 });
 
 conformance!(
-    /// STORE BUG (reported): an edit that names no column but expects a password hash is not
-    /// checked at all (`user_update` answers `None` and `update_user` returns the user).
-    #[ignore = "store bug: update_user skips expect_password_hash when no column changes"]
+    /// An edit that names no column but expects a password hash is still checked.
     update_user_checks_the_expected_hash_even_without_changes,
     |store| {
         let alice = create_user(&*store, T, "alice").await;
@@ -187,10 +185,8 @@ conformance!(delete_user_deletes_the_api_keys_of_that_incarnation_only, |store| 
 });
 
 conformance!(
-    /// STORE BUG (reported): `delete_user` reads the ids of the user's keys before, and
-    /// outside, the transaction that deletes them, so a key created in between is deleted
-    /// without being answered (the caller never learns to forget or audit it).
-    #[ignore = "store bug: delete_user answers the key ids it read before its transaction"]
+    /// Every key `delete_user` deletes is answered, also while keys are being created for
+    /// that user (the caller forgets and audits exactly those).
     delete_user_answers_every_key_it_deleted_even_under_concurrent_creation,
     |store| {
         for round in 0..20 {
