@@ -23,6 +23,9 @@ use crate::state::AppState;
 /// How long an oversized body may take to be read to its end before the connection is closed.
 const DRAIN_TIME: Duration = Duration::from_secs(30);
 
+/// How long the rest of an oversized body may pause before the answer goes out anyway.
+const DRAIN_IDLE: Duration = Duration::from_millis(500);
+
 /// Adds the security headers every answer carries.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let is_api = request.uri().path().starts_with("/api/");
@@ -53,13 +56,23 @@ enum Read {
     Broken,
 }
 
-/// Reads `body` whole if it stays within `limit`; otherwise reads and discards the rest, up
-/// to `drain_limit` bytes in all and [`DRAIN_TIME`].
+/// Reads `body` whole if it stays within `limit`; otherwise reads and discards the rest (so
+/// that HTTP/2 and `Expect`-less HTTP/1.1 clients still read the 413), up to `drain_limit`
+/// bytes in all, [`DRAIN_TIME`], and a pause of [`DRAIN_IDLE`] in the stream.
 async fn read_body(mut body: Body, limit: usize, drain_limit: usize) -> Read {
     let mut kept: Vec<u8> = Vec::new();
     let mut total: usize = 0;
     let reading = async {
-        while let Some(frame) = body.frame().await {
+        loop {
+            let frame = match total > limit {
+                // Past the limit a sender that pauses gets its answer now.
+                true => match tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
+                    Ok(frame) => frame,
+                    Err(_) => return Some(Read::TooLarge { drained: false }),
+                },
+                false => body.frame().await,
+            };
+            let Some(frame) = frame else { return None };
             let Ok(frame) = frame else { return Some(Read::Broken) };
             let Ok(data) = frame.into_data() else { continue };
             total = total.saturating_add(data.len());
@@ -72,7 +85,6 @@ async fn read_body(mut body: Body, limit: usize, drain_limit: usize) -> Read {
                 }
             }
         }
-        None
     };
     match tokio::time::timeout(DRAIN_TIME, reading).await {
         Ok(Some(read)) => read,
@@ -106,13 +118,11 @@ pub async fn limit_body(State(state): State<AppState>, request: Request, next: N
         // The client waits for our word before sending: it gets the 413 instead.
         return too_large(true);
     }
-    let drain_limit = match declared_too_large
-        && declared.is_some_and(|length| length > state.settings.oversized_drain_bytes as u64)
-    {
-        // Not worth reading: answer and close.
-        true => 0,
-        false => state.settings.oversized_drain_bytes,
-    };
+    if declared_too_large && declared.is_some_and(|length| length > state.settings.oversized_drain_bytes as u64) {
+        // Not worth reading: answer from the header alone, and close.
+        return too_large(true);
+    }
+    let drain_limit = state.settings.oversized_drain_bytes;
     let (parts, body) = request.into_parts();
     match read_body(body, limit, drain_limit.max(limit)).await {
         Read::Whole(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,

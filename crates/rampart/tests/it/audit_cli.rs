@@ -49,7 +49,10 @@ async fn storage_refuses_to_change_audit_records() {
     drop(db);
     let output = verify_data_dir(&server.data_dir);
     assert!(output.status.success(), "{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
-    assert!(stdout(&output).contains("tenant platform: intact"), "{}", stdout(&output));
+    let platform_chain_intact = stdout(&output)
+        .lines()
+        .any(|line| line.starts_with("tenant platform (incarnation ") && line.contains("): intact, "));
+    assert!(platform_chain_intact, "{}", stdout(&output));
 }
 
 #[tokio::test]

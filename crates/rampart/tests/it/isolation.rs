@@ -35,12 +35,6 @@ async fn api_key(server: &TestServer, token: &str, roles: &[&str]) -> (String, S
     (created["id"].as_str().expect("id").to_owned(), created["key"].as_str().expect("key").to_owned())
 }
 
-async fn device_token(server: &TestServer, token: &str, device: &str) -> String {
-    let (status, issued) = server.post(&format!("/api/v1/devices/{device}/tokens"), token, json!({})).await;
-    assert_eq!(status, 201, "{issued}");
-    issued["token"].as_str().expect("token").to_owned()
-}
-
 fn items(answer: &Value) -> Vec<Value> {
     answer["items"].as_array().cloned().unwrap_or_default()
 }
@@ -253,6 +247,9 @@ fn signed_by(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair, common_name: &str
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+    // Issued now (rcgen's default is 1975): a reinstated device takes only certificates issued
+    // after its reinstatement.
+    params.not_before = time::OffsetDateTime::now_utc();
     let issuer = rcgen::Issuer::from_ca_cert_der(ca.der(), ca_key).expect("issuer");
     (params.signed_by(&key, &issuer).expect("signed").pem(), key.serialize_pem())
 }

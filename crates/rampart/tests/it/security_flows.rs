@@ -1,6 +1,7 @@
 //! SPEC §4–§6 over real HTTPS, as a newcomer and as an attacker: MFA with replay protection,
 //! lockout, token revocation, API keys, roles, group scope, certificates and the CRL.
 
+use rustls_pki_types::pem::PemObject;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rampart_crypto::TotpSecret;
@@ -175,12 +176,33 @@ async fn certificates_crl_and_trusted_cas() {
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Factory CA");
     let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let (status, trusted) =
-        server.post("/api/v1/ca/trusted", &acme, json!({"certificate": ca.pem(), "auto_register": true})).await;
+    let issuer = rcgen::Issuer::from_ca_cert_der(ca.der(), &ca_key).expect("issuer");
+    let verification = verification_certificate(&server, &acme, &issuer).await;
+    let body = json!({"certificate": ca.pem(), "verification_certificate": verification, "auto_register": true});
+    let (status, trusted) = server.post("/api/v1/ca/trusted", &acme, body).await;
     assert_eq!(status, 201, "{trusted}");
-    let (status, _) =
-        server.post("/api/v1/ca/trusted", &acme, json!({"certificate": pem, "auto_register": false})).await;
-    assert_eq!(status, 400, "a leaf certificate is not a CA");
+    // The leaf's key proves possession of the leaf, which is still no CA.
+    let leaf = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("leaf der");
+    let issuer = rcgen::Issuer::from_ca_cert_der(&leaf, &key).expect("issuer");
+    let verification = verification_certificate(&server, &acme, &issuer).await;
+    let body = json!({"certificate": pem, "verification_certificate": verification, "auto_register": false});
+    let (status, body) = server.post("/api/v1/ca/trusted", &acme, body).await;
+    assert_eq!(status, 400, "a leaf certificate is not a CA: {body}");
+}
+
+/// A certificate whose CN is a fresh registration code of the tenant, signed by `issuer`: the
+/// proof that the caller holds the key of the CA it asks to trust.
+async fn verification_certificate(
+    server: &TestServer,
+    token: &str,
+    issuer: &rcgen::Issuer<'_, &rcgen::KeyPair>,
+) -> String {
+    let (status, code) = server.get("/api/v1/ca/trusted/registration-code", token).await;
+    assert_eq!(status, 200, "{code}");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(rcgen::DnType::CommonName, code["code"].as_str().expect("code"));
+    params.signed_by(&key, issuer).expect("signed").pem()
 }
 
 fn hex_serial(raw: &[u8]) -> String {
