@@ -72,7 +72,7 @@ async fn read_body(mut body: Body, limit: usize, drain_limit: usize) -> Read {
                 },
                 false => body.frame().await,
             };
-            let Some(frame) = frame else { return None };
+            let frame = frame?;
             let Ok(frame) = frame else { return Some(Read::Broken) };
             let Ok(data) = frame.into_data() else { continue };
             total = total.saturating_add(data.len());

@@ -4,7 +4,7 @@
 
 use axum::http::{Method, StatusCode};
 use rampart_crypto::TotpSecret;
-use rampart_store::{AuditFilter, AuditStore, Page};
+use rampart_store::{AuditFilter, Page};
 use serde_json::{Value, json};
 
 use crate::harness::{ADMIN_PASSWORD, Harness};

@@ -118,10 +118,11 @@ impl Connection {
             self.shared.publish_will(&self.key, message);
         }
         self.shared.registry.remove_if_idle(&self.key);
-        if still_ours && let Identity::Device { tenant, device, .. } = &*self.identity {
-            if let Err(error) = self.shared.platform.device_disconnected(tenant, device).await {
-                tracing::debug!(%error, tenant, device, "recording the disconnect failed");
-            }
+        if still_ours
+            && let Identity::Device { tenant, device, .. } = &*self.identity
+            && let Err(error) = self.shared.platform.device_disconnected(tenant, device).await
+        {
+            tracing::debug!(%error, tenant, device, "recording the disconnect failed");
         }
         tracing::debug!(tenant = %self.key.tenant, client = ?self.key.client, peer = %self.peer, "disconnected");
     }

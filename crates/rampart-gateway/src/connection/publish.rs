@@ -210,14 +210,12 @@ impl Shared {
         if let ClientRef::Device(device) = &publisher.client
             && let Some((owner, kind)) = rampart_core::acl::parse_device_topic(&message.topic)
             && owner == device
+            && let Some(kind) = data_kind(&kind)
         {
-            if let Some(kind) = data_kind(&kind) {
-                let now = self.platform.now_ms();
-                if let Err(error) = self.ingestor.submit_nowait(&publisher.tenant, device, kind, &message.payload, now)
-                {
-                    tracing::debug!(%error, "will message not stored");
-                    return;
-                }
+            let now = self.platform.now_ms();
+            if let Err(error) = self.ingestor.submit_nowait(&publisher.tenant, device, kind, &message.payload, now) {
+                tracing::debug!(%error, "will message not stored");
+                return;
             }
         }
         self.route(publisher, message);
