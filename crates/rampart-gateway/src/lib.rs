@@ -24,6 +24,7 @@
 //! Persistent sessions and pending wills live in memory: they do not survive a restart yet.
 
 mod connection;
+mod error;
 mod guard;
 mod identity;
 mod policy;
@@ -47,6 +48,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+pub use error::GatewayError;
 pub use guard::{Guard, OpenGuard, Origin, Verdict};
 pub use tls::{client_cert_verifier, mqtt_server_config};
 
@@ -186,7 +188,7 @@ impl Gateway {
         ingestor: Ingestor,
         tls: Arc<rustls::ServerConfig>,
         settings: GatewaySettings,
-    ) -> anyhow::Result<Gateway> {
+    ) -> Result<Gateway, GatewayError> {
         Gateway::start_guarded(platform, ingestor, tls, settings, Arc::new(OpenGuard)).await
     }
 
@@ -197,11 +199,12 @@ impl Gateway {
         tls: Arc<rustls::ServerConfig>,
         settings: GatewaySettings,
         guard: Arc<dyn Guard>,
-    ) -> anyhow::Result<Gateway> {
+    ) -> Result<Gateway, GatewayError> {
         let listener = TcpListener::bind(settings.listen)
             .await
-            .map_err(|error| anyhow::anyhow!("binding the MQTT listener on {}: {error}", settings.listen))?;
-        let local_addr = listener.local_addr()?;
+            .map_err(|source| GatewayError::Bind { addr: settings.listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| GatewayError::Bind { addr: settings.listen, source })?;
         let session_config = SessionConfig {
             max_packet_size: settings.max_packet_size,
             receive_maximum: settings.receive_maximum.max(1),

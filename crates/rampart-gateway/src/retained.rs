@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use rampart_mqtt::{Properties, QoS};
 use rampart_platform::rows::{RetainedChange, RetainedMessageRow};
@@ -21,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::Shared;
+use crate::error::GatewayError;
 use crate::router::{RetainedChanges, RoutedMessage};
 
 /// Changes per store transaction: a burst over many topics is written in a few commits.
@@ -212,14 +212,14 @@ async fn seal(
 /// Loads every tenant's unexpired retained messages into the router (and purges the expired
 /// ones from the store). A row that cannot be opened is logged and skipped. Answers how many
 /// were loaded.
-pub(crate) async fn load(shared: &Shared) -> anyhow::Result<usize> {
+pub(crate) async fn load(shared: &Shared) -> Result<usize, GatewayError> {
     let clocks = Clocks::now(shared);
     match shared.platform.purge_expired_retained().await {
         Ok(0) => {}
         Ok(purged) => tracing::debug!(purged, "expired retained messages purged"),
         Err(error) => tracing::warn!(%error, "purging expired retained messages failed"),
     }
-    let rows = shared.platform.all_retained().await.context("loading retained messages")?;
+    let rows = shared.platform.all_retained().await.map_err(|error| GatewayError::Retained(error.to_string()))?;
     let mut loaded = 0;
     for row in rows {
         let expires_at_ms = match row.expires_at {
@@ -235,7 +235,7 @@ pub(crate) async fn load(shared: &Shared) -> anyhow::Result<usize> {
                 loaded += 1;
             }
             Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), tenant = row.tenant, topic = row.topic,
+                tracing::warn!(%error, tenant = row.tenant, topic = row.topic,
                     "a stored retained message could not be opened; skipped");
             }
         }
@@ -243,21 +243,23 @@ pub(crate) async fn load(shared: &Shared) -> anyhow::Result<usize> {
     Ok(loaded)
 }
 
-async fn open(shared: &Shared, row: &RetainedMessageRow, expires_at_ms: Option<u64>) -> anyhow::Result<RoutedMessage> {
+async fn open(shared: &Shared, row: &RetainedMessageRow, expires_at_ms: Option<u64>) -> Result<RoutedMessage, String> {
     let keyring = shared.platform.keyring();
-    let qos = u8::try_from(row.qos).ok().and_then(QoS::from_u8).context("invalid QoS")?;
+    let qos = u8::try_from(row.qos).ok().and_then(QoS::from_u8).ok_or("invalid QoS")?;
     let payload = keyring
         .open_for_tenant(&row.tenant, &payload_purpose(&row.topic), &row.payload_sealed)
         .await
-        .context("opening the payload")?;
+        .map_err(|error| format!("opening the payload: {error}"))?;
     let properties = match &row.properties_sealed {
         None => Properties::default(),
         Some(sealed) => {
             let json = keyring
                 .open_for_tenant(&row.tenant, &properties_purpose(&row.topic), sealed)
                 .await
-                .context("opening the properties")?;
-            serde_json::from_slice::<StoredProperties>(&json).context("decoding the properties")?.into_properties()
+                .map_err(|error| format!("opening the properties: {error}"))?;
+            serde_json::from_slice::<StoredProperties>(&json)
+                .map_err(|error| format!("decoding the properties: {error}"))?
+                .into_properties()
         }
     };
     Ok(RoutedMessage {

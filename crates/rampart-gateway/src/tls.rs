@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use rustls::DigitallySignedStruct;
 use rustls::DistinguishedName;
 use rustls::ServerConfig;
@@ -20,6 +19,8 @@ use rustls::server::ParsedCertificate;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+
+use crate::error::GatewayError;
 
 /// ALPN protocol id some MQTT clients offer; clients that offer none are served too.
 const MQTT_ALPN: &[u8] = b"mqtt";
@@ -91,22 +92,24 @@ pub fn client_cert_verifier() -> Arc<dyn ClientCertVerifier> {
 /// The rustls configuration of the MQTT listener from a PEM certificate chain (leaf first) and
 /// its PEM private key: TLS 1.3 and 1.2 only, AEAD suites only, optional client certificates
 /// through [`client_cert_verifier`], ALPN `mqtt` accepted but not required.
-pub fn mqtt_server_config(cert_chain_pem: &str, key_pem: &str) -> anyhow::Result<Arc<ServerConfig>> {
+pub fn mqtt_server_config(cert_chain_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, GatewayError> {
+    let tls = |what: &str, error: &dyn std::fmt::Display| GatewayError::Tls(format!("{what}: {error}"));
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
         .collect::<Result<_, _>>()
-        .context("parsing the TLS certificate chain")?;
+        .map_err(|error| tls("parsing the certificate chain", &error))?;
     if certs.is_empty() {
-        bail!("the TLS certificate chain holds no certificate");
+        return Err(GatewayError::Tls("the certificate chain holds no certificate".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parsing the TLS private key")?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|error| tls("parsing the private key", &error))?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     // Every suite the aws-lc-rs provider offers for TLS 1.2 and 1.3 is an AEAD.
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .context("TLS protocol versions")?
+        .map_err(|error| tls("protocol versions", &error))?
         .with_client_cert_verifier(client_cert_verifier())
         .with_single_cert(certs, key)
-        .context("TLS certificate and key do not match")?;
+        .map_err(|error| tls("certificate and key do not match", &error))?;
     // With ALPN configured, rustls refuses clients offering only other protocols; clients
     // offering none (most MQTT clients) are unaffected.
     config.alpn_protocols = vec![MQTT_ALPN.to_vec()];
