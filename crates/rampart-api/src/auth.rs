@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use rampart_platform::Purpose;
 
-pub use rampart_platform::Principal;
+pub(crate) use rampart_platform::Principal;
 
 use crate::error::ApiError;
 use crate::extract::client_ip;

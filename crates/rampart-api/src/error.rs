@@ -37,7 +37,7 @@ pub enum ApiError {
 
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// Machine-readable code, e.g. `not_found`.
     pub error: &'static str,
     /// Text for people.
@@ -119,4 +119,4 @@ impl From<rampart_core::InvalidId> for ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

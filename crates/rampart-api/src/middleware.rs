@@ -27,7 +27,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(30);
 const DRAIN_IDLE: Duration = Duration::from_millis(500);
 
 /// Adds the security headers every answer carries.
-pub async fn security_headers(request: Request, next: Next) -> Response {
+pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
     let is_api = request.uri().path().starts_with("/api/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -104,7 +104,7 @@ fn too_large(close: bool) -> Response {
 
 /// Refuses bodies over the limit with a 413 the client can read, and hands every other body
 /// to the handler complete.
-pub async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = state.settings.body_limit_bytes;
     let headers = request.headers();
     let declared =

@@ -14,7 +14,7 @@ const MAX_LIMIT: u32 = 1000;
 /// The pagination part of a list query string.
 #[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Items per page, 1 to 1000 (default 100).
     pub limit: Option<u32>,
     /// Opaque cursor from a previous answer's `next_cursor`.
@@ -23,7 +23,7 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// The store page to fetch: one row more than asked, to know whether another page exists.
-    pub fn page(&self) -> Result<Page, ApiError> {
+    pub(crate) fn page(&self) -> Result<Page, ApiError> {
         let limit = self.limit_value()?;
         let after = match &self.cursor {
             None => None,
@@ -32,7 +32,7 @@ impl ListQuery {
         Ok(Page { after, limit: limit + 1 })
     }
 
-    pub fn limit_value(&self) -> Result<u32, ApiError> {
+    pub(crate) fn limit_value(&self) -> Result<u32, ApiError> {
         match self.limit {
             None => Ok(DEFAULT_LIMIT),
             Some(0) => Err(ApiError::invalid("limit must be between 1 and 1000")),
@@ -51,14 +51,14 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
 
 /// One page of a list answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Paginated<T> {
+pub(crate) struct Paginated<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
 /// Builds a page from `rows` fetched with [`ListQuery::page`]: trims the extra row and makes
 /// the cursor from the key of the last row kept.
-pub fn paginate<R, T>(
+pub(crate) fn paginate<R, T>(
     query: &ListQuery,
     mut rows: Vec<R>,
     key: impl Fn(&R) -> String,
@@ -76,7 +76,7 @@ pub fn paginate<R, T>(
 
 /// Pages a list the store returns whole (API keys, roles, groups): rows are sorted by `key`,
 /// those at or before the cursor are skipped, and the rest go through [`paginate`].
-pub fn paginate_in_memory<R, T>(
+pub(crate) fn paginate_in_memory<R, T>(
     query: &ListQuery,
     mut rows: Vec<R>,
     key: impl Fn(&R) -> String,

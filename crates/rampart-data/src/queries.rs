@@ -15,9 +15,9 @@ use crate::live::{LiveEvent, LiveTopic};
 use crate::seal::{self, DeviceKeys};
 
 /// Page size when none is asked for.
-pub const DEFAULT_LIMIT: u32 = 100;
+pub(crate) const DEFAULT_LIMIT: u32 = 100;
 /// Largest page size.
-pub const MAX_LIMIT: u32 = 1000;
+pub(crate) const MAX_LIMIT: u32 = 1000;
 /// Most telemetry rows one measurements page reads; a page that hits it ends early with a
 /// cursor (so a sparse `series` filter cannot make one request scan a whole history).
 pub const MAX_SCAN_ROWS: usize = 10_000;

@@ -17,7 +17,7 @@ use crate::first_start::open_existing_platform;
 /// Exit code when a chain was altered.
 const TAMPERED: u8 = 1;
 
-pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         AuditCommand::Verify { data_dir: Some(data_dir), storage, .. } => {
             verify_data_dir(&data_dir, storage.as_deref()).await

@@ -6,13 +6,13 @@ use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "rampart", version, about = "Secure multi-tenant IoT platform")]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the platform (HTTPS API and console).
     Serve(ServeArgs),
     /// Verify or export the tamper-evident audit log.
@@ -25,7 +25,7 @@ pub enum Command {
 
 /// `rampart serve` flags; each may also come from `RAMPART_<NAME>` or the config file.
 #[derive(Debug, Args, Default)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// TOML configuration file (keys as in the flags, with underscores).
     #[arg(long, env = "RAMPART_CONFIG")]
     pub config: Option<PathBuf>,
@@ -59,13 +59,13 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     #[command(subcommand)]
     pub command: AuditCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AuditCommand {
+pub(crate) enum AuditCommand {
     /// Verify the chains in a data dir (server stopped or running), or an export file.
     Verify {
         /// Data directory whose store is verified.
@@ -95,13 +95,13 @@ pub enum AuditCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct KeysArgs {
+pub(crate) struct KeysArgs {
     #[command(subcommand)]
     pub command: KeysCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum KeysCommand {
+pub(crate) enum KeysCommand {
     /// Re-wrap every tenant key and platform secret under a new master key.
     RotateMaster {
         #[arg(long)]

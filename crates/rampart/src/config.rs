@@ -27,13 +27,13 @@ struct FileConfig {
 
 /// Where the platform keeps its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageSetting {
+pub(crate) enum StorageSetting {
     Sqlite,
     Postgres(String),
 }
 
 impl StorageSetting {
-    pub fn parse(value: Option<&str>) -> anyhow::Result<StorageSetting> {
+    pub(crate) fn parse(value: Option<&str>) -> anyhow::Result<StorageSetting> {
         match value {
             None | Some("") | Some("sqlite") => Ok(StorageSetting::Sqlite),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -44,7 +44,7 @@ impl StorageSetting {
     }
 
     /// The spec string the store opener understands.
-    pub fn as_spec(&self) -> &str {
+    pub(crate) fn as_spec(&self) -> &str {
         match self {
             StorageSetting::Sqlite => "sqlite",
             StorageSetting::Postgres(url) => url,
@@ -54,7 +54,7 @@ impl StorageSetting {
 
 /// Validated settings for `rampart serve`.
 #[derive(Debug, Clone)]
-pub struct ServeSettings {
+pub(crate) struct ServeSettings {
     pub data_dir: PathBuf,
     pub http_listen: SocketAddr,
     pub mqtt_listen: SocketAddr,
@@ -88,7 +88,7 @@ const FLAG_ENV: [&str; 9] = [
 
 /// Refuses `RAMPART_*` variables that Rampart does not know (a typo must not silently fall
 /// back to a default). `RAMPART_TEST_*` belongs to the test suites.
-pub fn check_environment(vars: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+pub(crate) fn check_environment(vars: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     for name in vars {
         let known = !name.starts_with("RAMPART_")
             || name.starts_with("RAMPART_TEST_")
@@ -112,7 +112,7 @@ fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
 
 impl ServeSettings {
     /// Layers the config file under the flags/environment and validates the result.
-    pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeSettings> {
+    pub(crate) fn resolve(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         let file = match &args.config {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),

@@ -12,12 +12,12 @@ use rampart_crypto::{SecretKey256, load_or_create_master_key, random_secret};
 use rampart_platform::Platform;
 use zeroize::Zeroizing;
 
-pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+pub(crate) const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
 const ADMIN_USERNAME: &str = "admin";
 
 /// Creates the data dir with mode 0700, or makes an existing one private (0700): it holds the
 /// master key, the database and the initial admin password.
-pub fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
     if !path.exists() {
         DirBuilder::new()
             .recursive(true)
@@ -40,7 +40,7 @@ pub fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Where the master key lives: `RAMPART_MASTER_KEY_FILE` (which must exist) or `DATA_DIR/master.key`.
-pub fn master_key_path(data_dir: &Path) -> (PathBuf, bool) {
+pub(crate) fn master_key_path(data_dir: &Path) -> (PathBuf, bool) {
     match std::env::var_os("RAMPART_MASTER_KEY_FILE") {
         Some(path) => (PathBuf::from(path), false),
         None => (data_dir.join("master.key"), true),
@@ -48,7 +48,7 @@ pub fn master_key_path(data_dir: &Path) -> (PathBuf, bool) {
 }
 
 /// Loads the master key, creating it on first start. Refuses group/world-readable key files.
-pub fn load_master_key(data_dir: &Path) -> anyhow::Result<SecretKey256> {
+pub(crate) fn load_master_key(data_dir: &Path) -> anyhow::Result<SecretKey256> {
     let (path, create) = master_key_path(data_dir);
     let (key, created) =
         load_or_create_master_key(&path, create).with_context(|| format!("master key {}", path.display()))?;
@@ -59,7 +59,7 @@ pub fn load_master_key(data_dir: &Path) -> anyhow::Result<SecretKey256> {
 }
 
 /// How the first admin password was chosen.
-pub enum AdminPassword {
+pub(crate) enum AdminPassword {
     /// Nothing to do: the platform tenant already exists.
     AlreadyBootstrapped,
     FromEnvironment,
@@ -69,7 +69,7 @@ pub enum AdminPassword {
 /// Creates the `platform` tenant and `admin` user on first start. The password comes from
 /// `RAMPART_ADMIN_PASSWORD` or is generated into `DATA_DIR/initial-admin-password` (0600); it
 /// is never printed or logged.
-pub async fn bootstrap_admin(platform: &Platform, data_dir: &Path) -> anyhow::Result<AdminPassword> {
+pub(crate) async fn bootstrap_admin(platform: &Platform, data_dir: &Path) -> anyhow::Result<AdminPassword> {
     if platform.bootstrapped().await.context("reading the platform tenant")? {
         return Ok(AdminPassword::AlreadyBootstrapped);
     }
@@ -99,7 +99,7 @@ pub async fn bootstrap_admin(platform: &Platform, data_dir: &Path) -> anyhow::Re
 
 /// Opens the platform of an existing data dir for the offline tools (never creates anything
 /// but missing platform signing keys).
-pub async fn open_existing_platform(data_dir: &Path, storage: Option<&str>) -> anyhow::Result<Platform> {
+pub(crate) async fn open_existing_platform(data_dir: &Path, storage: Option<&str>) -> anyhow::Result<Platform> {
     if !data_dir.is_dir() {
         bail!("data dir {} does not exist", data_dir.display());
     }

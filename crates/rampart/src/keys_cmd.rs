@@ -9,7 +9,7 @@ use rampart_crypto::{load_or_create_master_key, write_new_key_file};
 use crate::cli::{KeysArgs, KeysCommand};
 use crate::first_start::open_existing_platform;
 
-pub async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         KeysCommand::RotateMaster { data_dir, storage, new_key_file } => {
             let platform = open_existing_platform(&data_dir, storage.as_deref()).await?;

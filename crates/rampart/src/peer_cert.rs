@@ -15,12 +15,12 @@ use tower::Layer;
 
 /// A rustls acceptor that records the peer's certificate chain.
 #[derive(Clone)]
-pub struct PeerCertAcceptor {
+pub(crate) struct PeerCertAcceptor {
     inner: RustlsAcceptor,
 }
 
 impl PeerCertAcceptor {
-    pub fn new(inner: RustlsAcceptor) -> Self {
+    pub(crate) fn new(inner: RustlsAcceptor) -> Self {
         PeerCertAcceptor { inner }
     }
 }

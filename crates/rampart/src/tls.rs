@@ -31,13 +31,13 @@ impl Drop for StoredCa {
 }
 
 /// The rustls configurations of the two listeners.
-pub struct ListenerTls {
+pub(crate) struct ListenerTls {
     pub https: Arc<ServerConfig>,
     pub mqtt: Arc<ServerConfig>,
 }
 
 /// Builds the TLS configurations of the HTTPS and MQTT listeners from the same certificate.
-pub async fn listener_configs(platform: &Platform, settings: &ServeSettings) -> anyhow::Result<ListenerTls> {
+pub(crate) async fn listener_configs(platform: &Platform, settings: &ServeSettings) -> anyhow::Result<ListenerTls> {
     let (cert_pem, key_pem) = server_credentials(platform, settings).await?;
     Ok(ListenerTls {
         https: build_https_config(&cert_pem, &key_pem)?,

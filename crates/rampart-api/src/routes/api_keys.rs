@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// Body of `POST /api/v1/api-keys`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateApiKey {
+pub(super) struct CreateApiKey {
     pub name: String,
     /// Built-in or custom role names.
     pub roles: Vec<String>,
@@ -31,7 +31,7 @@ pub struct CreateApiKey {
 
 /// The answer to a creation: the only time `key` is ever shown.
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CreatedApiKey {
+pub(super) struct CreatedApiKey {
     pub id: String,
     /// Use as `Authorization: Bearer <key>`. Not retrievable later.
     pub key: String,
@@ -43,7 +43,7 @@ pub struct CreatedApiKey {
 
 /// An API key as listed, without its secret.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ApiKeyView {
+pub(super) struct ApiKeyView {
     pub id: String,
     pub name: String,
     pub roles: Vec<String>,
@@ -68,7 +68,7 @@ impl From<ApiKey> for ApiKeyView {
     }
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_api_key, list_api_keys)).routes(routes!(delete_api_key))
 }
 

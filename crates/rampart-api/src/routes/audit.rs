@@ -19,14 +19,14 @@ use crate::state::AppState;
 /// Longest accepted `action` or `actor` filter.
 const MAX_FILTER_CHARS: usize = 256;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_audit)).routes(routes!(verify_audit)).routes(routes!(audit_public_key))
 }
 
 /// `GET /api/v1/audit` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct AuditQuery {
+pub(super) struct AuditQuery {
     /// Earliest record time, RFC 3339 or epoch milliseconds (inclusive).
     pub from: Option<String>,
     /// Latest record time, RFC 3339 or epoch milliseconds (inclusive).
@@ -43,7 +43,7 @@ pub struct AuditQuery {
 
 /// The platform key that signs audit checkpoints.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AuditPublicKey {
+pub(super) struct AuditPublicKey {
     /// Always `ed25519`.
     pub algorithm: &'static str,
     /// The raw 32-byte public key, base64.

@@ -16,7 +16,7 @@ use crate::state::AppState;
 /// Body of `POST /api/v1/auth/login`. Not `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LoginRequest {
+pub(super) struct LoginRequest {
     pub tenant: String,
     pub username: String,
     pub password: String,
@@ -26,7 +26,7 @@ pub struct LoginRequest {
 
 /// A fresh access token.
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LoginResponse {
+pub(super) struct LoginResponse {
     pub access_token: String,
     /// Always `Bearer`.
     pub token_type: String,
@@ -34,7 +34,7 @@ pub struct LoginResponse {
     pub expires_in: i64,
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(login))
 }
 

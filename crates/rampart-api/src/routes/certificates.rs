@@ -21,7 +21,7 @@ use crate::state::AppState;
 
 const PEM_CONTENT_TYPE: &str = "application/x-pem-file";
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_ca))
         .routes(routes!(get_crl))
@@ -34,14 +34,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// `POST /api/v1/devices/{id}/certificates` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CertificateRequest {
+pub(super) struct CertificateRequest {
     /// PKCS#10 certificate signing request, PEM.
     pub csr: String,
 }
 
 /// A certificate just issued to a device.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct IssuedCertificateDto {
+pub(super) struct IssuedCertificateDto {
     /// The device certificate, PEM.
     pub certificate: String,
     /// The tenant CA certificate, PEM.
@@ -53,7 +53,7 @@ pub struct IssuedCertificateDto {
 
 /// A device certificate as listed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CertificateDto {
+pub(super) struct CertificateDto {
     pub serial: String,
     pub not_after: String,
     pub revoked_at: Option<String>,
@@ -74,7 +74,7 @@ impl From<DeviceCertificate> for CertificateDto {
 /// `POST /api/v1/ca/trusted` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateTrustedCa {
+pub(super) struct CreateTrustedCa {
     /// The CA certificate, PEM.
     pub certificate: String,
     /// Proof of possession: a certificate with CN = a registration code
@@ -87,7 +87,7 @@ pub struct CreateTrustedCa {
 
 /// An external CA trusted for device certificates.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TrustedCaDto {
+pub(super) struct TrustedCaDto {
     pub id: String,
     pub subject: String,
     pub auto_register: bool,
@@ -112,7 +112,7 @@ impl From<TrustedCa> for TrustedCaDto {
 
 /// A single-use code for the CN of a verification certificate.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RegistrationCode {
+pub(super) struct RegistrationCode {
     pub code: String,
 }
 

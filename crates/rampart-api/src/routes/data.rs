@@ -35,7 +35,7 @@ const MAX_NAME_BYTES: usize = 128;
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_measurements))
         .routes(routes!(aggregate_measurements))
@@ -122,7 +122,7 @@ fn encode_cursor(cursor: Option<String>) -> Option<String> {
 
 /// One measurement point.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MeasurementDto {
+pub(super) struct MeasurementDto {
     /// RFC 3339 with milliseconds.
     pub ts: String,
     pub series: String,
@@ -132,7 +132,7 @@ pub struct MeasurementDto {
 /// `GET /api/v1/devices/{id}/measurements` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct MeasurementParams {
+pub(super) struct MeasurementParams {
     /// Only this series.
     pub series: Option<String>,
     /// Inclusive lower bound: RFC 3339 or epoch milliseconds.
@@ -192,7 +192,7 @@ async fn list_measurements(
 
 /// One aggregate bucket.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BucketDto {
+pub(super) struct BucketDto {
     /// Bucket start (UTC-aligned), RFC 3339 with milliseconds.
     pub ts: String,
     pub value: f64,
@@ -200,7 +200,7 @@ pub struct BucketDto {
 
 /// Aggregate buckets; empty buckets are left out.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AggregateDto {
+pub(super) struct AggregateDto {
     pub items: Vec<BucketDto>,
     /// Always `null`: an aggregate is answered whole.
     pub next_cursor: Option<String>,
@@ -209,7 +209,7 @@ pub struct AggregateDto {
 /// `GET /api/v1/devices/{id}/measurements/aggregate` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct AggregateParams {
+pub(super) struct AggregateParams {
     /// The series to aggregate (required).
     pub series: Option<String>,
     /// Inclusive lower bound: RFC 3339 or epoch milliseconds.
@@ -270,7 +270,7 @@ async fn aggregate_measurements(
 
 /// A device event: `id`, `ts`, `type`, `text` and every other field the device sent.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EventDto {
+pub(super) struct EventDto {
     pub id: String,
     /// RFC 3339 with milliseconds.
     pub ts: String,
@@ -303,7 +303,7 @@ impl From<DeviceEvent> for EventDto {
 /// `GET /api/v1/devices/{id}/events` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct EventParams {
+pub(super) struct EventParams {
     /// Only events of this type.
     #[serde(rename = "type")]
     #[param(rename = "type")]
@@ -363,7 +363,7 @@ async fn list_events(
 
 /// An alarm (SPEC §8).
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AlarmDto {
+pub(super) struct AlarmDto {
     pub id: String,
     pub device: String,
     #[serde(rename = "type")]
@@ -398,7 +398,7 @@ impl From<Alarm> for AlarmDto {
 /// `GET /api/v1/alarms` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct AlarmParams {
+pub(super) struct AlarmParams {
     /// `ACTIVE`, `ACKNOWLEDGED` or `CLEARED`.
     pub status: Option<String>,
     /// `CRITICAL`, `MAJOR`, `MINOR` or `WARNING`.
@@ -489,7 +489,7 @@ async fn get_alarm(
 /// `PATCH /api/v1/alarms/{id}` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PatchAlarm {
+pub(super) struct PatchAlarm {
     /// `ACKNOWLEDGED` (only from `ACTIVE`) or `CLEARED`.
     pub status: String,
 }

@@ -17,7 +17,7 @@ use crate::extract::{PeerCertificates, RawBody, client_ip};
 use crate::routes::data::ingestor;
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_telemetry))
         .routes(routes!(post_events))
@@ -28,7 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// A device authenticated by token or client certificate.
-pub struct DeviceCaller {
+pub(super) struct DeviceCaller {
     tenant: String,
     device: String,
 }

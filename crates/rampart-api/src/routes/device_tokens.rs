@@ -17,14 +17,14 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::pagination::{ListQuery, Paginated, paginate_in_memory};
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_token, list_tokens)).routes(routes!(delete_token))
 }
 
 /// A freshly issued token: the only answer that ever carries the secret. No `Debug`, so the
 /// secret cannot end up in a log line.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct IssuedTokenDto {
+pub(super) struct IssuedTokenDto {
     pub id: String,
     /// The bearer secret; store it now, it is never shown again.
     #[serde(serialize_with = "expose")]
@@ -39,7 +39,7 @@ fn expose<S: Serializer>(secret: &Zeroizing<String>, serializer: S) -> Result<S:
 
 /// A token as listed: never the secret.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TokenDto {
+pub(super) struct TokenDto {
     pub id: String,
     pub created_at: String,
 }

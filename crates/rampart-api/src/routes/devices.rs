@@ -20,7 +20,7 @@ use crate::pagination::{ListQuery, Paginated, paginate};
 use crate::state::AppState;
 use rampart_core::Permission;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_device, list_devices))
         .routes(routes!(get_device, patch_device, delete_device))
@@ -30,7 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// A device as the API shows it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct DeviceDto {
+pub(super) struct DeviceDto {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
@@ -71,7 +71,7 @@ impl From<Device> for DeviceDto {
 /// `POST /api/v1/devices` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateDevice {
+pub(super) struct CreateDevice {
     pub id: String,
     /// Display name; defaults to the id.
     pub name: Option<String>,
@@ -89,7 +89,7 @@ pub struct CreateDevice {
 /// `PATCH /api/v1/devices/{id}` body; absent fields stay, `null` clears the optional ones.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PatchDevice {
+pub(super) struct PatchDevice {
     pub name: Option<String>,
     #[serde(rename = "type", default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
@@ -112,7 +112,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> R
 /// `GET /api/v1/devices` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct DeviceListQuery {
+pub(super) struct DeviceListQuery {
     /// Only devices in this group (exactly).
     pub group: Option<String>,
     /// `registered`, `active`, `revoked` or `quarantined`.

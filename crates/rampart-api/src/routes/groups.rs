@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// Body of `POST /api/v1/groups`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateGroup {
+pub(super) struct CreateGroup {
     /// Group id, `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.
     pub id: String,
     /// Display name; defaults to the id.
@@ -31,7 +31,7 @@ pub struct CreateGroup {
 
 /// A device group as the API shows it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct GroupView {
+pub(super) struct GroupView {
     pub id: String,
     pub name: String,
     pub parent: Option<String>,
@@ -50,7 +50,7 @@ impl From<Group> for GroupView {
     }
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_group, list_groups)).routes(routes!(get_group, delete_group))
 }
 

@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 /// The caller as the platform sees it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Me {
+pub(super) struct Me {
     pub tenant: String,
     /// The username of a person; `null` when the caller is an API key.
     pub username: Option<String>,
@@ -34,14 +34,14 @@ pub struct Me {
 /// Body of `PUT /api/v1/me/password`. Not `Debug`: it holds passwords.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PasswordChange {
+pub(super) struct PasswordChange {
     pub current: String,
     pub new: String,
 }
 
 /// A TOTP secret to load into an authenticator app; confirm it with a code to enable MFA.
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MfaEnrolment {
+pub(super) struct MfaEnrolment {
     /// RFC 4648 base32, no padding.
     pub secret: String,
     pub otpauth_uri: String,
@@ -50,18 +50,18 @@ pub struct MfaEnrolment {
 /// Body of `POST /api/v1/me/mfa/confirm`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MfaConfirm {
+pub(super) struct MfaConfirm {
     /// The current 6-digit code from the authenticator.
     pub code: String,
 }
 
 /// MFA state after confirmation.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MfaStatus {
+pub(super) struct MfaStatus {
     pub mfa_enabled: bool,
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_me))
         .routes(routes!(change_password))

@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 
 /// All resource routers merged.
-pub fn all() -> OpenApiRouter<AppState> {
+pub(crate) fn all() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(health::routes())
         .merge(auth_login::routes())

@@ -13,7 +13,7 @@ use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_policy, put_policy))
 }
 

@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// Body of `POST /api/v1/roles`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateRole {
+pub(super) struct CreateRole {
     /// Role name, `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, not a built-in name.
     pub name: String,
     /// Permissions from the fixed set, e.g. `devices:read`.
@@ -28,7 +28,7 @@ pub struct CreateRole {
 
 /// A role as the API shows it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RoleView {
+pub(super) struct RoleView {
     pub name: String,
     /// Permission names, sorted in SPEC order.
     pub permissions: Vec<String>,
@@ -36,7 +36,7 @@ pub struct RoleView {
     pub builtin: bool,
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_role, list_roles)).routes(routes!(get_role, delete_role))
 }
 

@@ -15,7 +15,7 @@ use crate::extract::ApiQuery;
 use crate::pagination::{ListQuery, Paginated, paginate};
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_security_events))
 }
 

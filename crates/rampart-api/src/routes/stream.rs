@@ -40,14 +40,14 @@ const SCOPE_TTL: Duration = Duration::from_secs(30);
 /// Devices whose visibility one stream remembers.
 const MAX_REMEMBERED_DEVICES: usize = 10_000;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(stream))
 }
 
 /// `GET /api/v1/stream` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct StreamParams {
+pub(super) struct StreamParams {
     /// Only this device.
     pub device: Option<String>,
     /// Comma-separated topics among `telemetry`, `events`, `alarms` (default: every topic the

@@ -11,7 +11,7 @@ use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(rotate_tenant_key))
 }
 

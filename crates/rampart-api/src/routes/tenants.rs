@@ -21,7 +21,7 @@ use crate::state::AppState;
 /// The first user of a new tenant.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TenantAdmin {
+pub(super) struct TenantAdmin {
     pub username: String,
     pub password: String,
 }
@@ -29,7 +29,7 @@ pub struct TenantAdmin {
 /// Body of `POST /api/v1/tenants`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateTenant {
+pub(super) struct CreateTenant {
     /// Tenant id, `^[a-z][a-z0-9-]{1,62}$`, unique across the platform.
     pub id: String,
     pub name: String,
@@ -39,7 +39,7 @@ pub struct CreateTenant {
 
 /// A tenant as the API shows it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TenantView {
+pub(super) struct TenantView {
     pub id: String,
     pub name: String,
     pub parent: Option<String>,
@@ -58,7 +58,7 @@ impl From<Tenant> for TenantView {
     }
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_tenant, list_tenants)).routes(routes!(get_tenant, delete_tenant))
 }
 

@@ -15,7 +15,7 @@ use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_topic_policies, put_topic_policies))
 }
 

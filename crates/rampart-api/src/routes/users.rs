@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// Body of `POST /api/v1/users`. Not `Debug`: it holds a password.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateUser {
+pub(super) struct CreateUser {
     /// `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.
     pub username: String,
     /// At least 12 characters, not the username, not a common password.
@@ -36,7 +36,7 @@ pub struct CreateUser {
 /// Body of `PATCH /api/v1/users/{username}`: only the fields given change. Not `Debug`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateUser {
+pub(super) struct UpdateUser {
     pub roles: Option<Vec<String>>,
     pub groups: Option<Vec<String>>,
     pub disabled: Option<bool>,
@@ -47,7 +47,7 @@ pub struct UpdateUser {
 
 /// A user as the API shows it.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UserView {
+pub(super) struct UserView {
     pub username: String,
     pub roles: Vec<String>,
     pub groups: Vec<String>,
@@ -72,7 +72,7 @@ fn view(UserDetails { user, email }: UserDetails) -> UserView {
     }
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_user, list_users)).routes(routes!(get_user, update_user, delete_user))
 }
 

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use zeroize::Zeroizing;
 
-pub const ADMIN_PASSWORD: &str = FIXTURE_PASSWORD;
+pub(crate) const ADMIN_PASSWORD: &str = FIXTURE_PASSWORD;
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub app: Router,
     pub platform: Arc<Platform>,
     /// The test's own handle on the store, to look at what the services wrote.
@@ -29,16 +29,16 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub async fn new() -> Harness {
+    pub(crate) async fn new() -> Harness {
         Harness::with_settings(ApiSettings::default()).await
     }
 
-    pub async fn with_settings(settings: ApiSettings) -> Harness {
+    pub(crate) async fn with_settings(settings: ApiSettings) -> Harness {
         Harness::over(Fixture::new().await, settings).await
     }
 
     /// A harness whose platform reads `clock` (tests move time by hand).
-    pub async fn with_clock(clock: Arc<dyn rampart_platform::Clock>) -> Harness {
+    pub(crate) async fn with_clock(clock: Arc<dyn rampart_platform::Clock>) -> Harness {
         Harness::over(Fixture::with_clock(clock).await, ApiSettings::default()).await
     }
 
@@ -51,18 +51,18 @@ impl Harness {
 
     /// Creates sub-tenant `id` of `platform` (through the services) and answers a token of
     /// its `admin`.
-    pub async fn tenant(&self, id: &str) -> String {
+    pub(crate) async fn tenant(&self, id: &str) -> String {
         self.fixture.tenant(id).await;
         self.login(id, "admin", ADMIN_PASSWORD).await
     }
 
     /// The principal of a tenant's `admin`.
-    pub async fn admin_of(&self, tenant: &str) -> Principal {
+    pub(crate) async fn admin_of(&self, tenant: &str) -> Principal {
         self.fixture.login(tenant, "admin").await
     }
 
     /// Creates a user (through the services, as the tenant's admin) and answers a token of it.
-    pub async fn user(&self, tenant: &str, username: &str, roles: &[&str], groups: &[&str]) -> String {
+    pub(crate) async fn user(&self, tenant: &str, username: &str, roles: &[&str], groups: &[&str]) -> String {
         let new = NewUser {
             username: Username::parse(username).expect("username"),
             password: Zeroizing::new(ADMIN_PASSWORD.to_owned()),
@@ -75,7 +75,7 @@ impl Harness {
     }
 
     /// Creates a device group (through the services, as the tenant's admin).
-    pub async fn group(&self, tenant: &str, id: &str, parent: Option<&str>) {
+    pub(crate) async fn group(&self, tenant: &str, id: &str, parent: Option<&str>) {
         let new = NewGroup {
             id: GroupId::parse(id).expect("group id"),
             name: None,
@@ -86,7 +86,7 @@ impl Harness {
 
     /// Sends one request; `body` is sent as JSON. Returns the status and the JSON answer
     /// (`Value::Null` for an empty or non-JSON body).
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -108,28 +108,28 @@ impl Harness {
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, Some(token), None).await
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
     /// Logs in and returns the access token; panics unless the login succeeds.
-    pub async fn login(&self, tenant: &str, username: &str, password: &str) -> String {
+    pub(crate) async fn login(&self, tenant: &str, username: &str, password: &str) -> String {
         let body = json!({"tenant": tenant, "username": username, "password": password});
         let (status, answer) = self.call(Method::POST, "/api/v1/auth/login", None, Some(body)).await;
         assert_eq!(status, StatusCode::OK, "login {tenant}/{username}: {answer}");
         answer["access_token"].as_str().expect("access_token").to_owned()
     }
 
-    pub async fn admin_token(&self) -> String {
+    pub(crate) async fn admin_token(&self) -> String {
         self.login("platform", "admin", ADMIN_PASSWORD).await
     }
 
     /// Creates sub-tenant `id` of `platform` and returns a token of its admin `admin`.
-    pub async fn tenant_admin(&self, id: &str) -> String {
+    pub(crate) async fn tenant_admin(&self, id: &str) -> String {
         let admin = self.admin_token().await;
         let body = json!({"id": id, "name": id, "admin": {"username": "admin", "password": ADMIN_PASSWORD}});
         let (status, answer) = self.post("/api/v1/tenants", &admin, body).await;

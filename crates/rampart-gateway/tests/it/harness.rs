@@ -25,9 +25,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// How long a test waits for something that should happen at once.
-pub const PATIENCE: Duration = Duration::from_secs(5);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(5);
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub fixture: Fixture,
     pub platform: Arc<Platform>,
     /// The test's own handle on the store, to look at what the services wrote.
@@ -43,17 +43,17 @@ pub struct Harness {
 }
 
 /// A device's or application's client certificate and key, PEM.
-pub struct ClientIdentity {
+pub(crate) struct ClientIdentity {
     pub chain_pem: String,
     pub key_pem: String,
 }
 
 impl Harness {
-    pub async fn start() -> Harness {
+    pub(crate) async fn start() -> Harness {
         Harness::start_with(|_| {}).await
     }
 
-    pub async fn start_with(adjust: impl FnOnce(&mut GatewaySettings)) -> Harness {
+    pub(crate) async fn start_with(adjust: impl FnOnce(&mut GatewaySettings)) -> Harness {
         let fixture = Fixture::new().await;
         let mut admins = HashMap::new();
         for tenant in ["acme", "globex"] {
@@ -93,7 +93,7 @@ impl Harness {
 
     /// Shuts the gateway down gracefully and starts a new one over the same store, as a
     /// restart of the process would (on a new port: `addr` changes).
-    pub async fn restart_gateway(&mut self) {
+    pub(crate) async fn restart_gateway(&mut self) {
         if let Some(gateway) = self.gateway.take() {
             gateway.shutdown().await;
         }
@@ -101,7 +101,7 @@ impl Harness {
     }
 
     /// Starts a gateway over the same store (after the previous one was shut down or taken).
-    pub async fn start_gateway(&mut self) {
+    pub(crate) async fn start_gateway(&mut self) {
         let gateway = Gateway::start(
             Arc::clone(&self.platform),
             self.ingestor.clone(),
@@ -115,28 +115,33 @@ impl Harness {
     }
 
     /// The `admin` of `tenant`.
-    pub fn admin(&self, tenant: &str) -> &Principal {
+    pub(crate) fn admin(&self, tenant: &str) -> &Principal {
         &self.admins[tenant]
     }
 
     /// Registers a device with a token; returns the token.
-    pub async fn device(&self, tenant: &str, id: &str) -> String {
+    pub(crate) async fn device(&self, tenant: &str, id: &str) -> String {
         self.fixture.device(self.admin(tenant), id).await
     }
 
     /// Creates an API key with `roles` acting for the tenant's admin; returns `(id, key)`.
-    pub async fn api_key(&self, tenant: &str, roles: &[&str]) -> (String, String) {
+    pub(crate) async fn api_key(&self, tenant: &str, roles: &[&str]) -> (String, String) {
         self.fixture.api_key(self.admin(tenant), roles).await
     }
 
     /// Revokes a device through the platform (which tells the gateway).
-    pub async fn revoke(&self, tenant: &str, id: &str) {
+    pub(crate) async fn revoke(&self, tenant: &str, id: &str) {
         let id = rampart_core::DeviceId::parse(id).expect("device id");
         self.platform.revoke_device(self.admin(tenant), &id).await.expect("revoke");
     }
 
     /// Trusts `ca_pem` (with `auto_register`) for `tenant`, proving possession of its key.
-    pub async fn trust_ca(&self, tenant: &str, ca_pem: &str, ca_key: &rcgen::KeyPair) -> rampart_store::TrustedCa {
+    pub(crate) async fn trust_ca(
+        &self,
+        tenant: &str,
+        ca_pem: &str,
+        ca_key: &rcgen::KeyPair,
+    ) -> rampart_store::TrustedCa {
         let admin = self.admin(tenant);
         let code = self.platform.trusted_ca_registration_code(admin).await.expect("code");
         let key = rcgen::KeyPair::generate().expect("key");
@@ -153,13 +158,13 @@ impl Harness {
     }
 
     /// Replaces the topic policy through the platform (which tells the gateway).
-    pub async fn topic_policy(&self, tenant: &str, json: &str) {
+    pub(crate) async fn topic_policy(&self, tenant: &str, json: &str) {
         let policy = rampart_core::acl::TopicPolicy::from_stored(Some(json)).expect("topic policy");
         self.platform.replace_topic_policy(self.admin(tenant), policy).await.expect("topic policy");
     }
 
     /// The tenant's security events of `event_type`, newest first.
-    pub async fn security_events(&self, tenant: &str, event_type: &str) -> Vec<SecurityEvent> {
+    pub(crate) async fn security_events(&self, tenant: &str, event_type: &str) -> Vec<SecurityEvent> {
         let event_type = SecurityEventType::parse(event_type).expect("event type");
         let filter = SecurityEventFilter { event_type: Some(event_type), ..SecurityEventFilter::default() };
         let page = Page { after: None, limit: 100 };
@@ -168,7 +173,7 @@ impl Harness {
 
     /// Waits until at least `count` events of `event_type` exist (they are raised in the
     /// background).
-    pub async fn wait_for_events(&self, tenant: &str, event_type: &str, count: usize) -> Vec<SecurityEvent> {
+    pub(crate) async fn wait_for_events(&self, tenant: &str, event_type: &str, count: usize) -> Vec<SecurityEvent> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let events = self.security_events(tenant, event_type).await;
@@ -181,7 +186,7 @@ impl Harness {
 
     /// A TLS client configuration trusting the gateway's CA, optionally with a client
     /// certificate.
-    pub fn client_tls(&self, identity: Option<&ClientIdentity>) -> Arc<ClientConfig> {
+    pub(crate) fn client_tls(&self, identity: Option<&ClientIdentity>) -> Arc<ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
             roots.add(cert.expect("ca pem")).expect("root");
@@ -205,7 +210,7 @@ impl Harness {
     }
 
     /// A raw TLS connection to the gateway.
-    pub async fn raw(&self, identity: Option<&ClientIdentity>) -> TlsStream<TcpStream> {
+    pub(crate) async fn raw(&self, identity: Option<&ClientIdentity>) -> TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.expect("tcp");
         let connector = TlsConnector::from(self.client_tls(identity));
         connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("tls")
@@ -228,7 +233,7 @@ impl Harness {
     }
 
     /// Connects with MQTT 3.1.1 (rumqttc); `Err` carries the refusal.
-    pub async fn connect_v3(
+    pub(crate) async fn connect_v3(
         &self,
         client_id: &str,
         credentials: Option<(&str, &str)>,
@@ -237,7 +242,10 @@ impl Harness {
         self.connect_v3_with(self.v3_options(client_id, credentials, identity)).await
     }
 
-    pub async fn connect_v3_with(&self, options: rumqttc::MqttOptions) -> Result<V3Client, rumqttc::ConnectionError> {
+    pub(crate) async fn connect_v3_with(
+        &self,
+        options: rumqttc::MqttOptions,
+    ) -> Result<V3Client, rumqttc::ConnectionError> {
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
         loop {
             match tokio::time::timeout(PATIENCE, eventloop.poll()).await.expect("CONNACK in time")? {
@@ -259,7 +267,7 @@ impl Harness {
     }
 
     /// MQTT 5.0 options over TLS with these credentials, to adjust before connecting.
-    pub fn v5_options(
+    pub(crate) fn v5_options(
         &self,
         client_id: &str,
         credentials: Option<(&str, &str)>,
@@ -276,12 +284,12 @@ impl Harness {
     }
 
     /// MQTT 3.1.1 options over TLS with these credentials, to adjust before connecting.
-    pub fn v3_options_for(&self, client_id: &str, credentials: Option<(&str, &str)>) -> rumqttc::MqttOptions {
+    pub(crate) fn v3_options_for(&self, client_id: &str, credentials: Option<(&str, &str)>) -> rumqttc::MqttOptions {
         self.v3_options(client_id, credentials, None)
     }
 
     /// Connects with MQTT 5.0 (rumqttc); `Err` carries the refusal.
-    pub async fn connect_v5(
+    pub(crate) async fn connect_v5(
         &self,
         client_id: &str,
         credentials: Option<(&str, &str)>,
@@ -290,7 +298,7 @@ impl Harness {
         self.connect_v5_with(self.v5_options(client_id, credentials, identity)).await
     }
 
-    pub async fn connect_v5_with(
+    pub(crate) async fn connect_v5_with(
         &self,
         options: rumqttc::v5::MqttOptions,
     ) -> Result<V5Client, rumqttc::v5::ConnectionError> {
@@ -323,7 +331,7 @@ impl Drop for Harness {
 }
 
 /// A connected MQTT 3.1.1 client whose event loop runs in the background.
-pub struct V3Client {
+pub(crate) struct V3Client {
     pub client: rumqttc::AsyncClient,
     events: mpsc::UnboundedReceiver<Result<rumqttc::Event, String>>,
     task: tokio::task::JoinHandle<()>,
@@ -337,7 +345,7 @@ impl Drop for V3Client {
 
 impl V3Client {
     /// The next incoming packet matching `pick`, skipping others; `None` on timeout.
-    pub async fn next_incoming<T>(
+    pub(crate) async fn next_incoming<T>(
         &mut self,
         wait: Duration,
         mut pick: impl FnMut(&rumqttc::Packet) -> Option<T>,
@@ -357,7 +365,7 @@ impl V3Client {
     }
 
     /// Waits until the connection fails (closed by the server); answers whether it did.
-    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+    pub(crate) async fn closed_within(&mut self, wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
@@ -370,7 +378,7 @@ impl V3Client {
 }
 
 /// A connected MQTT 5.0 client whose event loop runs in the background.
-pub struct V5Client {
+pub(crate) struct V5Client {
     pub client: rumqttc::v5::AsyncClient,
     events: mpsc::UnboundedReceiver<Result<rumqttc::v5::Event, String>>,
     task: tokio::task::JoinHandle<()>,
@@ -383,7 +391,7 @@ impl Drop for V5Client {
 }
 
 impl V5Client {
-    pub async fn next_incoming<T>(
+    pub(crate) async fn next_incoming<T>(
         &mut self,
         wait: Duration,
         mut pick: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
@@ -402,13 +410,13 @@ impl V5Client {
         }
     }
 
-    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+    pub(crate) async fn closed_within(&mut self, wait: Duration) -> bool {
         self.closed_with(wait).await.is_some()
     }
 
     /// Waits until the connection fails; answers the client's error text (which names the
     /// reason of a server DISCONNECT), or `None` if it stayed open.
-    pub async fn closed_with(&mut self, wait: Duration) -> Option<String> {
+    pub(crate) async fn closed_with(&mut self, wait: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {

@@ -19,7 +19,7 @@ use crate::principal::Principal;
 use crate::services::users::new_user;
 
 /// Purpose label binding a sealed CA private key to its use.
-pub const CA_KEY_PURPOSE: &str = "ca-key";
+pub(crate) const CA_KEY_PURPOSE: &str = "ca-key";
 /// Deepest tenant tree walked when checking ancestry; deeper chains are treated as unrelated.
 const MAX_TENANT_DEPTH: usize = 64;
 

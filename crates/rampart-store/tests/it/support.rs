@@ -18,23 +18,23 @@ use rampart_store::{
 };
 
 /// The environment variable naming the PostgreSQL server of the suite.
-pub const POSTGRES_ENV: &str = "RAMPART_TEST_POSTGRES";
+pub(crate) const POSTGRES_ENV: &str = "RAMPART_TEST_POSTGRES";
 
 /// The PostgreSQL URL of the suite, if one is set.
-pub fn postgres_url() -> Option<String> {
+pub(crate) fn postgres_url() -> Option<String> {
     std::env::var(POSTGRES_ENV).ok().filter(|url| !url.is_empty())
 }
 
 /// Where one run of a check keeps its data, with raw SQL access beside the store.
 #[derive(Debug, Clone)]
-pub enum Raw {
+pub(crate) enum Raw {
     Sqlite { path: PathBuf },
     Postgres { url: String, schema: String },
 }
 
 /// A column value read with raw SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RawValue {
+pub(crate) enum RawValue {
     Null,
     Int(i64),
     Text(String),
@@ -42,14 +42,14 @@ pub enum RawValue {
 }
 
 impl RawValue {
-    pub fn int(&self) -> i64 {
+    pub(crate) fn int(&self) -> i64 {
         match self {
             RawValue::Int(value) => *value,
             other => panic!("expected an integer, got {other:?}"),
         }
     }
 
-    pub fn blob(&self) -> Vec<u8> {
+    pub(crate) fn blob(&self) -> Vec<u8> {
         match self {
             RawValue::Blob(value) => value.clone(),
             other => panic!("expected a blob, got {other:?}"),
@@ -58,7 +58,7 @@ impl RawValue {
 }
 
 impl Raw {
-    pub fn backend(&self) -> &'static str {
+    pub(crate) fn backend(&self) -> &'static str {
         match self {
             Raw::Sqlite { .. } => "sqlite",
             Raw::Postgres { .. } => "postgres",
@@ -66,7 +66,7 @@ impl Raw {
     }
 
     /// Opens (and migrates) the store over this location.
-    pub async fn open(&self) -> Arc<dyn Store> {
+    pub(crate) async fn open(&self) -> Arc<dyn Store> {
         let store = match self {
             Raw::Sqlite { path } => rampart_store::open_sqlite(path).await,
             Raw::Postgres { url, schema } => rampart_store::open_postgres_in_schema(url, schema).await,
@@ -77,7 +77,7 @@ impl Raw {
     }
 
     /// Runs one statement with raw SQL; `Err` carries the backend's message.
-    pub async fn execute(&self, sql: &str) -> Result<u64, String> {
+    pub(crate) async fn execute(&self, sql: &str) -> Result<u64, String> {
         match self {
             Raw::Sqlite { path } => {
                 let (path, sql) = (path.clone(), sql.to_owned());
@@ -96,7 +96,7 @@ impl Raw {
     }
 
     /// Runs a batch of statements (DDL) with raw SQL.
-    pub async fn execute_batch(&self, sql: &str) {
+    pub(crate) async fn execute_batch(&self, sql: &str) {
         match self {
             Raw::Sqlite { path } => {
                 let (path, sql) = (path.clone(), sql.to_owned());
@@ -114,7 +114,7 @@ impl Raw {
     }
 
     /// The rows a raw query answers (integers, text, blobs and NULLs).
-    pub async fn query(&self, sql: &str) -> Vec<Vec<RawValue>> {
+    pub(crate) async fn query(&self, sql: &str) -> Vec<Vec<RawValue>> {
         match self {
             Raw::Sqlite { path } => {
                 let (path, sql) = (path.clone(), sql.to_owned());
@@ -170,7 +170,7 @@ impl Raw {
     }
 
     /// `SELECT COUNT(*) FROM <from_where>`.
-    pub async fn count(&self, from_where: &str) -> i64 {
+    pub(crate) async fn count(&self, from_where: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {from_where}");
         let rows = self.query(&sql).await;
         rows.first().and_then(|row| row.first()).unwrap_or_else(|| panic!("{sql}: no row")).int()
@@ -184,7 +184,7 @@ fn sqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
 }
 
 /// A plain (no TLS) client of the PostgreSQL server, with `schema` as its search path.
-pub async fn raw_postgres(url: &str, schema: Option<&str>) -> tokio_postgres::Client {
+pub(crate) async fn raw_postgres(url: &str, schema: Option<&str>) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("raw postgres");
     tokio::spawn(connection);
     if let Some(schema) = schema {
@@ -194,7 +194,7 @@ pub async fn raw_postgres(url: &str, schema: Option<&str>) -> tokio_postgres::Cl
 }
 
 /// A schema name no other run uses (lower-case letters, digits, `_`).
-pub fn fresh_schema_name() -> String {
+pub(crate) fn fresh_schema_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -205,7 +205,7 @@ pub fn fresh_schema_name() -> String {
 
 /// Runs `body` on a fresh SQLite database, then on a fresh PostgreSQL schema when the suite
 /// has a server (printing why not otherwise).
-pub async fn on_every_backend<F, Fut>(name: &str, body: F)
+pub(crate) async fn on_every_backend<F, Fut>(name: &str, body: F)
 where
     F: Fn(Raw) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -221,7 +221,7 @@ where
 
 /// Runs `body` on a fresh PostgreSQL schema and drops the schema afterwards, also when the
 /// body panics (the panic is then passed on).
-pub async fn on_postgres<F, Fut>(name: &str, url: &str, body: F)
+pub(crate) async fn on_postgres<F, Fut>(name: &str, url: &str, body: F)
 where
     F: FnOnce(Raw) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -241,7 +241,7 @@ where
 }
 
 /// Runs `count` copies of a task at once and collects their answers.
-pub async fn concurrently<T, F, Fut>(count: usize, make: F) -> Vec<T>
+pub(crate) async fn concurrently<T, F, Fut>(count: usize, make: F) -> Vec<T>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
@@ -266,7 +266,7 @@ where
 // ---- assertions ----
 
 #[track_caller]
-pub fn assert_not_found<T: Debug>(result: StoreResult<T>) {
+pub(crate) fn assert_not_found<T: Debug>(result: StoreResult<T>) {
     match result {
         Err(StoreError::NotFound) => {}
         other => panic!("expected NotFound, got {other:?}"),
@@ -274,7 +274,7 @@ pub fn assert_not_found<T: Debug>(result: StoreResult<T>) {
 }
 
 #[track_caller]
-pub fn assert_conflict<T: Debug>(result: StoreResult<T>) {
+pub(crate) fn assert_conflict<T: Debug>(result: StoreResult<T>) {
     match result {
         Err(StoreError::Conflict(_)) => {}
         other => panic!("expected Conflict, got {other:?}"),
@@ -283,15 +283,15 @@ pub fn assert_conflict<T: Debug>(result: StoreResult<T>) {
 
 // ---- small values ----
 
-pub fn page(after: Option<&str>, limit: u32) -> Page {
+pub(crate) fn page(after: Option<&str>, limit: u32) -> Page {
     Page { after: after.map(str::to_owned), limit }
 }
 
-pub fn strings(items: &[&str]) -> Vec<String> {
+pub(crate) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|item| (*item).to_owned()).collect()
 }
 
-pub fn range<K>(
+pub(crate) fn range<K>(
     from: Option<i64>,
     to: Option<i64>,
     after: Option<(i64, K)>,
@@ -302,33 +302,33 @@ pub fn range<K>(
 }
 
 /// Every row, ascending.
-pub fn everything<K>() -> TimeRange<K> {
+pub(crate) fn everything<K>() -> TimeRange<K> {
     range(None, None, None, false, 0)
 }
 
 // ---- tenancy ----
 
-pub fn tenant(id: &str) -> Tenant {
+pub(crate) fn tenant(id: &str) -> Tenant {
     Tenant { id: id.into(), uid: format!("{id}-uid-1"), name: format!("Tenant {id}"), parent: None, created_at: 1_000 }
 }
 
-pub fn child_tenant(id: &str, parent: &str) -> Tenant {
+pub(crate) fn child_tenant(id: &str, parent: &str) -> Tenant {
     Tenant { parent: Some(parent.into()), ..tenant(id) }
 }
 
-pub async fn create_tenant(store: &dyn Store, id: &str) -> Tenant {
+pub(crate) async fn create_tenant(store: &dyn Store, id: &str) -> Tenant {
     let row = tenant(id);
     store.create_tenant(&row).await.unwrap_or_else(|error| panic!("create tenant {id}: {error}"));
     row
 }
 
-pub fn tenant_key(tenant: &str, key_id: &str, created_at: i64) -> TenantKey {
+pub(crate) fn tenant_key(tenant: &str, key_id: &str, created_at: i64) -> TenantKey {
     TenantKey { tenant: tenant.into(), key_id: key_id.into(), wrapped: key_id.as_bytes().to_vec(), created_at }
 }
 
 // ---- people ----
 
-pub fn user(tenant: &str, username: &str) -> User {
+pub(crate) fn user(tenant: &str, username: &str) -> User {
     User {
         tenant: tenant.into(),
         username: username.into(),
@@ -351,13 +351,13 @@ pub fn user(tenant: &str, username: &str) -> User {
     }
 }
 
-pub async fn create_user(store: &dyn Store, tenant: &str, username: &str) -> User {
+pub(crate) async fn create_user(store: &dyn Store, tenant: &str, username: &str) -> User {
     let row = user(tenant, username);
     store.create_user(&row).await.unwrap_or_else(|error| panic!("create user {username}: {error}"));
     row
 }
 
-pub fn role(tenant: &str, name: &str) -> Role {
+pub(crate) fn role(tenant: &str, name: &str) -> Role {
     Role {
         tenant: tenant.into(),
         name: name.into(),
@@ -366,7 +366,7 @@ pub fn role(tenant: &str, name: &str) -> Role {
     }
 }
 
-pub fn group(tenant: &str, id: &str, parent: Option<&str>) -> Group {
+pub(crate) fn group(tenant: &str, id: &str, parent: Option<&str>) -> Group {
     Group {
         tenant: tenant.into(),
         id: id.into(),
@@ -376,7 +376,7 @@ pub fn group(tenant: &str, id: &str, parent: Option<&str>) -> Group {
     }
 }
 
-pub fn api_key(tenant: &str, id: &str, owner: &str, owner_uid: &str) -> ApiKey {
+pub(crate) fn api_key(tenant: &str, id: &str, owner: &str, owner_uid: &str) -> ApiKey {
     ApiKey {
         id: id.into(),
         tenant: tenant.into(),
@@ -394,7 +394,7 @@ pub fn api_key(tenant: &str, id: &str, owner: &str, owner_uid: &str) -> ApiKey {
 
 // ---- devices and credentials ----
 
-pub fn device(tenant: &str, id: &str, group: Option<&str>) -> Device {
+pub(crate) fn device(tenant: &str, id: &str, group: Option<&str>) -> Device {
     Device {
         tenant: tenant.into(),
         id: id.into(),
@@ -413,7 +413,7 @@ pub fn device(tenant: &str, id: &str, group: Option<&str>) -> Device {
     }
 }
 
-pub fn device_key(tenant: &str, device: &str) -> DeviceKey {
+pub(crate) fn device_key(tenant: &str, device: &str) -> DeviceKey {
     DeviceKey {
         tenant: tenant.into(),
         device: device.into(),
@@ -423,7 +423,7 @@ pub fn device_key(tenant: &str, device: &str) -> DeviceKey {
 }
 
 /// Creates the device (with its data key) and answers it as stored.
-pub async fn create_device(store: &dyn Store, row: &Device) -> Device {
+pub(crate) async fn create_device(store: &dyn Store, row: &Device) -> Device {
     store
         .create_device(row, &device_key(&row.tenant, &row.id))
         .await
@@ -431,7 +431,7 @@ pub async fn create_device(store: &dyn Store, row: &Device) -> Device {
     row.clone()
 }
 
-pub fn token(tenant: &str, device: &str, id: &str) -> DeviceToken {
+pub(crate) fn token(tenant: &str, device: &str, id: &str) -> DeviceToken {
     DeviceToken {
         tenant: tenant.into(),
         device: device.into(),
@@ -441,11 +441,11 @@ pub fn token(tenant: &str, device: &str, id: &str) -> DeviceToken {
     }
 }
 
-pub fn token_hash(tenant: &str, device: &str, id: &str) -> Vec<u8> {
+pub(crate) fn token_hash(tenant: &str, device: &str, id: &str) -> Vec<u8> {
     format!("sha256 of {tenant}/{device}/{id}").into_bytes()
 }
 
-pub fn certificate(tenant: &str, device: &str, serial: &str) -> DeviceCertificate {
+pub(crate) fn certificate(tenant: &str, device: &str, serial: &str) -> DeviceCertificate {
     DeviceCertificate {
         tenant: tenant.into(),
         device: device.into(),
@@ -457,7 +457,7 @@ pub fn certificate(tenant: &str, device: &str, serial: &str) -> DeviceCertificat
     }
 }
 
-pub fn tenant_ca(tenant: &str) -> TenantCa {
+pub(crate) fn tenant_ca(tenant: &str) -> TenantCa {
     TenantCa {
         tenant: tenant.into(),
         cert_pem: format!("CA of {tenant}"),
@@ -467,7 +467,7 @@ pub fn tenant_ca(tenant: &str) -> TenantCa {
     }
 }
 
-pub fn trusted_ca(tenant: &str, id: &str, subject: &str) -> TrustedCa {
+pub(crate) fn trusted_ca(tenant: &str, id: &str, subject: &str) -> TrustedCa {
     TrustedCa {
         tenant: tenant.into(),
         id: id.into(),
@@ -487,7 +487,7 @@ fn fingerprint_seed(tenant: &str, id: &str) -> u128 {
 }
 
 /// A device with a key, two tokens, a live and an earlier revoked certificate, `active`.
-pub async fn equip(store: &dyn Store, tenant: &str, id: &str) {
+pub(crate) async fn equip(store: &dyn Store, tenant: &str, id: &str) {
     let mut row = device(tenant, id, None);
     row.status = DeviceStatus::Active;
     row.last_seen = Some(3_500);
@@ -501,7 +501,7 @@ pub async fn equip(store: &dyn Store, tenant: &str, id: &str) {
 }
 
 /// What [`equip`] made is all still there.
-pub async fn assert_equipped(store: &dyn Store, tenant: &str, id: &str) {
+pub(crate) async fn assert_equipped(store: &dyn Store, tenant: &str, id: &str) {
     let row = store.get_device(tenant, id).await.expect("equipped device");
     assert_eq!((row.status, row.credentials_valid_after), (DeviceStatus::Active, 0), "{tenant}/{id}");
     store.get_device_key(tenant, id).await.expect("equipped key");
@@ -513,11 +513,11 @@ pub async fn assert_equipped(store: &dyn Store, tenant: &str, id: &str) {
 
 // ---- audit and security ----
 
-pub fn chain(tenant: &str, incarnation: &str) -> AuditChain {
+pub(crate) fn chain(tenant: &str, incarnation: &str) -> AuditChain {
     AuditChain { tenant: tenant.into(), incarnation: incarnation.into() }
 }
 
-pub fn audit(chain: &AuditChain, seq: i64, action: &str, actor: &str) -> AuditRecord {
+pub(crate) fn audit(chain: &AuditChain, seq: i64, action: &str, actor: &str) -> AuditRecord {
     AuditRecord {
         tenant: chain.tenant.clone(),
         incarnation: chain.incarnation.clone(),
@@ -535,7 +535,7 @@ pub fn audit(chain: &AuditChain, seq: i64, action: &str, actor: &str) -> AuditRe
     }
 }
 
-pub fn checkpoint(chain: &AuditChain, seq: i64) -> AuditCheckpoint {
+pub(crate) fn checkpoint(chain: &AuditChain, seq: i64) -> AuditCheckpoint {
     AuditCheckpoint {
         tenant: chain.tenant.clone(),
         incarnation: chain.incarnation.clone(),
@@ -547,7 +547,7 @@ pub fn checkpoint(chain: &AuditChain, seq: i64) -> AuditCheckpoint {
 }
 
 /// A security event whose id sorts by time like the platform's (`<ts as 16 hex><suffix>`).
-pub fn security_event(tenant: &str, incarnation: &str, ts: i64, suffix: &str) -> SecurityEvent {
+pub(crate) fn security_event(tenant: &str, incarnation: &str, ts: i64, suffix: &str) -> SecurityEvent {
     SecurityEvent {
         tenant: tenant.into(),
         incarnation: incarnation.into(),
@@ -564,7 +564,7 @@ pub fn security_event(tenant: &str, incarnation: &str, ts: i64, suffix: &str) ->
 
 // ---- device data ----
 
-pub fn telemetry(tenant: &str, device: &str, ts: i64, seq: i64) -> DeviceDataRow {
+pub(crate) fn telemetry(tenant: &str, device: &str, ts: i64, seq: i64) -> DeviceDataRow {
     DeviceDataRow::Telemetry(TelemetryRow {
         tenant: tenant.into(),
         device: device.into(),
@@ -574,7 +574,7 @@ pub fn telemetry(tenant: &str, device: &str, ts: i64, seq: i64) -> DeviceDataRow
     })
 }
 
-pub fn event(tenant: &str, device: &str, ts: i64, id: &str, tag: &str) -> DeviceDataRow {
+pub(crate) fn event(tenant: &str, device: &str, ts: i64, id: &str, tag: &str) -> DeviceDataRow {
     DeviceDataRow::Event(DeviceEventRow {
         tenant: tenant.into(),
         device: device.into(),
@@ -585,7 +585,7 @@ pub fn event(tenant: &str, device: &str, ts: i64, id: &str, tag: &str) -> Device
     })
 }
 
-pub fn attestation(tenant: &str, device: &str, ts: i64, id: &str) -> DeviceDataRow {
+pub(crate) fn attestation(tenant: &str, device: &str, ts: i64, id: &str) -> DeviceDataRow {
     DeviceDataRow::Attestation(AttestationRow {
         tenant: tenant.into(),
         device: device.into(),
@@ -595,7 +595,7 @@ pub fn attestation(tenant: &str, device: &str, ts: i64, id: &str) -> DeviceDataR
     })
 }
 
-pub fn raise(tenant: &str, device: &str, alarm_type: &str, id: &str, severity: Severity, ts: i64) -> AlarmRaise {
+pub(crate) fn raise(tenant: &str, device: &str, alarm_type: &str, id: &str, severity: Severity, ts: i64) -> AlarmRaise {
     AlarmRaise {
         tenant: tenant.into(),
         id: id.into(),
@@ -607,7 +607,7 @@ pub fn raise(tenant: &str, device: &str, alarm_type: &str, id: &str, severity: S
     }
 }
 
-pub fn clear(tenant: &str, device: &str, alarm_type: &str, ts: i64) -> DeviceDataRow {
+pub(crate) fn clear(tenant: &str, device: &str, alarm_type: &str, ts: i64) -> DeviceDataRow {
     DeviceDataRow::ClearAlarm(AlarmClear {
         tenant: tenant.into(),
         device: device.into(),
@@ -616,15 +616,15 @@ pub fn clear(tenant: &str, device: &str, alarm_type: &str, ts: i64) -> DeviceDat
     })
 }
 
-pub fn seen(tenant: &str, device: &str, at_ms: i64) -> DeviceSeen {
+pub(crate) fn seen(tenant: &str, device: &str, at_ms: i64) -> DeviceSeen {
     DeviceSeen { tenant: tenant.into(), device: device.into(), at_ms }
 }
 
-pub fn batch(rows: Vec<DeviceDataRow>) -> DeviceDataBatch {
+pub(crate) fn batch(rows: Vec<DeviceDataRow>) -> DeviceDataBatch {
     DeviceDataBatch { rows, seen: Vec::new() }
 }
 
-pub fn twin(tenant: &str, device: &str, version: i64, sealed: &[u8]) -> TwinReportedRow {
+pub(crate) fn twin(tenant: &str, device: &str, version: i64, sealed: &[u8]) -> TwinReportedRow {
     TwinReportedRow {
         tenant: tenant.into(),
         device: device.into(),
@@ -636,7 +636,7 @@ pub fn twin(tenant: &str, device: &str, version: i64, sealed: &[u8]) -> TwinRepo
 
 // ---- retained messages ----
 
-pub fn retained(tenant: &str, topic: &str, payload: &[u8]) -> RetainedMessageRow {
+pub(crate) fn retained(tenant: &str, topic: &str, payload: &[u8]) -> RetainedMessageRow {
     RetainedMessageRow {
         tenant: tenant.into(),
         topic: topic.into(),
@@ -649,12 +649,12 @@ pub fn retained(tenant: &str, topic: &str, payload: &[u8]) -> RetainedMessageRow
 }
 
 /// Keeps one retained message (a batch of one change).
-pub async fn put_retained(store: &dyn Store, row: &RetainedMessageRow) -> StoreResult<()> {
+pub(crate) async fn put_retained(store: &dyn Store, row: &RetainedMessageRow) -> StoreResult<()> {
     store.write_retained_messages(&[RetainedChange::Put(row.clone())]).await
 }
 
 /// Forgets the retained message of (tenant, topic) (a batch of one change).
-pub async fn delete_retained(store: &dyn Store, tenant: &str, topic: &str) -> StoreResult<()> {
+pub(crate) async fn delete_retained(store: &dyn Store, tenant: &str, topic: &str) -> StoreResult<()> {
     store.write_retained_messages(&[RetainedChange::Delete { tenant: tenant.into(), topic: topic.into() }]).await
 }
 
@@ -663,7 +663,7 @@ pub async fn delete_retained(store: &dyn Store, tenant: &str, topic: &str) -> St
 /// Gives tenant `tenant` (created here, under `parent` if any) a row in every table of
 /// [`rampart_store::owned_tables::OWNED_TABLES`] that the API reaches, with device `device`
 /// holding one row in each table of device rows, plus an audit record and checkpoint.
-pub async fn populate_every_owned_table(store: &dyn Store, tenant: &str, device: &str) {
+pub(crate) async fn populate_every_owned_table(store: &dyn Store, tenant: &str, device: &str) {
     store.create_tenant(&self::tenant(tenant)).await.expect("tenant");
     store.put_tenant_policy(tenant, None, "{}").await.expect("tenant policy");
     store.put_topic_policy(tenant, r#"{"rules":[]}"#).await.expect("topic policy");

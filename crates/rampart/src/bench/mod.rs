@@ -25,13 +25,13 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     #[command(subcommand)]
     pub command: BenchCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// Register N devices with tokens in the token's tenant; write client_id,username,password rows.
     Provision(ProvisionArgs),
     /// Publish telemetry over one TLS connection per credentials row; print one JSON line.
@@ -41,7 +41,7 @@ pub enum BenchCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct ProvisionArgs {
+pub(crate) struct ProvisionArgs {
     /// Rampart's HTTPS base URL, e.g. https://127.0.0.1:8443.
     #[arg(long)]
     pub url: String,
@@ -69,7 +69,7 @@ pub struct ProvisionArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Broker address HOST:PORT (MQTT over TLS).
     #[arg(long)]
     pub mqtt: String,
@@ -107,7 +107,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// Broker address HOST:PORT (MQTT over TLS).
     #[arg(long)]
     pub mqtt: String,
@@ -125,7 +125,7 @@ pub struct ConnectArgs {
     pub connect_concurrency: usize,
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Provision(args) => {
             let failures = provision::run(provision::ProvisionSettings {

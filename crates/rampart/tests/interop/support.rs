@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 /// The MQTT address from `DATA_DIR/endpoints.json` (SPEC §1). Fails with a clear message while
 /// the gateway is not wired into `rampart serve`.
-pub fn mqtt_addr(server: &TestServer) -> String {
+pub(crate) fn mqtt_addr(server: &TestServer) -> String {
     let path = server.data_dir.join("endpoints.json");
     let text = std::fs::read_to_string(&path).expect("endpoints.json");
     let endpoints: Value = serde_json::from_str(&text).expect("endpoints.json is JSON");
@@ -21,17 +21,17 @@ pub fn mqtt_addr(server: &TestServer) -> String {
     }
 }
 
-pub fn mqtt_port(address: &str) -> String {
+pub(crate) fn mqtt_port(address: &str) -> String {
     address.rsplit_once(':').map(|(_, port)| port.to_owned()).expect("HOST:PORT")
 }
 
 /// The platform CA that signs the server certificate of every listener.
-pub fn ca_pem(server: &TestServer) -> PathBuf {
+pub(crate) fn ca_pem(server: &TestServer) -> PathBuf {
     server.data_dir.join("tls/ca.pem")
 }
 
 /// Registers `device` and returns a fresh token for it.
-pub async fn device_with_token(server: &TestServer, admin: &str, device: &str) -> String {
+pub(crate) async fn device_with_token(server: &TestServer, admin: &str, device: &str) -> String {
     let (status, answer) = server.post("/api/v1/devices", admin, json!({"id": device})).await;
     assert!(status == 201 || status == 409, "register {device}: {status} {answer}");
     let (status, answer) = server.post(&format!("/api/v1/devices/{device}/tokens"), admin, json!({})).await;
@@ -41,7 +41,12 @@ pub async fn device_with_token(server: &TestServer, admin: &str, device: &str) -
 
 /// A client certificate and key for `device` (registered first), issued by the tenant CA from a
 /// CSR made here; written as PEM files into `dir`. Returns (certificate, key) paths.
-pub async fn device_with_certificate(server: &TestServer, admin: &str, device: &str, dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) async fn device_with_certificate(
+    server: &TestServer,
+    admin: &str,
+    device: &str,
+    dir: &Path,
+) -> (PathBuf, PathBuf) {
     let (status, answer) = server.post("/api/v1/devices", admin, json!({"id": device})).await;
     assert!(status == 201 || status == 409, "register {device}: {status} {answer}");
     let key = rcgen::KeyPair::generate().expect("key");
@@ -61,7 +66,13 @@ pub async fn device_with_certificate(server: &TestServer, admin: &str, device: &
 }
 
 /// Measurements of `device` (SPEC §8), polled until at least `at_least` arrive or 10 s pass.
-pub async fn measurements(server: &TestServer, admin: &str, device: &str, series: &str, at_least: usize) -> Vec<Value> {
+pub(crate) async fn measurements(
+    server: &TestServer,
+    admin: &str,
+    device: &str,
+    series: &str,
+    at_least: usize,
+) -> Vec<Value> {
     let path = format!("/api/v1/devices/{device}/measurements?series={series}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -76,7 +87,7 @@ pub async fn measurements(server: &TestServer, admin: &str, device: &str, series
 }
 
 /// Security events of one type (SPEC §10), polled until one arrives or 10 s pass.
-pub async fn security_events(server: &TestServer, admin: &str, event_type: &str) -> Vec<Value> {
+pub(crate) async fn security_events(server: &TestServer, admin: &str, event_type: &str) -> Vec<Value> {
     let path = format!("/api/v1/security/events?type={event_type}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -91,12 +102,12 @@ pub async fn security_events(server: &TestServer, admin: &str, event_type: &str)
 }
 
 /// Whether `program` can be started at all (it may still exit non-zero for `--help`).
-pub fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     Command::new(program).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
 /// Runs a command to completion with a time limit, killing it when the limit passes.
-pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
+pub(crate) fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
     let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let started = Instant::now();
     loop {
@@ -112,11 +123,11 @@ pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
 }
 
 /// Same as [`run_with_timeout`] but off the async runtime's worker threads.
-pub async fn run_async(mut command: Command, limit: Duration) -> Output {
+pub(crate) async fn run_async(mut command: Command, limit: Duration) -> Output {
     tokio::task::spawn_blocking(move || run_with_timeout(&mut command, limit)).await.expect("join")
 }
 
-pub fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
         output.status.code(),
@@ -127,7 +138,7 @@ pub fn text(output: &Output) -> String {
 
 /// A Python interpreter with paho-mqtt: the system one if it has paho, else a venv under the
 /// test target dir with paho-mqtt installed from PyPI. `None` (reason printed) if neither works.
-pub fn paho_python() -> Option<PathBuf> {
+pub(crate) fn paho_python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
     PYTHON
         .get_or_init(|| {

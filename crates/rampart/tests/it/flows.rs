@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::BIN;
 
 /// A PostgreSQL database of its own for one server: a fresh schema in the test database.
-pub fn postgres_options(url: &str, schema: &str) -> ServerOptions {
+pub(crate) fn postgres_options(url: &str, schema: &str) -> ServerOptions {
     let mut client = std::process::Command::new("psql");
     let created = client
         .args([url, "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")])
@@ -21,7 +21,7 @@ pub fn postgres_options(url: &str, schema: &str) -> ServerOptions {
 }
 
 /// Drops a schema made by [`postgres_options`].
-pub fn drop_schema(url: &str, schema: &str) {
+pub(crate) fn drop_schema(url: &str, schema: &str) {
     std::process::Command::new("psql")
         .args([url, "-q", "-c", &format!("DROP SCHEMA {schema} CASCADE")])
         .env("PGOPTIONS", "--client-min-messages=warning")
