@@ -9,5 +9,6 @@ mod gateway;
 mod isolation;
 mod retained;
 mod security_flows;
+mod tidy;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
