@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rampart_platform::Platform;
 use rampart_store::Store;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::error::IngestError;
 use crate::keys::KeyCache;
@@ -26,6 +26,10 @@ pub struct IngestSettings {
     pub max_batch: usize,
     /// Messages waiting for the writer before `submit` waits and `submit_nowait` drops.
     pub queue_capacity: usize,
+    /// Bytes of messages (payload plus [`QUEUED_MESSAGE_OVERHEAD`] each) queued or being
+    /// committed before `submit` waits and `submit_nowait` drops: what devices can make this
+    /// process hold, whatever the sizes of their messages. At most `u32::MAX`.
+    pub queue_bytes: usize,
     /// Unwrapped device keys kept in memory.
     pub key_cache_capacity: usize,
     /// Bytes of live events one subscriber may leave unread before it is dropped.
@@ -39,12 +43,16 @@ impl Default for IngestSettings {
         IngestSettings {
             max_batch: 4000,
             queue_capacity: 100_000,
+            queue_bytes: 64 * 1024 * 1024,
             key_cache_capacity: 100_000,
             live_subscriber_bytes: 1024 * 1024,
             availability_check: Some(Duration::from_secs(1)),
         }
     }
 }
+
+/// What one queued message counts for beyond its payload (its parsed form, ids, the job).
+pub const QUEUED_MESSAGE_OVERHEAD: usize = 256;
 
 /// Validates `payload` for `kind` exactly as [`Ingestor::submit`] does, without storing or
 /// counting anything (dry runs, the fuzz target). `Err` is always [`IngestError::Malformed`].
@@ -88,6 +96,9 @@ pub struct Ingestor {
 pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     queue: mpsc::Sender<Command>,
+    /// The queue's byte budget: one permit per byte.
+    budget: Arc<Semaphore>,
+    budget_total: u32,
 }
 
 impl Ingestor {
@@ -108,7 +119,9 @@ impl Ingestor {
         });
         let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
         writer::spawn(Arc::clone(&shared), receiver, settings.max_batch.max(1));
-        let inner = Arc::new(Inner { shared, queue });
+        let budget_total = u32::try_from(settings.queue_bytes.max(QUEUED_MESSAGE_OVERHEAD)).unwrap_or(u32::MAX);
+        let budget = Arc::new(Semaphore::new(budget_total as usize));
+        let inner = Arc::new(Inner { shared, queue, budget, budget_total });
         if let Some(period) = settings.availability_check {
             crate::availability::spawn(Arc::downgrade(&inner), period);
         }
@@ -117,6 +130,28 @@ impl Ingestor {
 
     fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+
+    /// The budget a message of `payload_len` bytes takes (a message larger than the whole
+    /// budget takes all of it, so it still goes through, alone).
+    fn cost(&self, payload_len: usize) -> u32 {
+        let cost = payload_len.saturating_add(QUEUED_MESSAGE_OVERHEAD);
+        u32::try_from(cost).unwrap_or(u32::MAX).min(self.inner.budget_total)
+    }
+
+    /// Waits for `payload_len` bytes of the queue's budget.
+    async fn reserve(&self, payload_len: usize) -> Result<OwnedSemaphorePermit, IngestError> {
+        let budget = Arc::clone(&self.inner.budget);
+        budget.acquire_many_owned(self.cost(payload_len)).await.map_err(|_| IngestError::Stopped)
+    }
+
+    /// Takes `payload_len` bytes of the queue's budget now, or answers `Overloaded`.
+    fn try_reserve(&self, payload_len: usize) -> Result<OwnedSemaphorePermit, IngestError> {
+        let budget = Arc::clone(&self.inner.budget);
+        budget.try_acquire_many_owned(self.cost(payload_len)).map_err(|error| match error {
+            tokio::sync::TryAcquireError::NoPermits => IngestError::Overloaded,
+            tokio::sync::TryAcquireError::Closed => IngestError::Stopped,
+        })
     }
 
     fn validate(&self, kind: DataKind, payload: &[u8], received_at_ms: i64) -> Result<Parsed, IngestError> {
@@ -149,15 +184,17 @@ impl Ingestor {
         if let Parsed::TwinReported(patch) = parsed {
             return crate::twin::apply_reported(self.shared(), tenant, device, patch, received_at_ms).await;
         }
+        let budget = self.reserve(payload.len()).await?;
         let (done, outcome) = oneshot::channel();
-        let job = Job::new(tenant, device, received_at_ms, parsed, Some(done));
+        let job = Job::new(tenant, device, received_at_ms, parsed, Some(done), budget);
         self.inner.queue.send(Command::Write(job)).await.map_err(|_| IngestError::Stopped)?;
         outcome.await.unwrap_or(Err(IngestError::Stopped))
     }
 
     /// For QoS 0: the same validation, synchronously; the message is queued for the next
-    /// commit without waiting for it. A full queue answers [`IngestError::Overloaded`] (the
-    /// message is dropped); storage failures after that are only logged.
+    /// commit without waiting for it. A full queue (in messages or in bytes) answers
+    /// [`IngestError::Overloaded`] (the message is dropped); storage failures after that are
+    /// only logged.
     pub fn submit_nowait(
         &self,
         tenant: &str,
@@ -167,10 +204,13 @@ impl Ingestor {
         received_at_ms: i64,
     ) -> Result<(), IngestError> {
         let parsed = self.validate(kind, payload, received_at_ms)?;
+        let budget = self.try_reserve(payload.len())?;
         if let Parsed::TwinReported(patch) = parsed {
+            // The merge runs on its own task; the budget it holds bounds how many can.
             let shared = Arc::clone(&self.inner.shared);
             let (tenant, device) = (tenant.to_owned(), device.to_owned());
             tokio::spawn(async move {
+                let _budget = budget;
                 if let Err(error) = crate::twin::apply_reported(&shared, &tenant, &device, patch, received_at_ms).await
                 {
                     tracing::warn!(%tenant, %device, %error, "reported twin update (QoS 0) failed");
@@ -178,7 +218,7 @@ impl Ingestor {
             });
             return Ok(());
         }
-        let job = Job::new(tenant, device, received_at_ms, parsed, None);
+        let job = Job::new(tenant, device, received_at_ms, parsed, None, budget);
         self.inner.queue.try_send(Command::Write(job)).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => IngestError::Stopped,

@@ -31,7 +31,7 @@ mod twin;
 mod writer;
 
 pub use error::{IngestError, QueryError};
-pub use ingest::{IngestSettings, Ingestor, check_payload};
+pub use ingest::{IngestSettings, Ingestor, QUEUED_MESSAGE_OVERHEAD, check_payload};
 pub use kind::DataKind;
 pub use live::{LiveEvent, LiveReceiver, LiveTopic};
 pub use queries::{

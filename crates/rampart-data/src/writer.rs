@@ -20,7 +20,7 @@ use rampart_store::{
     TelemetryRow,
 };
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::error::IngestError;
 use crate::ingest::Shared;
@@ -44,6 +44,8 @@ pub(crate) struct Job {
     received_at_ms: i64,
     parsed: Parsed,
     done: Option<oneshot::Sender<Result<(), IngestError>>>,
+    /// This message's share of the queue's byte budget, held until it is committed.
+    budget: OwnedSemaphorePermit,
 }
 
 impl Job {
@@ -53,8 +55,9 @@ impl Job {
         received_at_ms: i64,
         parsed: Parsed,
         done: Option<oneshot::Sender<Result<(), IngestError>>>,
+        budget: OwnedSemaphorePermit,
     ) -> Job {
-        Job { tenant: Arc::from(tenant), device: Arc::from(device), received_at_ms, parsed, done }
+        Job { tenant: Arc::from(tenant), device: Arc::from(device), received_at_ms, parsed, done, budget }
     }
 }
 
@@ -82,6 +85,8 @@ struct PreparedJob {
     seen: Option<usize>,
     done: Option<oneshot::Sender<Result<(), IngestError>>>,
     after: AfterCommit,
+    /// Released once the message is committed (or failed).
+    _budget: OwnedSemaphorePermit,
 }
 
 /// `last_seen` is written at most once per this many milliseconds per device (the availability
@@ -398,6 +403,7 @@ async fn prepare(shared: &Shared, commands: Vec<Command>, seen_written: &mut See
             seen,
             done: job.done,
             after,
+            _budget: job.budget,
         });
     }
     prepared

@@ -28,6 +28,7 @@ mod error;
 mod guard;
 mod identity;
 mod policy;
+mod quotas;
 pub(crate) mod reasons;
 mod registry;
 mod retained;
@@ -152,6 +153,7 @@ pub(crate) struct Shared {
     pub policies: PolicyCache,
     pub guard: Arc<dyn Guard>,
     pub stats: Stats,
+    pub quota_events: quotas::QuotaEvents,
     /// The origin of the sessions' monotonic millisecond clock.
     epoch: Instant,
 }
@@ -224,6 +226,7 @@ impl Gateway {
             policies: PolicyCache::default(),
             guard,
             stats: Stats::default(),
+            quota_events: quotas::QuotaEvents::default(),
             epoch: Instant::now(),
         });
         let restored = retained::load(&shared).await?;

@@ -186,11 +186,21 @@ impl MqttClient {
 
     /// Sends a PUBLISH without waiting; returns its packet id (QoS > 0).
     pub async fn publish(&mut self, topic: &str, qos: QoS, payload: &[u8]) -> std::io::Result<Option<u16>> {
+        self.send_publish(topic, qos, payload, false).await
+    }
+
+    async fn send_publish(
+        &mut self,
+        topic: &str,
+        qos: QoS,
+        payload: &[u8],
+        retain: bool,
+    ) -> std::io::Result<Option<u16>> {
         let packet_id = (qos != QoS::AtMostOnce).then(|| self.packet_id());
         let publish = Publish {
             dup: false,
             qos,
-            retain: false,
+            retain,
             topic: topic.to_owned(),
             packet_id,
             payload: Bytes::copy_from_slice(payload),
@@ -203,7 +213,17 @@ impl MqttClient {
     /// Publishes at QoS 1 and waits for its PUBACK; returns the reason code, or `None` when
     /// the server closed the connection or sent nothing (3.1.1 drops denied publishes).
     pub async fn publish_qos1(&mut self, topic: &str, payload: &[u8]) -> std::io::Result<Option<u8>> {
-        let id = self.publish(topic, QoS::AtLeastOnce, payload).await?;
+        let id = self.send_publish(topic, QoS::AtLeastOnce, payload, false).await?;
+        self.puback(id).await
+    }
+
+    /// [`MqttClient::publish_qos1`] with the retain flag set.
+    pub async fn publish_retained_qos1(&mut self, topic: &str, payload: &[u8]) -> std::io::Result<Option<u8>> {
+        let id = self.send_publish(topic, QoS::AtLeastOnce, payload, true).await?;
+        self.puback(id).await
+    }
+
+    async fn puback(&mut self, id: Option<u16>) -> std::io::Result<Option<u8>> {
         loop {
             match self.next_packet().await {
                 Ok(Some(Packet::PubAck(PubResponse { packet_id, reason, .. }))) if Some(packet_id) == id => {

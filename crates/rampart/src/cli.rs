@@ -56,6 +56,16 @@ pub(crate) struct ServeArgs {
     /// Log format: `text` (default) or `json`.
     #[arg(long, env = "RAMPART_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Retained messages one tenant may keep (default 100000).
+    #[arg(long, env = "RAMPART_MAX_RETAINED_PER_TENANT")]
+    pub max_retained_per_tenant: Option<usize>,
+    /// Persistent MQTT sessions one tenant may hold (default 100000).
+    #[arg(long, env = "RAMPART_MAX_SESSIONS_PER_TENANT")]
+    pub max_sessions_per_tenant: Option<usize>,
+    /// Bytes of device messages waiting to be stored before QoS 1 waits and QoS 0 is dropped
+    /// (default 64 MiB).
+    #[arg(long, env = "RAMPART_INGEST_QUEUE_BYTES")]
+    pub ingest_queue_bytes: Option<usize>,
 }
 
 #[derive(Debug, Args)]

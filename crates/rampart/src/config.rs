@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use rampart_data::IngestSettings;
+use rampart_gateway::GatewaySettings;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
@@ -23,6 +25,9 @@ struct FileConfig {
     tls_san: Option<Vec<String>>,
     metrics_listen: Option<String>,
     log_format: Option<String>,
+    max_retained_per_tenant: Option<usize>,
+    max_sessions_per_tenant: Option<usize>,
+    ingest_queue_bytes: Option<usize>,
 }
 
 /// Where the platform keeps its state.
@@ -63,6 +68,15 @@ pub(crate) struct ServeSettings {
     pub tls_sans: Vec<String>,
     pub metrics_listen: Option<SocketAddr>,
     pub json_logs: bool,
+    pub quotas: Quotas,
+}
+
+/// The resource bounds an operator may tune.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Quotas {
+    pub max_retained_per_tenant: usize,
+    pub max_sessions_per_tenant: usize,
+    pub ingest_queue_bytes: usize,
 }
 
 /// Environment variables Rampart reads besides the `RAMPART_<FLAG>` ones.
@@ -74,7 +88,7 @@ const OTHER_ENV: [&str; 6] = [
     "RAMPART_LOG",
     "RAMPART_CONFIG",
 ];
-const FLAG_ENV: [&str; 9] = [
+const FLAG_ENV: [&str; 12] = [
     "RAMPART_DATA_DIR",
     "RAMPART_HTTP_LISTEN",
     "RAMPART_MQTT_LISTEN",
@@ -84,6 +98,9 @@ const FLAG_ENV: [&str; 9] = [
     "RAMPART_TLS_SAN",
     "RAMPART_METRICS_LISTEN",
     "RAMPART_LOG_FORMAT",
+    "RAMPART_MAX_RETAINED_PER_TENANT",
+    "RAMPART_MAX_SESSIONS_PER_TENANT",
+    "RAMPART_INGEST_QUEUE_BYTES",
 ];
 
 /// Refuses `RAMPART_*` variables that Rampart does not know (a typo must not silently fall
@@ -133,6 +150,21 @@ impl ServeSettings {
             Some("json") => true,
             Some(other) => bail!("log_format must be text or json, got {other:?}"),
         };
+        let (gateway, ingest) = (GatewaySettings::default(), IngestSettings::default());
+        let quotas = Quotas {
+            max_retained_per_tenant: args
+                .max_retained_per_tenant
+                .or(file.max_retained_per_tenant)
+                .unwrap_or(gateway.max_retained_per_tenant),
+            max_sessions_per_tenant: args
+                .max_sessions_per_tenant
+                .or(file.max_sessions_per_tenant)
+                .unwrap_or(gateway.max_sessions_per_tenant),
+            ingest_queue_bytes: args.ingest_queue_bytes.or(file.ingest_queue_bytes).unwrap_or(ingest.queue_bytes),
+        };
+        if quotas.ingest_queue_bytes < 64 * 1024 || quotas.ingest_queue_bytes > u32::MAX as usize {
+            bail!("ingest_queue_bytes must be between 64 KiB and 4 GiB, got {}", quotas.ingest_queue_bytes);
+        }
         Ok(ServeSettings {
             data_dir,
             http_listen: parse_addr("http_listen", &http)?,
@@ -142,6 +174,7 @@ impl ServeSettings {
             tls_sans,
             metrics_listen: metrics.map(|m| parse_addr("metrics_listen", &m)).transpose()?,
             json_logs,
+            quotas,
         })
     }
 }
@@ -164,6 +197,20 @@ mod tests {
         assert_eq!(settings.mqtt_listen.to_string(), "127.0.0.1:8883");
         assert_eq!(settings.storage, StorageSetting::Sqlite);
         assert_eq!(settings.data_dir, PathBuf::from("./rampart-data"));
+        assert_eq!(settings.quotas.max_retained_per_tenant, GatewaySettings::default().max_retained_per_tenant);
+        assert_eq!(settings.quotas.ingest_queue_bytes, IngestSettings::default().queue_bytes);
+    }
+
+    #[test]
+    fn quotas_come_from_flags_or_the_file() {
+        let (_dir, mut args) = args_with_config("max_retained_per_tenant = 5\nmax_sessions_per_tenant = 7\n");
+        args.ingest_queue_bytes = Some(1 << 20);
+        let quotas = ServeSettings::resolve(args).expect("settings").quotas;
+        assert_eq!((quotas.max_retained_per_tenant, quotas.max_sessions_per_tenant), (5, 7));
+        assert_eq!(quotas.ingest_queue_bytes, 1 << 20);
+        let (_dir, mut args) = args_with_config("");
+        args.ingest_queue_bytes = Some(10);
+        assert!(ServeSettings::resolve(args).is_err(), "a queue too small to hold a message");
     }
 
     #[test]

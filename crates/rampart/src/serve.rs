@@ -44,8 +44,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let admin = bootstrap_admin(&platform, &settings.data_dir).await?;
     let tls = crate::tls::listener_configs(&platform, &settings).await?;
     // The data plane is the one service crate besides the platform that holds the store.
-    let ingestor = Ingestor::start(Arc::clone(&platform), store, IngestSettings::default());
-    let gateway_settings = GatewaySettings { listen: settings.mqtt_listen, ..GatewaySettings::default() };
+    let ingest_settings =
+        IngestSettings { queue_bytes: settings.quotas.ingest_queue_bytes, ..IngestSettings::default() };
+    let ingestor = Ingestor::start(Arc::clone(&platform), store, ingest_settings);
+    let gateway_settings = GatewaySettings {
+        listen: settings.mqtt_listen,
+        max_retained_per_tenant: settings.quotas.max_retained_per_tenant,
+        max_sessions_per_tenant: settings.quotas.max_sessions_per_tenant,
+        ..GatewaySettings::default()
+    };
     let gateway = Gateway::start(Arc::clone(&platform), ingestor.clone(), tls.mqtt, gateway_settings)
         .await
         .context("starting the MQTT listener")?;

@@ -626,3 +626,38 @@ async fn sqlite_throughput() {
     throughput(&f, "SQLite", 100, 1000, 100).await;
     throughput(&f, "SQLite", 1001, 4000, 50).await;
 }
+
+/// The ingest queue is bounded in bytes: QoS 0 messages past the budget are refused as
+/// `Overloaded` (nothing of them is queued), and the budget comes back once the queued ones
+/// are committed.
+#[tokio::test]
+async fn the_ingest_queue_is_bounded_in_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = rampart_store::open_sqlite(&dir.path().join("rampart.db")).await.expect("store");
+    let settings = IngestSettings { queue_bytes: 4096, availability_check: None, ..IngestSettings::default() };
+    let base = rampart_testkit::fixture::Fixture::over(store, Arc::new(SystemClock), dir, settings).await;
+    let acme = base.tenant("acme").await;
+    base.device(&acme, "flood").await;
+    let payload = format!(r#"{{"type":"pad","text":"{}"}}"#, "x".repeat(1500));
+    let now = base.platform.now_ms();
+    // A current-thread runtime: the writer cannot run between these synchronous calls.
+    let mut accepted = 0;
+    let refused = loop {
+        match base.ingestor.submit_nowait("acme", "flood", DataKind::Events, payload.as_bytes(), now + accepted) {
+            Ok(()) => accepted += 1,
+            Err(error) => break error,
+        }
+        assert!(accepted < 100, "the queue never refused");
+    };
+    assert!(matches!(refused, IngestError::Overloaded), "{refused:?}");
+    let per_message = (payload.len() + QUEUED_MESSAGE_OVERHEAD) as i64;
+    assert_eq!(accepted, 4096 / per_message, "exactly what fits in 4096 bytes was queued");
+    base.ingestor.flush().await;
+    base.ingestor
+        .submit_nowait("acme", "flood", DataKind::Events, payload.as_bytes(), now + 100)
+        .expect("the budget is back after the commit");
+    // A message larger than the whole budget still goes through, alone.
+    let huge = format!(r#"{{"type":"pad","text":"{}"}}"#, "x".repeat(8000));
+    base.ingestor.flush().await;
+    base.ingestor.submit("acme", "flood", DataKind::Events, huge.as_bytes(), now + 200).await.expect("alone");
+}

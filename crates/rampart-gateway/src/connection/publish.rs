@@ -11,6 +11,7 @@ use super::{Connection, StoreOutcome};
 use crate::Shared;
 use crate::guard::Verdict;
 use crate::identity::Identity;
+use crate::quotas::Quota;
 use crate::reasons::{self, PublishOutcome};
 use crate::registry::{ClientRef, SessionKey};
 use crate::router::RoutedMessage;
@@ -49,7 +50,7 @@ impl Connection {
             }
             PublishDecision::Routed => {
                 if message.retain && !self.shared.may_retain(&self.key.tenant, &message) {
-                    tracing::debug!(tenant = %self.key.tenant, "retained-message quota reached");
+                    self.shared.quota_exceeded(&self.identity, Quota::RetainedMessages, Some(self.peer));
                     return self.answer_publish(&publish, PublishOutcome::QuotaExceeded);
                 }
                 let delivered = self.shared.route(&self.key, message) > 0;

@@ -19,6 +19,7 @@ use super::{Connection, Ready, Stream, TAKEOVER_WAIT, refused_connack, write_pac
 use crate::Shared;
 use crate::identity::Identity;
 use crate::policy::TenantRules;
+use crate::quotas::Quota;
 use crate::reasons::{self, Closing, Refusal};
 use crate::registry::{ClientRef, CloseSignal, Live, SessionEntry, SessionId, SessionKey};
 
@@ -63,7 +64,7 @@ impl Connection {
             None if asks_persistent(&connect)
                 && shared.registry.persistent_sessions_of(&key.tenant) >= shared.settings.max_sessions_per_tenant =>
             {
-                tracing::warn!(tenant = %key.tenant, "the tenant's persistent-session quota is reached");
+                shared.quota_exceeded(&identity, Quota::PersistentSessions, Some(peer));
                 Some(Refusal::QuotaExceeded)
             }
             None => None,

@@ -514,3 +514,64 @@ async fn a_totp_code_logs_in_once_under_concurrent_requests() {
     let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
     assert_eq!(accepted, 1, "one code, one login: {answers:?}");
 }
+
+/// A 5.0 PUBACK that accepted the message (0x10: accepted, no one subscribed).
+fn accepted(code: Option<u8>) -> bool {
+    matches!(code, Some(0x00 | 0x10))
+}
+
+#[tokio::test]
+async fn per_tenant_quotas_on_retained_messages_and_persistent_sessions_are_configurable() {
+    let options = ServerOptions {
+        extra_args: ["--max-retained-per-tenant", "2", "--max-sessions-per-tenant", "1"].map(str::to_owned).to_vec(),
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start(BIN, options).await;
+    let ca = ca_pem(&server);
+    let mut keys = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let admin = server.tenant_admin(tenant).await;
+        open_free_namespace(&server, &admin).await;
+        keys.push((tenant, admin.clone(), api_key(&server, &admin, &["admin"]).await));
+    }
+    let (_, acme, (id, key)) = keys[0].clone();
+
+    // Two retained topics fit; a third is refused with 0x97, replacing or clearing a kept one is not.
+    let options = ConnectOptions::application(Protocol::V5, "acme", &id, &key, "retainer");
+    let (mut client, _) = MqttClient::connect(&server.mqtt_addr, &ca, &options).await.expect("connect");
+    assert!(accepted(client.publish_retained_qos1("plant/a", b"1").await.expect("a")), "a");
+    assert!(accepted(client.publish_retained_qos1("plant/b", b"1").await.expect("b")), "b");
+    assert_eq!(client.publish_retained_qos1("plant/c", b"1").await.expect("c"), Some(0x97));
+    assert!(accepted(client.publish_retained_qos1("plant/a", b"2").await.expect("a again")), "a again");
+    assert!(accepted(client.publish_retained_qos1("plant/b", b"").await.expect("clear b")), "clear b");
+    assert!(accepted(client.publish_retained_qos1("plant/c", b"1").await.expect("c now fits")), "c now fits");
+    // The quota is the tenant's own: globex still retains.
+    let (_, _, (globex_id, globex_key)) = keys[1].clone();
+    let options = ConnectOptions::application(Protocol::V5, "globex", &globex_id, &globex_key, "retainer");
+    let (mut other, _) = MqttClient::connect(&server.mqtt_addr, &ca, &options).await.expect("connect");
+    assert!(accepted(other.publish_retained_qos1("plant/a", b"1").await.expect("globex")), "globex");
+
+    // One persistent session per tenant: a second one is refused (5.0: 0x97; 3.1.1: 3).
+    let first = ConnectOptions::application(Protocol::V5, "acme", &id, &key, "keeper-1").persistent();
+    let (_first, code) = MqttClient::connect(&server.mqtt_addr, &ca, &first).await.expect("connect");
+    assert_eq!(code, 0);
+    let second = ConnectOptions::application(Protocol::V5, "acme", &id, &key, "keeper-2").persistent();
+    assert_eq!(MqttClient::connect(&server.mqtt_addr, &ca, &second).await.expect("connect").1, 0x97);
+    let second = ConnectOptions::application(Protocol::V311, "acme", &id, &key, "keeper-2").persistent();
+    assert_eq!(MqttClient::connect(&server.mqtt_addr, &ca, &second).await.expect("connect").1, 3);
+    // Clean sessions are not counted.
+    let clean = ConnectOptions::application(Protocol::V5, "acme", &id, &key, "passer-by");
+    assert_eq!(MqttClient::connect(&server.mqtt_addr, &ca, &clean).await.expect("connect").1, 0);
+
+    // Each quota hit is on record for the tenant, once per quota (not once per refusal).
+    let recorded = eventually(Duration::from_secs(3), || async {
+        let (_, events) = server.get("/api/v1/security/events?type=quota_exceeded", &acme).await;
+        let quotas: Vec<String> =
+            items(&events).iter().filter_map(|event| event["details"]["quota"].as_str().map(str::to_owned)).collect();
+        quotas.len() == 2
+            && quotas.contains(&"retained_messages".into())
+            && quotas.contains(&"persistent_sessions".into())
+    })
+    .await;
+    assert!(recorded, "one quota_exceeded event per quota");
+}
