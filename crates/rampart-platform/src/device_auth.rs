@@ -331,9 +331,10 @@ impl Platform {
             Ok(device) => {
                 let refusal = match device.status.connect_refusal() {
                     Some(reason) => Some((reason, device.status == DeviceStatus::Revoked)),
-                    // Issued before the device's last revocation: revoked with it.
+                    // Issued before the device's last revocation (or before an earlier device
+                    // of that id was deleted): dead with it.
                     None if leaf.not_before_ms <= device.credentials_valid_after => {
-                        Some(("certificate issued before the device was revoked", true))
+                        Some(("certificate issued before the device's credentials were fenced", true))
                     }
                     None => None,
                 };
@@ -348,6 +349,17 @@ impl Platform {
                 Ok(AuthenticatedDevice { device, method, registered_now: false })
             }
             Err(StoreError::NotFound) if ca.auto_register => {
+                // A device of that id was deleted: its certificates stay dead (SPEC §2).
+                if let Some(deleted_at) = self.store.device_deleted_at(&ca.tenant, device_id).await?
+                    && leaf.not_before_ms <= deleted_at
+                {
+                    return Err(DeviceAuthError::NotAuthorized {
+                        tenant: ca.tenant.clone(),
+                        device: device_id.to_owned(),
+                        reason: "certificate issued before a device of that id was deleted",
+                        revoked_credential: true,
+                    });
+                }
                 let device = self.register_just_in_time(&ca, device_id).await?;
                 Ok(AuthenticatedDevice { device, method, registered_now: true })
             }

@@ -160,6 +160,9 @@ fn device_key_from_row(mut row: Row) -> StoreResult<DeviceKey> {
 pub trait DeviceStore: Send + Sync {
     /// Creates the device and its data key in one transaction (a device never exists without
     /// its key). `Conflict` when the id is taken.
+    /// Creates the device with its data key. A device created under the id of a deleted one
+    /// takes only credentials issued after that deletion: its `credentials_valid_after` is at
+    /// least the deletion time.
     async fn create_device(&self, device: &Device, key: &DeviceKey) -> StoreResult<()>;
     async fn get_device(&self, tenant: &str, id: &str) -> StoreResult<Device>;
     async fn list_devices(&self, tenant: &str, filter: &DeviceFilter, page: &Page) -> StoreResult<Vec<Device>>;
@@ -180,8 +183,11 @@ pub trait DeviceStore: Send + Sync {
     /// Lifts a revocation: `revoked` → `registered` (never connected) or `active`. `Conflict`
     /// unless the device is revoked. No credential comes back.
     async fn reinstate_device(&self, tenant: &str, id: &str) -> StoreResult<Device>;
+    /// When the last device with this id was deleted, if one was.
+    async fn device_deleted_at(&self, tenant: &str, id: &str) -> StoreResult<Option<i64>>;
     /// Deletes the device and every row of it (see [`crate::owned_tables`]); its certificates
-    /// are marked revoked (they stay for the CRL), all in one transaction.
+    /// are marked revoked (they stay for the CRL) and its id is remembered with `now_ms` for
+    /// [`DeviceStore::create_device`], all in one transaction.
     async fn delete_device(&self, tenant: &str, id: &str, now_ms: i64) -> StoreResult<()>;
 
     // ---- per-device data keys (wrapped by the tenant key) ----
@@ -202,6 +208,20 @@ impl DeviceStore for SqlStore {
             .transaction(vec![
                 Statement::new(DEVICES.insert(""), device_values(device)),
                 Statement::new(DEVICE_KEYS.insert(""), device_key_values(key)),
+                // The id of a deleted device: only credentials issued after that deletion.
+                Statement::new(
+                    "UPDATE devices SET credentials_valid_after = (SELECT deleted_at FROM device_tombstones \
+                     WHERE tenant = ? AND device = ?) WHERE tenant = ? AND id = ? AND credentials_valid_after < \
+                     (SELECT deleted_at FROM device_tombstones WHERE tenant = ? AND device = ?)",
+                    vec![
+                        (&device.tenant).into(),
+                        (&device.id).into(),
+                        (&device.tenant).into(),
+                        (&device.id).into(),
+                        (&device.tenant).into(),
+                        (&device.id).into(),
+                    ],
+                ),
             ])
             .await
     }
@@ -316,6 +336,12 @@ impl DeviceStore for SqlStore {
         }
         let current = self.get_device(tenant, id).await?;
         Err(StoreError::Conflict(format!("the device is {}", current.status)))
+    }
+
+    async fn device_deleted_at(&self, tenant: &str, id: &str) -> StoreResult<Option<i64>> {
+        let sql = "SELECT deleted_at FROM device_tombstones WHERE tenant = ? AND device = ?";
+        let rows = self.all(sql, vec![tenant.into(), id.into()], |mut row| row.int()).await?;
+        Ok(rows.into_iter().next())
     }
 
     async fn delete_device(&self, tenant: &str, id: &str, now_ms: i64) -> StoreResult<()> {

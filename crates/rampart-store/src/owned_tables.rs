@@ -49,6 +49,8 @@ pub const OWNED_TABLES: &[OwnedTable] = &[
         on_device_delete: OnDeviceDelete::Revoke,
     },
     device_rows("devices", "id"),
+    // The ids of deleted devices and when they were deleted: they outlive the device, not the tenant.
+    tenant_rows("device_tombstones"),
     tenant_rows("device_groups"),
     tenant_rows("users"),
     tenant_rows("roles"),
@@ -105,5 +107,10 @@ pub(crate) fn device_deletion(tenant: &str, device: &str, now_ms: i64) -> Vec<St
                 _ => statement,
             })
         })
+        .chain([Statement::new(
+            "INSERT INTO device_tombstones (tenant, device, deleted_at) VALUES (?, ?, ?) \
+             ON CONFLICT (tenant, device) DO UPDATE SET deleted_at = excluded.deleted_at",
+            vec![tenant.into(), device.into(), now_ms.into()],
+        )])
         .collect()
 }

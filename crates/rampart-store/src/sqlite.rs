@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/sqlite/0005_retained.sql")),
     (6, include_str!("migrations/sqlite/0006_packed_telemetry.sql")),
     (7, include_str!("migrations/sqlite/0007_incarnations.sql")),
+    (8, include_str!("migrations/sqlite/0008_device_tombstones.sql")),
 ];
 
 pub(crate) struct SqliteDriver {

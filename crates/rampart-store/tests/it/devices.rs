@@ -292,6 +292,28 @@ conformance!(deleting_a_device_empties_its_rows_in_every_owned_table, |store, ra
     store.get_device(T, "kept").await.expect("the other device stays");
 });
 
+conformance!(a_device_created_under_a_deleted_id_takes_only_later_credentials, |store| {
+    create_device(&*store, &device(T, "pump", None)).await;
+    assert_eq!(store.get_device(T, "pump").await.expect("get").credentials_valid_after, 0);
+    store.delete_device(T, "pump", 5_000).await.expect("delete");
+    create_device(&*store, &device(T, "pump", None)).await;
+    assert_eq!(store.get_device(T, "pump").await.expect("get").credentials_valid_after, 5_000);
+    store.delete_device(T, "pump", 9_000).await.expect("delete again");
+    create_device(&*store, &device(T, "pump", None)).await;
+    assert_eq!(store.get_device(T, "pump").await.expect("get").credentials_valid_after, 9_000, "the latest deletion");
+    // A later fence of its own stays; other ids and other tenants are untouched.
+    store.delete_device(T, "pump", 9_500).await.expect("delete");
+    create_device(&*store, &Device { credentials_valid_after: 12_000, ..device(T, "pump", None) }).await;
+    assert_eq!(store.get_device(T, "pump").await.expect("get").credentials_valid_after, 12_000);
+    create_device(&*store, &device(T, "fan", None)).await;
+    assert_eq!(store.get_device(T, "fan").await.expect("get").credentials_valid_after, 0);
+    create_device(&*store, &device("dv-two", "pump", None)).await;
+    assert_eq!(store.get_device("dv-two", "pump").await.expect("get").credentials_valid_after, 0);
+    assert_eq!(store.device_deleted_at(T, "pump").await.expect("tombstone"), Some(9_500));
+    assert_eq!(store.device_deleted_at(T, "fan").await.expect("tombstone"), None);
+    assert_eq!(store.device_deleted_at("dv-two", "pump").await.expect("tombstone"), None);
+});
+
 conformance!(a_failed_device_delete_changes_nothing, |store| {
     equip(&*store, "dv-two", "lamp").await;
     assert_not_found(store.delete_device(T, "lamp", 78).await);

@@ -9,6 +9,9 @@ use rampart_store::{AuditFilter, StoreError};
 
 use crate::support::*;
 
+/// How many migrations `src/migrations/<backend>/` holds.
+const MIGRATIONS: i64 = 8;
+
 /// Tables of the schema that hold tenant rows but are not owned: they outlive their tenant.
 const OUTLIVE_THEIR_TENANT: &[&str] = &["audit_records", "audit_checkpoints"];
 
@@ -110,11 +113,11 @@ async fn sqlite_and_postgres_have_the_same_tables_and_columns() {
 
 conformance!(reopening_migrates_nothing_and_shares_the_data, |store, raw| {
     store.ping().await.expect("ping");
-    assert_eq!(raw.count("schema_migrations").await, 7, "each migration recorded once");
+    assert_eq!(raw.count("schema_migrations").await, MIGRATIONS, "each migration recorded once");
     create_tenant(&*store, "shared").await;
     let again = raw.open().await;
     again.ping().await.expect("ping");
-    assert_eq!(raw.count("schema_migrations").await, 7, "reopening migrates nothing");
+    assert_eq!(raw.count("schema_migrations").await, MIGRATIONS, "reopening migrates nothing");
     again.get_tenant("shared").await.expect("visible through the other store");
 });
 
@@ -123,7 +126,7 @@ async fn two_opens_at_once(raw: Raw) {
     let (first, second) = tokio::join!(raw.open(), raw.open());
     first.ping().await.expect("first");
     second.ping().await.expect("second");
-    assert_eq!(raw.count("schema_migrations").await, 7, "each migration recorded once");
+    assert_eq!(raw.count("schema_migrations").await, MIGRATIONS, "each migration recorded once");
     create_tenant(&*first, "shared").await;
     second.get_tenant("shared").await.expect("visible through the other");
 }
@@ -235,7 +238,7 @@ async fn migration_0007_keeps_audit_chains_append_only_and_fills_the_new_columns
     on_every_backend("migration 0007", |raw| async move {
         schema_6_with_rows(&raw).await;
         let store = raw.open().await;
-        assert_eq!(raw.count("schema_migrations").await, 7);
+        assert_eq!(raw.count("schema_migrations").await, MIGRATIONS);
 
         // The rows of before are the chain of the incarnation "" (tenants made before uids).
         let legacy = chain("old", "");

@@ -676,6 +676,9 @@ pub(crate) async fn populate_every_owned_table(store: &dyn Store, tenant: &str, 
     store.create_tenant_ca(&tenant_ca(tenant)).await.expect("tenant CA");
     store.create_trusted_ca(&trusted_ca(tenant, "ext", "CN=ext")).await.expect("trusted CA");
     store.create_registration_code(tenant, &format!("{tenant}-code"), 9_000_000, 1).await.expect("registration code");
+    let predecessor = format!("{device}-old");
+    create_device(store, &self::device(tenant, &predecessor, None)).await;
+    store.delete_device(tenant, &predecessor, 50).await.expect("a device deleted before (its tombstone)");
     create_device(store, &self::device(tenant, device, Some("room"))).await;
     store.create_device_token(&token(tenant, device, "t1")).await.expect("token");
     store

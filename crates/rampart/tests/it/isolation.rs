@@ -575,3 +575,35 @@ async fn per_tenant_quotas_on_retained_messages_and_persistent_sessions_are_conf
     .await;
     assert!(recorded, "one quota_exceeded event per quota");
 }
+
+#[tokio::test]
+async fn a_deleted_devices_certificates_never_authenticate_a_device_later_given_its_id() {
+    let server = TestServer::start(BIN, ServerOptions::default()).await;
+    let acme = server.tenant_admin("acme").await;
+    let (ca, ca_key) = external_ca("Line CA");
+    let code = registration_code(&server, &acme).await;
+    let (verification, _) = signed_by(&ca, &ca_key, &code);
+    let body = json!({"certificate": ca.pem(), "verification_certificate": verification, "auto_register": true});
+    assert_eq!(server.post("/api/v1/ca/trusted", &acme, body).await.0, 201);
+    let (cert, key) = signed_by(&ca, &ca_key, "press-9");
+    let old = ConnectOptions::certificate(Protocol::V5, "press-9", &format!("{cert}{}", ca.pem()), &key);
+    let (client, code) = MqttClient::connect(&server.mqtt_addr, &ca_pem(&server), &old).await.expect("connect");
+    assert_eq!(code, 0, "registered just in time");
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(delete(&server, "/api/v1/devices/press-9", &acme).await, 204);
+
+    // Just-in-time registration does not bring the deleted device back on its old certificate.
+    let (_, code) = MqttClient::connect(&server.mqtt_addr, &ca_pem(&server), &old).await.expect("connect");
+    assert_ne!(code, 0, "the deleted device's certificate registered it again");
+    assert_eq!(server.get("/api/v1/devices/press-9", &acme).await.0, 404, "nothing was registered");
+    // Nor does a device created under the same id take it.
+    assert_eq!(server.post("/api/v1/devices", &acme, json!({"id": "press-9"})).await.0, 201);
+    let (_, code) = MqttClient::connect(&server.mqtt_addr, &ca_pem(&server), &old).await.expect("connect");
+    assert_ne!(code, 0, "the new press-9 took the old one's certificate");
+    // A certificate issued to the new device connects.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (cert, key) = signed_by(&ca, &ca_key, "press-9");
+    let new = ConnectOptions::certificate(Protocol::V5, "press-9", &format!("{cert}{}", ca.pem()), &key);
+    assert_eq!(MqttClient::connect(&server.mqtt_addr, &ca_pem(&server), &new).await.expect("connect").1, 0);
+}
