@@ -461,6 +461,15 @@ async fn twin_and_attestation(f: &Fixture) {
     let twin = f.ingestor.reported_twin("acme", "tw").await.unwrap();
     assert_eq!(twin.version, 10);
     assert_eq!(twin.reported.as_object().map(|map| map.len()), Some(11));
+    // The state is capped in bytes and in keys: a patch that would outgrow it changes nothing.
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(70 * 1024));
+    let refused = f.submit("acme", "tw", DataKind::TwinReported, &big).await.unwrap_err();
+    assert!(matches!(refused, IngestError::TooLarge(_)), "{refused:?}");
+    let many: serde_json::Map<String, Value> = (0..1100).map(|i| (format!("k{i}"), json!(i))).collect();
+    let refused = f.submit("acme", "tw", DataKind::TwinReported, &Value::Object(many).to_string()).await.unwrap_err();
+    assert!(matches!(refused, IngestError::TooLarge(_)), "{refused:?}");
+    let after = f.ingestor.reported_twin("acme", "tw").await.unwrap();
+    assert_eq!((after.version, &after.reported), (twin.version, &twin.reported), "refused patches changed nothing");
     let digest = "0f".repeat(32);
     let report = format!(r#"{{"firmware_version":"2.1","firmware_sha256":"{digest}","secure_boot":true}}"#);
     f.submit("acme", "tw", DataKind::Attestation, &report).await.unwrap();

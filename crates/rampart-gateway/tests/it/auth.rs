@@ -241,3 +241,40 @@ async fn trusted_cas_register_devices_just_in_time() {
     );
     assert!(harness.store.get_device("acme", "robot-8").await.is_err());
 }
+
+/// Holds every CONNECT between its authentication and its registration until released.
+struct HoldAfterAuthentication {
+    reached: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl rampart_gateway::Guard for HoldAfterAuthentication {
+    fn on_connect(&self, _origin: &rampart_gateway::Origin<'_>) -> rampart_gateway::Verdict {
+        let _told = self.reached.try_send(());
+        let release = self.release.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _released_or_timed_out = release.recv_timeout(PATIENCE);
+        rampart_gateway::Verdict::Allow
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revocation_while_the_connection_is_being_set_up_still_reaches_it() {
+    let (reached, reached_receiver) = std::sync::mpsc::sync_channel(1);
+    let (release, release_receiver) = std::sync::mpsc::channel();
+    let guard = HoldAfterAuthentication { reached, release: std::sync::Mutex::new(release_receiver) };
+    let harness = std::sync::Arc::new(Harness::start_guarded(|_| {}, std::sync::Arc::new(guard)).await);
+    let token = harness.device("acme", "racer").await;
+    let connecting = {
+        let harness = std::sync::Arc::clone(&harness);
+        tokio::spawn(async move { harness.connect_v3("racer", Some(("acme/racer", &token)), None).await })
+    };
+    // The token was checked and accepted; the connection is not registered yet.
+    let waited = tokio::task::spawn_blocking(move || reached_receiver.recv_timeout(PATIENCE)).await.expect("wait");
+    waited.expect("the CONNECT reached the guard");
+    harness.revoke("acme", "racer").await;
+    release.send(()).expect("release");
+    match connecting.await.expect("connect task") {
+        Err(refused) => assert_eq!(v3_refusal(Err(refused)), Some(ConnectReturnCode::NotAuthorized)),
+        Ok(mut client) => assert!(client.closed_within(Duration::from_secs(1)).await, "revoked, still connected"),
+    }
+}

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rampart_core::SecurityEventType;
 use rampart_crypto::{generate_ca, issue_server_certificate};
 use rampart_data::Ingestor;
-use rampart_gateway::{Gateway, GatewaySettings, mqtt_server_config};
+use rampart_gateway::{Gateway, GatewaySettings, Guard, OpenGuard, mqtt_server_config};
 use rampart_platform::{Platform, Principal};
 use rampart_store::{Page, SecurityEvent, SecurityEventFilter, Store};
 use rampart_testkit::fixture::Fixture;
@@ -40,6 +40,7 @@ pub(crate) struct Harness {
     ca_pem: String,
     tls: Arc<rustls::ServerConfig>,
     settings: GatewaySettings,
+    guard: Arc<dyn Guard>,
 }
 
 /// A device's or application's client certificate and key, PEM.
@@ -54,6 +55,11 @@ impl Harness {
     }
 
     pub(crate) async fn start_with(adjust: impl FnOnce(&mut GatewaySettings)) -> Harness {
+        Harness::start_guarded(adjust, Arc::new(OpenGuard)).await
+    }
+
+    /// A harness whose gateway asks `guard` at its decision points.
+    pub(crate) async fn start_guarded(adjust: impl FnOnce(&mut GatewaySettings), guard: Arc<dyn Guard>) -> Harness {
         let fixture = Fixture::new().await;
         let mut admins = HashMap::new();
         for tenant in ["acme", "globex"] {
@@ -73,9 +79,15 @@ impl Harness {
             ..GatewaySettings::default()
         };
         adjust(&mut settings);
-        let gateway = Gateway::start(Arc::clone(&platform), ingestor.clone(), Arc::clone(&tls), settings.clone())
-            .await
-            .expect("gateway");
+        let gateway = Gateway::start_guarded(
+            Arc::clone(&platform),
+            ingestor.clone(),
+            Arc::clone(&tls),
+            settings.clone(),
+            Arc::clone(&guard),
+        )
+        .await
+        .expect("gateway");
         let addr = gateway.local_addr();
         Harness {
             fixture,
@@ -88,6 +100,7 @@ impl Harness {
             ca_pem: ca.cert_pem,
             tls,
             settings,
+            guard,
         }
     }
 
@@ -102,11 +115,12 @@ impl Harness {
 
     /// Starts a gateway over the same store (after the previous one was shut down or taken).
     pub(crate) async fn start_gateway(&mut self) {
-        let gateway = Gateway::start(
+        let gateway = Gateway::start_guarded(
             Arc::clone(&self.platform),
             self.ingestor.clone(),
             Arc::clone(&self.tls),
             self.settings.clone(),
+            Arc::clone(&self.guard),
         )
         .await
         .expect("gateway");
