@@ -33,7 +33,7 @@ use crate::error::{PlatformError, ServiceError};
 use crate::platform::Platform;
 use crate::principal::Principal;
 use crate::security_events::SecurityEventDraft;
-use crate::services::devices::Registrar;
+use crate::services::devices::{Registrar, fresh_device};
 
 /// The SAN URI scheme binding a device certificate to its tenant.
 const RAMPART_SAN_PREFIX: &str = "urn:rampart:";
@@ -373,22 +373,7 @@ impl Platform {
     /// Registers a device presented by a trusted CA with `auto_register` (the same path as an
     /// API registration). A concurrent first connect of the same device finds the row instead.
     async fn register_just_in_time(&self, ca: &TrustedCa, device_id: &str) -> Result<Device, DeviceAuthError> {
-        let device = Device {
-            tenant: ca.tenant.clone(),
-            id: device_id.to_owned(),
-            name: device_id.to_owned(),
-            device_type: None,
-            group: None,
-            attributes_json: "{}".to_owned(),
-            required_interval_s: None,
-            status: DeviceStatus::Active,
-            connected: false,
-            last_seen: None,
-            last_address: None,
-            firmware: None,
-            credentials_valid_after: 0,
-            created_at: self.now_ms(),
-        };
+        let device = fresh_device(&ca.tenant, device_id, DeviceStatus::Active, self.now_ms());
         let registrar = Registrar::JustInTime { tenant: &ca.tenant, trusted_ca: &ca.id };
         match self.register_device(registrar, device).await {
             Ok(device) => Ok(device),

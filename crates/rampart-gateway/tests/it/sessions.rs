@@ -154,3 +154,73 @@ async fn v5_will_delay_waits_and_a_reconnect_cancels_it() {
     assert_eq!(will.await, Some(b"gone".to_vec()));
     assert!(dropped_at.elapsed() >= Duration::from_millis(900), "{:?}", dropped_at.elapsed());
 }
+
+#[tokio::test]
+async fn a_deleted_tenants_sessions_and_wills_never_reach_its_successor() {
+    let harness = Harness::start().await;
+    harness.topic_policy("acme", OPEN).await;
+    let token = harness.device("acme", "d1").await;
+    let (key_id, key) = harness.api_key("acme", &["viewer"]).await;
+    let user = format!("acme/{key_id}");
+    // A persistent session with a message queued for it.
+    let mut options = harness.v3_options_for("collector", Some((&user, &key)));
+    options.set_clean_session(false);
+    let mut app = harness.connect_v3_with(options).await.expect("app");
+    app.client.subscribe("plant/#", QoS::AtLeastOnce).await.expect("subscribe");
+    assert!(app.next_incoming(PATIENCE, |p| matches!(p, Packet::SubAck(_)).then_some(())).await.is_some());
+    drop(app);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut device = harness.connect_v3("d1", Some(("acme/d1", &token)), None).await.expect("device");
+    device.client.publish("plant/a", QoS::AtLeastOnce, false, b"for the old acme".to_vec()).await.expect("publish");
+    assert!(device.next_incoming(PATIENCE, |p| matches!(p, Packet::PubAck(_)).then_some(())).await.is_some());
+    // A will waiting out its delay.
+    let mut options = harness.v5_options("d1", Some(("acme/d1", &token)), None);
+    let properties = rumqttc::v5::mqttbytes::v5::LastWillProperties {
+        delay_interval: Some(2),
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+    };
+    let will = rumqttc::v5::mqttbytes::v5::LastWill::new(
+        "plant/will",
+        "the old acme's will",
+        V5QoS::AtLeastOnce,
+        false,
+        Some(properties),
+    );
+    options.set_last_will(will);
+    options.set_session_expiry_interval(Some(30));
+    drop(device);
+    drop(harness.connect_v5_with(options).await.expect("device with a will"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The tenant goes, and someone creates one with the same id at once.
+    let platform_admin = harness.fixture.platform_admin().await;
+    let acme = rampart_core::TenantId::parse("acme").expect("id");
+    harness.platform.delete_tenant(&platform_admin, &acme).await.expect("delete tenant");
+    let successor = harness.fixture.tenant("acme").await;
+    let open = rampart_core::acl::TopicPolicy::from_stored(Some(OPEN)).expect("policy");
+    harness.platform.replace_topic_policy(&successor, open).await.expect("policy");
+    let (key_id, key) = harness.fixture.api_key(&successor, &["viewer"]).await;
+    let user = format!("acme/{key_id}");
+    let mut watcher = harness.connect_v5("watcher", Some((&user, &key)), None).await.expect("watcher");
+    watcher.client.subscribe("plant/#", V5QoS::AtLeastOnce).await.expect("subscribe");
+    assert!(watcher.next_incoming(PATIENCE, |p| matches!(p, V5Packet::SubAck(_)).then_some(())).await.is_some());
+    let mut options = harness.v3_options_for("collector", Some((&user, &key)));
+    options.set_clean_session(false);
+    let mut collector = harness.connect_v3_with(options).await.expect("the successor's collector");
+
+    let queued = collector.next_incoming(Duration::from_millis(1500), |p| match p {
+        Packet::Publish(publish) => Some(publish.payload.to_vec()),
+        _ => None,
+    });
+    assert_eq!(queued.await, None, "the old tenant's queued message reached the successor");
+    let will = watcher.next_incoming(Duration::from_secs(3), |p| match p {
+        V5Packet::Publish(publish) => Some(publish.payload.to_vec()),
+        _ => None,
+    });
+    assert_eq!(will.await, None, "the old tenant's will reached the successor");
+}

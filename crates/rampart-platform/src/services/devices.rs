@@ -92,20 +92,12 @@ impl Platform {
             None => {}
         }
         let device = Device {
-            tenant: principal.tenant.clone(),
-            id: id.to_string(),
             name,
             device_type: new.device_type,
             group: new.group.map(GroupId::into_string),
             attributes_json,
             required_interval_s: new.required_interval_s,
-            status: DeviceStatus::Registered,
-            connected: false,
-            last_seen: None,
-            last_address: None,
-            firmware: None,
-            credentials_valid_after: 0,
-            created_at: self.now_ms(),
+            ..fresh_device(&principal.tenant, id.as_str(), DeviceStatus::Registered, self.now_ms())
         };
         self.register_device(Registrar::Principal(principal), device).await
     }
@@ -280,5 +272,26 @@ impl Platform {
     /// Tells every live connection of the device to close (the gateway acts within 1 s).
     fn cut_off(&self, tenant: &str, device: &str, reason: CutOffReason) {
         self.publish(ControlEvent::DeviceCutOff { tenant: tenant.to_owned(), device: device.to_owned(), reason });
+    }
+}
+
+/// A device as registered: named after its id, in no group, never seen, no credential fence
+/// of its own (the store raises it to the deletion of an earlier device of that id).
+pub(crate) fn fresh_device(tenant: &str, id: &str, status: DeviceStatus, created_at: i64) -> Device {
+    Device {
+        tenant: tenant.to_owned(),
+        id: id.to_owned(),
+        name: id.to_owned(),
+        device_type: None,
+        group: None,
+        attributes_json: "{}".to_owned(),
+        required_interval_s: None,
+        status,
+        connected: false,
+        last_seen: None,
+        last_address: None,
+        firmware: None,
+        credentials_valid_after: 0,
+        created_at,
     }
 }
