@@ -396,3 +396,27 @@ async fn stream_delivers_live_data_of_own_tenant_and_topics() {
     let (status, answer) = h.get("/api/v1/stream", &auditor).await;
     assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
 }
+
+/// Reads the stream until it ends; `false` if it is still open after `wait`.
+async fn ends_within(body: &mut Body, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return false,
+            Ok(None | Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_expires() {
+    let clock = rampart_testkit::fixture::FakeClock::at(1_764_000_000_000);
+    let h = Harness::with_clock(clock.clone()).await;
+    let acme = h.tenant("acme").await;
+    let mut stream = open_stream(&h, &acme, "").await;
+    assert!(!ends_within(&mut stream, Duration::from_millis(2500)).await, "a valid token keeps its stream");
+    // Past the token's expiry (15 minutes): the next re-check ends the stream.
+    clock.advance_ms(16 * 60 * 1000);
+    assert!(ends_within(&mut stream, Duration::from_secs(5)).await, "the stream outlived its token");
+}
