@@ -331,7 +331,7 @@ async fn removing_a_trusted_ca_disconnects_its_devices_and_reinstating_revives_n
     assert_eq!(code, 0);
     let id = trusted["id"].as_str().expect("id");
     assert_eq!(delete(&server, &format!("/api/v1/ca/trusted/{id}"), &acme).await, 204);
-    assert!(client.closed_within(Duration::from_millis(1500)).await, "removing the CA disconnects its devices");
+    assert!(client.closed_within(Duration::from_secs(1)).await, "removing the CA disconnects its devices");
     let (_, code) = MqttClient::connect(&server.mqtt_addr, &ca_pem(&server), &options).await.expect("connect");
     assert_ne!(code, 0);
 }
