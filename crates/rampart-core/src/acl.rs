@@ -183,6 +183,12 @@ pub enum SubscribeDecision {
     Denied(&'static str),
 }
 
+/// Whether `topic` lies in the platform's `devices/` namespace, where the platform, not the
+/// broker, keeps what stands (the desired state, pending operations).
+pub fn in_device_namespace(topic: &str) -> bool {
+    first_level(topic) == "devices"
+}
+
 /// `devices/{device}/{kind}` → the device id and the platform topic.
 pub fn parse_device_topic(topic: &str) -> Option<(&str, PlatformTopic)> {
     let rest = topic.strip_prefix("devices/")?;
@@ -302,7 +308,7 @@ pub fn authorize_publish(policy: &TopicPolicy, requester: &Requester<'_>, topic:
         return PublishDecision::Denied("topic too long or too deep");
     }
     if let Requester::Application(_) = requester
-        && first_level(topic) == "devices"
+        && in_device_namespace(topic)
     {
         return PublishDecision::Denied("applications publish to no device topic");
     }

@@ -40,6 +40,9 @@ wire_enum!(
         KeysRotateTenant = "keys.rotate_tenant",
         KeysRotateMaster = "keys.rotate_master",
         AlarmUpdate = "alarm.update",
+        OperationCreate = "operation.create",
+        OperationCancel = "operation.cancel",
+        TwinDesiredUpdate = "twin.desired_update",
         AuditExport = "audit.export",
     }
 );

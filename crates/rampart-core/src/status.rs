@@ -1,5 +1,6 @@
-//! The lifecycles of devices (SPEC §6) and alarms (SPEC §8), and the severity scale alarms and
-//! security events share. Which transitions are allowed is decided here, once.
+//! The lifecycles of devices (SPEC §6), alarms (SPEC §8) and operations (SPEC §9), and the
+//! severity scale alarms and security events share. Which transitions are allowed is decided
+//! here, once.
 
 use crate::wire_enum::wire_enum;
 
@@ -54,6 +55,39 @@ impl AlarmStatus {
 }
 
 wire_enum!(
+    /// Where a remote operation stands (SPEC §9): PENDING → EXECUTING → SUCCESSFUL | FAILED.
+    /// A cancelled or timed-out operation is FAILED with a reason.
+    OperationStatus {
+        Pending = "PENDING",
+        Executing = "EXECUTING",
+        Successful = "SUCCESSFUL",
+        Failed = "FAILED",
+    }
+);
+
+impl OperationStatus {
+    /// The statuses an operation may be in for its device to move it to `self`: a device only
+    /// moves its operations forward (it may skip EXECUTING). Empty for PENDING.
+    pub fn device_may_move_from(self) -> &'static [OperationStatus] {
+        match self {
+            OperationStatus::Pending => &[],
+            OperationStatus::Executing => &[OperationStatus::Pending],
+            OperationStatus::Successful | OperationStatus::Failed => {
+                &[OperationStatus::Pending, OperationStatus::Executing]
+            }
+        }
+    }
+
+    /// Whether the operation is over (SUCCESSFUL or FAILED).
+    pub fn is_final(self) -> bool {
+        matches!(self, OperationStatus::Successful | OperationStatus::Failed)
+    }
+
+    /// The statuses a timeout fails: the device has not finished.
+    pub const UNFINISHED: &'static [OperationStatus] = &[OperationStatus::Pending, OperationStatus::Executing];
+}
+
+wire_enum!(
     /// How bad something is: alarms (SPEC §7) and security events (SPEC §10) share the scale.
     Severity {
         Critical = "CRITICAL",
@@ -78,6 +112,10 @@ mod tests {
         assert_eq!(DeviceStatus::parse("Active"), None);
         assert_eq!(AlarmStatus::parse("active"), None);
         assert_eq!(Severity::parse(""), None);
+        for status in OperationStatus::ALL {
+            assert_eq!(OperationStatus::parse(status.as_str()), Some(*status));
+        }
+        assert_eq!(OperationStatus::parse("pending"), None);
     }
 
     #[test]
@@ -91,5 +129,20 @@ mod tests {
     fn only_registered_and_active_devices_connect() {
         let may_connect: Vec<_> = DeviceStatus::ALL.iter().filter(|s| s.connect_refusal().is_none()).collect();
         assert_eq!(may_connect, [&DeviceStatus::Registered, &DeviceStatus::Active]);
+    }
+
+    #[test]
+    fn devices_move_operations_forward_only() {
+        use OperationStatus::*;
+        assert!(Pending.device_may_move_from().is_empty());
+        assert_eq!(Executing.device_may_move_from(), [Pending]);
+        for done in [Successful, Failed] {
+            assert_eq!(done.device_may_move_from(), [Pending, Executing]);
+            assert!(done.is_final());
+        }
+        for open in [Pending, Executing] {
+            assert!(!open.is_final());
+            assert!(OperationStatus::UNFINISHED.contains(&open));
+        }
     }
 }

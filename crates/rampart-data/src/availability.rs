@@ -6,7 +6,6 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use rampart_crypto::random_id;
 use rampart_store::AlarmRaise;
 
 use crate::ingest::{Inner, Shared};
@@ -48,7 +47,7 @@ pub(crate) async fn check_once(shared: &Shared) -> Result<usize, rampart_store::
         };
         let raise = AlarmRaise {
             tenant: device.tenant.clone(),
-            id: format!("{:016x}{}", now.max(0), random_id(6)),
+            id: crate::writer::row_id(now),
             device: device.device.clone(),
             alarm_type: "unavailable".to_owned(),
             severity: rampart_core::Severity::Major,

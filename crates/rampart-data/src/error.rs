@@ -17,6 +17,11 @@ pub enum IngestError {
     /// `submit_nowait` only: the ingest queue is full, the message was dropped (QoS 0).
     #[error("ingest queue is full")]
     Overloaded,
+    /// The platform refused it in the state things are in (an operation status report for
+    /// another device's operation, or one moving an operation backwards). Nothing changed.
+    /// MQTT 5.0 answers 0x83 (implementation specific error), HTTPS 409.
+    #[error("refused: {0}")]
+    Refused(String),
     /// The ingestor has stopped (shutdown); nothing was stored.
     #[error("ingest stopped")]
     Stopped,

@@ -36,6 +36,8 @@ pub struct IngestSettings {
     pub live_subscriber_bytes: usize,
     /// How often silent devices are looked for (`unavailable` alarms); `None` disables it.
     pub availability_check: Option<Duration>,
+    /// How often operations past their deadline are failed; `None` disables it.
+    pub operation_timeouts: Option<Duration>,
 }
 
 impl Default for IngestSettings {
@@ -47,6 +49,7 @@ impl Default for IngestSettings {
             key_cache_capacity: 100_000,
             live_subscriber_bytes: 1024 * 1024,
             availability_check: Some(Duration::from_secs(1)),
+            operation_timeouts: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -124,6 +127,9 @@ impl Ingestor {
         let inner = Arc::new(Inner { shared, queue, budget, budget_total });
         if let Some(period) = settings.availability_check {
             crate::availability::spawn(Arc::downgrade(&inner), period);
+        }
+        if let Some(period) = settings.operation_timeouts {
+            crate::operations::spawn_timeouts(Arc::downgrade(&inner), period);
         }
         Ingestor { inner }
     }

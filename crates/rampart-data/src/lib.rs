@@ -1,7 +1,9 @@
-//! Device data (SPEC §7 payloads, §8 data, §12 encryption at rest): parsing and validation of
-//! what devices publish, encryption under per-device keys, a group-commit writer that
-//! acknowledges only durable data, queries (measurements, aggregates, events, alarms), alarm
-//! semantics, `unavailable` alarms, and a live channel for Server-Sent Events.
+//! Device data (SPEC §7 payloads, §8 data, §12 encryption at rest) and what the platform sends
+//! devices (SPEC §9 operations and desired twins): parsing and validation of what devices
+//! publish, encryption under per-device keys, a group-commit writer that acknowledges only
+//! durable data, queries (measurements, aggregates, events, alarms), alarm semantics,
+//! `unavailable` alarms, operations with their lifecycle and deadlines, device twins, and a
+//! live channel for Server-Sent Events.
 //!
 //! The edges (MQTT gateway, HTTPS device API, REST API) hold one [`Ingestor`] (cheap to clone)
 //! and call [`Ingestor::submit`] with the untrusted payload bytes of a device:
@@ -19,21 +21,25 @@
 //! ```
 
 mod availability;
+mod desired;
 mod error;
 mod ingest;
 mod keys;
 mod kind;
 mod live;
+mod operations;
 mod payload;
 mod queries;
 mod seal;
 mod twin;
 mod writer;
 
+pub use desired::{Twin, delta};
 pub use error::{IngestError, QueryError};
 pub use ingest::{IngestSettings, Ingestor, QUEUED_MESSAGE_OVERHEAD, check_payload};
 pub use kind::DataKind;
 pub use live::{LiveEvent, LiveReceiver, LiveTopic};
+pub use operations::{MAX_OPERATION_JSON_BYTES, MAX_OPERATION_TIMEOUT_S, NewOperation, Operation, StatusReport};
 pub use queries::{
     AggregateFn, AggregateInterval, AggregateQuery, Alarm, AlarmQuery, Bucket, DeviceEvent, EventQuery, ListPage,
     MAX_AGGREGATE_ROWS, MAX_SCAN_ROWS, Measurement, MeasurementQuery, ReportedTwin,

@@ -14,6 +14,8 @@ pub enum LiveTopic {
     SecurityEvent,
     Attestation,
     TwinReported,
+    /// An operation was created or changed status.
+    Operations,
 }
 
 impl LiveTopic {
@@ -25,6 +27,7 @@ impl LiveTopic {
             LiveTopic::SecurityEvent => "security",
             LiveTopic::Attestation => "attestation",
             LiveTopic::TwinReported => "twin",
+            LiveTopic::Operations => "operations",
         }
     }
 
@@ -37,6 +40,7 @@ impl LiveTopic {
             LiveTopic::SecurityEvent,
             LiveTopic::Attestation,
             LiveTopic::TwinReported,
+            LiveTopic::Operations,
         ]
         .into_iter()
         .find(|topic| topic.as_str() == name)

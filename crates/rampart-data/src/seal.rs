@@ -72,3 +72,6 @@ pub(crate) const EVENTS: &str = "event";
 pub(crate) const ATTESTATIONS: &str = "attestation";
 pub(crate) const ALARM_TEXT: &str = "alarm-text";
 pub(crate) const TWIN_REPORTED: &str = "twin-reported";
+pub(crate) const TWIN_DESIRED: &str = "twin-desired";
+pub(crate) const OPERATION_PAYLOAD: &str = "operation-payload";
+pub(crate) const OPERATION_RESULT: &str = "operation-result";

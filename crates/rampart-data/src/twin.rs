@@ -38,7 +38,7 @@ impl Default for TwinLocks {
 }
 
 impl TwinLocks {
-    async fn lock(&self, tenant: &str, device: &str) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(crate) async fn lock(&self, tenant: &str, device: &str) -> tokio::sync::MutexGuard<'_, ()> {
         use std::hash::{Hash, Hasher};
         // A fixed hasher: the same device must always map to the same stripe.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -58,7 +58,7 @@ fn key_count(value: &Value) -> usize {
 }
 
 /// Refuses a reported state over the caps.
-fn check_caps(state: &Value, encoded_len: usize) -> Result<(), IngestError> {
+pub(crate) fn check_caps(state: &Value, encoded_len: usize) -> Result<(), IngestError> {
     if encoded_len > MAX_TWIN_BYTES {
         return Err(IngestError::TooLarge(format!("the reported twin would exceed {MAX_TWIN_BYTES} bytes")));
     }

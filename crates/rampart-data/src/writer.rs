@@ -414,7 +414,7 @@ fn random_seq() -> i64 {
     i64::try_from(rand::random::<u64>() >> 1).unwrap_or(0)
 }
 
-fn row_id(ts: i64) -> String {
+pub(crate) fn row_id(ts: i64) -> String {
     format!("{:016x}{}", ts.max(0), random_id(6))
 }
 

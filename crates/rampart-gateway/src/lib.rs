@@ -360,6 +360,10 @@ fn apply_control_event(shared: &Arc<Shared>, event: &ControlEvent) {
             shared.router.drop_tenant(tenant);
             shared.policies.invalidate(tenant);
         }
+        ControlEvent::DeviceFeedChanged { tenant, device, feed } => {
+            let (shared, tenant, device, feed) = (Arc::clone(shared), tenant.clone(), device.clone(), feed.clone());
+            tokio::spawn(async move { shared.publish_feed(&tenant, &device, &feed).await });
+        }
     }
 }
 

@@ -52,6 +52,8 @@ pub(crate) enum PublishOutcome {
     QuotaExceeded,
     /// The sender's device no longer exists.
     UnknownDevice,
+    /// Refused in the state things are in (an operation moved backwards, or not its own).
+    Refused,
     /// Something failed inside; the message is not acknowledged as stored.
     Failed,
 }
@@ -67,6 +69,7 @@ pub(crate) fn puback(outcome: PublishOutcome, protocol: Protocol) -> Option<u8> 
         (Protocol::V5, PublishOutcome::Denied | PublishOutcome::UnknownDevice) => Some(reason::NOT_AUTHORIZED),
         (Protocol::V5, PublishOutcome::Malformed) => Some(reason::PAYLOAD_FORMAT_INVALID),
         (Protocol::V5, PublishOutcome::QuotaExceeded) => Some(reason::QUOTA_EXCEEDED),
+        (Protocol::V5, PublishOutcome::Refused) => Some(reason::IMPLEMENTATION_SPECIFIC_ERROR),
         (Protocol::V5, PublishOutcome::Failed) => Some(reason::UNSPECIFIED_ERROR),
         (Protocol::V311, PublishOutcome::Failed) => None,
         (Protocol::V311, _) => Some(reason::SUCCESS),
@@ -80,6 +83,7 @@ pub(crate) fn ingest_outcome(result: &Result<(), IngestError>) -> PublishOutcome
         Err(IngestError::Malformed(_)) => PublishOutcome::Malformed,
         Err(IngestError::TooLarge(_) | IngestError::Overloaded) => PublishOutcome::QuotaExceeded,
         Err(IngestError::UnknownDevice { .. }) => PublishOutcome::UnknownDevice,
+        Err(IngestError::Refused(_)) => PublishOutcome::Refused,
         Err(IngestError::Stopped | IngestError::Storage(_)) => PublishOutcome::Failed,
     }
 }

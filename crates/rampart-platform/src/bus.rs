@@ -1,5 +1,6 @@
 //! The control bus: events that must reach every live connection and stream at once
-//! (revocations, deleted credentials, changed authority, policy changes). Services publish
+//! (revocations, deleted credentials, changed authority, policy changes, what is queued for a
+//! device). Services publish
 //! them; the gateway and the API's streams act on them. [`LocalBus`] serves one process; a
 //! cluster implementation relays the same events between nodes.
 //!
@@ -27,6 +28,18 @@ pub enum ControlEvent {
     TenantPolicyChanged { tenant: String },
     /// The tenant is gone: every connection and stream of it must close.
     TenantDeleted { tenant: String },
+    /// Something was queued for a device (an operation, a desired state) that a connected
+    /// device must get at once.
+    DeviceFeedChanged { tenant: String, device: String, feed: DeviceFeed },
+}
+
+/// What the platform sends a device on its own topics (SPEC §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceFeed {
+    /// `devices/{id}/operations`: a new operation.
+    Operation { id: String },
+    /// `devices/{id}/twin/desired`: its desired state.
+    DesiredTwin,
 }
 
 /// Why a device was cut off.

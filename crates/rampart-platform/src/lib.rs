@@ -21,7 +21,7 @@ pub use audit::{
     Actor, AuditEntry, AuditLog, ChainVerifier, ExportLine, VerifyReport, checkpoint_json, parse_export_line,
     record_json,
 };
-pub use bus::{Bus, BusMessage, BusReceiver, ControlEvent, CutOffReason, LocalBus};
+pub use bus::{Bus, BusMessage, BusReceiver, ControlEvent, CutOffReason, DeviceFeed, LocalBus};
 pub use clock::{Clock, SystemClock};
 pub use device_auth::{AuthenticatedDevice, DeviceAuthError, DeviceAuthMethod, split_username};
 pub use error::{PlatformError, PlatformResult, ServiceError, ServiceResult};

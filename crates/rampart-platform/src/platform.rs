@@ -11,7 +11,7 @@ use rampart_store::{Store, StoreError};
 use zeroize::Zeroizing;
 
 use crate::audit::{Actor, AuditEntry, AuditLog};
-use crate::bus::{Bus, BusReceiver, ControlEvent, LocalBus};
+use crate::bus::{Bus, BusReceiver, ControlEvent, DeviceFeed, LocalBus};
 use crate::clock::Clock;
 use crate::error::{PlatformError, PlatformResult, ServiceError, ServiceResult};
 use crate::incarnations::Incarnations;
@@ -118,6 +118,11 @@ impl Platform {
 
     pub(crate) fn publish(&self, event: ControlEvent) {
         self.bus.publish(event);
+    }
+
+    /// Tells every node that something was queued for `device` on `feed`.
+    pub fn device_feed_changed(&self, tenant: &str, device: &str, feed: DeviceFeed) {
+        self.publish(ControlEvent::DeviceFeedChanged { tenant: tenant.to_owned(), device: device.to_owned(), feed });
     }
 
     /// A cheap round trip to the storage, for `/readyz`.

@@ -19,6 +19,7 @@ mod credentials;
 mod device_data;
 mod devices;
 mod gateway_store;
+mod operations;
 pub mod owned_tables;
 mod people;
 mod postgres;
@@ -39,6 +40,7 @@ pub use device_data::{
 };
 pub use devices::{Device, DeviceChanges, DeviceFilter, DeviceKey, DeviceStore};
 pub use gateway_store::{GatewayStore, RetainedChange, RetainedMessageRow};
+pub use operations::{OperationFilter, OperationRow, OperationStore, OperationUpdate, TwinDesiredRow};
 pub use people::{ApiKey, Group, LoginGate, PeopleStore, Role, User, UserChanges};
 pub use security_store::{SecurityEvent, SecurityEventFilter, SecurityStore};
 pub use sql_store::{open, open_postgres, open_postgres_in_schema, open_sqlite};
@@ -50,8 +52,8 @@ use async_trait::async_trait;
 /// Every trait of the store, for callers that use several areas: `use rampart_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AuditStore, CredentialStore, DeviceDataStore, DeviceStore, GatewayStore, PeopleStore, SecurityStore, Store,
-        TenantStore,
+        AuditStore, CredentialStore, DeviceDataStore, DeviceStore, GatewayStore, OperationStore, PeopleStore,
+        SecurityStore, Store, TenantStore,
     };
 }
 
@@ -120,6 +122,7 @@ pub trait Store:
     + DeviceDataStore
     + GatewayStore
     + SecurityStore
+    + OperationStore
     + Send
     + Sync
     + 'static

@@ -43,6 +43,8 @@ pub const OWNED_TABLES: &[OwnedTable] = &[
     device_rows("device_attestations", "device"),
     device_rows("device_twins", "device"),
     device_rows("alarms", "device"),
+    device_rows("operations", "device"),
+    device_rows("device_twin_desired", "device"),
     OwnedTable {
         table: "device_certificates",
         device_column: Some("device"),

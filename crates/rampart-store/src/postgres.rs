@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/postgres/0006_packed_telemetry.sql")),
     (7, include_str!("migrations/postgres/0007_incarnations.sql")),
     (8, include_str!("migrations/postgres/0008_device_tombstones.sql")),
+    (9, include_str!("migrations/postgres/0009_operations.sql")),
 ];
 
 /// Advisory lock key serialising migrations between processes that open the same database.

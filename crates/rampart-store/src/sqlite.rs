@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/sqlite/0006_packed_telemetry.sql")),
     (7, include_str!("migrations/sqlite/0007_incarnations.sql")),
     (8, include_str!("migrations/sqlite/0008_device_tombstones.sql")),
+    (9, include_str!("migrations/sqlite/0009_operations.sql")),
 ];
 
 pub(crate) struct SqliteDriver {

@@ -88,7 +88,7 @@ fn descending(order: Option<&str>) -> ApiResult<bool> {
     }
 }
 
-fn limit(limit: Option<u32>) -> ApiResult<u32> {
+pub(super) fn limit(limit: Option<u32>) -> ApiResult<u32> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(0) => Err(ApiError::invalid("limit must be between 1 and 1000")),
@@ -104,7 +104,7 @@ fn check_name(field: &str, value: &str) -> ApiResult<()> {
 }
 
 /// Cursors of the data layer travel base64url-encoded, like every other cursor of the API.
-fn decode_cursor(cursor: Option<String>) -> ApiResult<Option<String>> {
+pub(super) fn decode_cursor(cursor: Option<String>) -> ApiResult<Option<String>> {
     cursor
         .map(|cursor| {
             URL_SAFE_NO_PAD
@@ -116,7 +116,7 @@ fn decode_cursor(cursor: Option<String>) -> ApiResult<Option<String>> {
         .transpose()
 }
 
-fn encode_cursor(cursor: Option<String>) -> Option<String> {
+pub(super) fn encode_cursor(cursor: Option<String>) -> Option<String> {
     cursor.map(|cursor| URL_SAFE_NO_PAD.encode(cursor))
 }
 

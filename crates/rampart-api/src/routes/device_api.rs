@@ -5,15 +5,15 @@
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use rampart_data::{DataKind, IngestError};
+use rampart_data::{DataKind, IngestError, StatusReport};
 use rampart_platform::{AuthenticatedDevice, DEVICE_TOKEN_PREFIX, DeviceAuthError};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{PeerCertificates, RawBody, client_ip};
+use crate::extract::{ApiPath, ApiQuery, PeerCertificates, RawBody, client_ip};
+use crate::pagination::Paginated;
 use crate::routes::data::ingestor;
 use crate::state::AppState;
 
@@ -25,6 +25,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(post_attestation))
         .routes(routes!(get_twin))
         .routes(routes!(patch_reported))
+        .routes(routes!(list_own_operations))
+        .routes(routes!(put_operation_status))
 }
 
 /// A device authenticated by token or client certificate.
@@ -83,6 +85,7 @@ async fn ingest(state: &AppState, caller: &DeviceCaller, kind: DataKind, body: &
         Err(IngestError::Malformed(reason)) => Err(ApiError::invalid(format!("malformed payload: {reason}"))),
         Err(IngestError::UnknownDevice { .. }) => Err(ApiError::Unauthorized),
         Err(IngestError::TooLarge(reason)) => Err(ApiError::TooLarge(reason)),
+        Err(IngestError::Refused(reason)) => Err(ApiError::Conflict(reason)),
         Err(other) => Err(ApiError::Internal(other.to_string())),
     }
 }
@@ -179,34 +182,16 @@ async fn post_attestation(
     ingest(&state, &caller, DataKind::Attestation, &body).await
 }
 
-/// The device's twin as the device sees it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct DeviceTwin {
-    #[schema(value_type = Object)]
-    desired: Value,
-    desired_version: i64,
-    #[schema(value_type = Object)]
-    reported: Value,
-    reported_version: i64,
-}
-
-/// Reads the device's own twin.
+/// Reads the device's own twin (desired, reported, delta).
 #[utoipa::path(
     get,
     path = "/api/v1/device/twin",
     tag = "device",
-    responses((status = 200, body = DeviceTwin), (status = 401, body = crate::error::ErrorBody)),
+    responses((status = 200, body = super::operations::TwinDto), (status = 401, body = crate::error::ErrorBody)),
     security(("bearer" = []))
 )]
-async fn get_twin(State(state): State<AppState>, caller: DeviceCaller) -> ApiResult<Json<DeviceTwin>> {
-    let reported = ingestor(&state)?.reported_twin(&caller.tenant, &caller.device).await?;
-    // Desired state arrives with remote management (SPEC §9); until then it is empty.
-    Ok(Json(DeviceTwin {
-        desired: Value::Object(serde_json::Map::new()),
-        desired_version: 0,
-        reported: reported.reported,
-        reported_version: reported.version,
-    }))
+async fn get_twin(State(state): State<AppState>, caller: DeviceCaller) -> ApiResult<Json<super::operations::TwinDto>> {
+    Ok(Json(ingestor(&state)?.device_twin(&caller.tenant, &caller.device).await?.into()))
 }
 
 /// Merges a JSON merge patch into the reported state.
@@ -228,4 +213,72 @@ async fn patch_reported(
     RawBody(body): RawBody,
 ) -> ApiResult<Json<Stored>> {
     ingest(&state, &caller, DataKind::TwinReported, &body).await
+}
+
+/// `GET /api/v1/device/operations` query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct OwnOperationParams {
+    /// `PENDING`, `EXECUTING`, `SUCCESSFUL` or `FAILED`.
+    status: Option<String>,
+    /// Items per page, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// Opaque cursor from a previous answer's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// Lists the device's own operations, newest first (`?status=PENDING` for what is to do).
+#[utoipa::path(
+    get,
+    path = "/api/v1/device/operations",
+    tag = "device",
+    params(OwnOperationParams),
+    responses(
+        (status = 200, body = Paginated<super::operations::OperationDto>),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn list_own_operations(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    ApiQuery(params): ApiQuery<OwnOperationParams>,
+) -> ApiResult<Json<Paginated<super::operations::OperationDto>>> {
+    let status = super::operations::status_param(params.status.as_deref())?;
+    let page = super::operations::page_param(params.limit, params.cursor)?;
+    let listed = ingestor(&state)?.operations_of_device(&caller.tenant, &caller.device, status, &page).await?;
+    Ok(Json(Paginated {
+        items: listed.items.into_iter().map(Into::into).collect(),
+        next_cursor: super::data::encode_cursor(listed.next_cursor),
+    }))
+}
+
+/// Reports on one of the device's own operations: `{"status":"EXECUTING|SUCCESSFUL|FAILED",
+/// "result"?,"reason"?}`, forward only (409 for a move backwards, 404 for another device's).
+#[utoipa::path(
+    put,
+    path = "/api/v1/device/operations/{id}",
+    tag = "device",
+    params(("id" = String, Path, description = "Operation id")),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, body = super::operations::OperationDto),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn put_operation_status(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    ApiPath(id): ApiPath<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<super::operations::OperationDto>> {
+    let report = StatusReport::parse(&body).map_err(|error| ApiError::invalid(error.to_string()))?;
+    let operation = ingestor(&state)?.report_operation_status(&caller.tenant, &caller.device, &id, report).await?;
+    Ok(Json(operation.into()))
 }

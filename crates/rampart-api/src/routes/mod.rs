@@ -11,6 +11,7 @@ mod devices;
 mod groups;
 mod health;
 mod me;
+mod operations;
 mod policy;
 mod roles;
 mod security_events;
@@ -45,5 +46,6 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(topic_policies::routes())
         .merge(data::routes())
+        .merge(operations::routes())
         .merge(stream::routes())
 }

@@ -30,10 +30,11 @@ use crate::extract::ApiQuery;
 use crate::state::AppState;
 
 /// Topics a stream may ask for, with the permission each needs.
-const TOPICS: [(LiveTopic, Permission); 3] = [
+const TOPICS: [(LiveTopic, Permission); 4] = [
     (LiveTopic::Telemetry, Permission::TelemetryRead),
     (LiveTopic::Events, Permission::TelemetryRead),
     (LiveTopic::Alarms, Permission::AlarmsRead),
+    (LiveTopic::Operations, Permission::OperationsRead),
 ];
 /// How long a group-scoped stream trusts what it learnt about a device's group.
 const SCOPE_TTL: Duration = Duration::from_secs(30);

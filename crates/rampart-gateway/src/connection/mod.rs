@@ -7,6 +7,7 @@
 mod admit;
 mod close;
 mod denials;
+mod feed;
 mod publish;
 mod start;
 mod subscribe;
@@ -245,6 +246,8 @@ impl Connection {
         done: mpsc::Sender<()>,
     ) {
         let max_packet_size = self.shared.settings.max_packet_size as usize;
+        // A resumed device session gets what stands on the feeds it subscribes to.
+        Box::pin(self.resume_feeds()).await;
         // Packets the client sent right behind its CONNECT may already be buffered.
         Box::pin(self.decode_all(&mut buffer, max_packet_size)).await;
         while self.closing.is_none() {

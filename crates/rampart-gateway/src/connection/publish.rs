@@ -2,6 +2,8 @@
 //! platform topic; QoS 1/2 acknowledged only once durable) or routed, and answered with the
 //! code `reasons` chooses; and the routing of messages (and wills) to subscribers.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use rampart_core::acl::{PlatformTopic, PublishDecision, authorize_publish};
 use rampart_data::DataKind;
@@ -72,6 +74,9 @@ impl Connection {
 
     fn platform_publish(&mut self, publish: Publish, topic: PlatformTopic, message: RoutedMessage) -> Vec<Action> {
         let Identity::Device { tenant, device, .. } = &*self.identity else { return Vec::new() };
+        if let PlatformTopic::OperationStatus(operation) = topic {
+            return self.operation_status(publish, operation, message);
+        }
         let kind = match data_kind(&topic) {
             Some(kind) => kind,
             None => {
@@ -100,6 +105,37 @@ impl Connection {
             StoreOutcome { packet_id, result, message }
         }));
         Vec::new()
+    }
+
+    /// A device reports on one of its operations: acknowledged once the new status is stored
+    /// (5.0: 0x99 for a malformed report, 0x83 for another device's operation or a move
+    /// backwards), then routed to the subscribers that may read it.
+    fn operation_status(&mut self, publish: Publish, operation: String, message: RoutedMessage) -> Vec<Action> {
+        let Identity::Device { tenant, device, .. } = &*self.identity else { return Vec::new() };
+        let ingestor = self.shared.ingestor.clone();
+        let (tenant, device) = (tenant.clone(), device.clone());
+        let payload: Bytes = publish.payload;
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtMostOnce, _) | (_, None) => {
+                let (shared, key) = (Arc::clone(&self.shared), self.key.clone());
+                tokio::spawn(async move {
+                    match ingestor.submit_operation_status(&tenant, &device, &operation, &payload).await {
+                        Ok(()) => {
+                            shared.route(&key, message);
+                        }
+                        Err(error) => tracing::debug!(tenant, device, %error, "QoS 0 status report refused"),
+                    }
+                });
+                Vec::new()
+            }
+            (_, Some(packet_id)) => {
+                self.pending.push(Box::pin(async move {
+                    let result = ingestor.submit_operation_status(&tenant, &device, &operation, &payload).await;
+                    StoreOutcome { packet_id, result, message }
+                }));
+                Vec::new()
+            }
+        }
     }
 
     /// A store finished: acknowledge (or refuse) and route what was stored.
@@ -139,7 +175,7 @@ fn data_kind(topic: &PlatformTopic) -> Option<DataKind> {
         PlatformTopic::Alarms => Some(DataKind::Alarms),
         PlatformTopic::TwinReported => Some(DataKind::TwinReported),
         PlatformTopic::Attestation => Some(DataKind::Attestation),
-        // FIXME(issue 10): operation status updates are routed to subscribers, not stored yet.
+        // Not device data: handled by `operation_status`.
         PlatformTopic::OperationStatus(_) => None,
     }
 }
@@ -171,12 +207,15 @@ impl Shared {
     /// Routes a message published in `publisher`'s tenant to every matching subscriber (and
     /// keeps it when retained). Answers how many sessions accepted it.
     pub(crate) fn route(&self, publisher: &SessionKey, message: RoutedMessage) -> usize {
-        let tenant = &publisher.tenant;
-        let platform_topic = rampart_core::acl::parse_device_topic(&message.topic).is_some();
-        if message.retain && !platform_topic {
+        self.route_within(&publisher.tenant, Some(publisher), message)
+    }
+
+    /// Routes a message in `tenant`, from `publisher` or (`None`) from the platform itself.
+    pub(crate) fn route_within(&self, tenant: &str, publisher: Option<&SessionKey>, message: RoutedMessage) -> usize {
+        if message.retain && !rampart_core::acl::in_device_namespace(&message.topic) {
             self.router.retain(tenant, &message, self.settings.max_retained_per_tenant);
         }
-        let deliveries = self.router.route(tenant, &message.topic, Some(publisher));
+        let deliveries = self.router.route(tenant, &message.topic, publisher);
         let mut accepted = 0;
         for delivery in deliveries {
             let mut properties = message.properties.clone();

@@ -79,6 +79,7 @@ impl Connection {
         let now = self.shared.now_ms();
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
+        let mut granted_filters = Vec::new();
         for (filter, options) in &subscribe.filters {
             if !valid_topic_filter(filter) {
                 codes.push(reasons::suback_refused(true, self.protocol));
@@ -106,6 +107,7 @@ impl Connection {
             };
             let new = self.shared.router.subscribe(&self.key, filter, granted);
             self.entry.lock().subscriptions.insert(filter.clone(), granted);
+            granted_filters.push((filter.clone(), granted));
             codes.push(options.qos as u8);
             let wants_retained = match options.retain_handling {
                 0 => true,
@@ -139,6 +141,9 @@ impl Connection {
             };
             actions.extend(self.session.publish(outgoing, now));
         }
+        // A device's own feeds: what stands on them now (its pending operations, its desired
+        // state), as retained messages come on a subscription.
+        actions.extend(Box::pin(self.standing_feeds(&granted_filters)).await);
         actions
     }
 

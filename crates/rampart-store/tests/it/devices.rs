@@ -250,6 +250,16 @@ conformance!(deleting_a_device_empties_its_rows_in_every_owned_table, |store, ra
     store.create_device_certificate(&certificate(T, "kept", "kept-cert")).await.expect("cert");
     store.insert_device_data_batch(&batch(rows)).await.expect("data");
     store.put_twin_reported(&twin(T, "kept", 1, b"r"), 0).await.expect("twin");
+    let op = crate::operations::operation(T, "kept", "kept-op", None);
+    store.create_operation(&op).await.expect("operation");
+    let desired = rampart_store::TwinDesiredRow {
+        tenant: T.into(),
+        device: "kept".into(),
+        desired_sealed: b"d".to_vec(),
+        desired_version: 1,
+        updated_at: 1,
+    };
+    store.put_twin_desired(&desired, 0).await.expect("desired twin");
 
     let device_tables: Vec<_> = OWNED_TABLES.iter().filter(|owned| owned.device_column.is_some()).collect();
     let count = |tenant: &'static str, device: &'static str, table: &'static str, column: &'static str| {

@@ -693,6 +693,16 @@ pub(crate) async fn populate_every_owned_table(store: &dyn Store, tenant: &str, 
     ];
     store.insert_device_data_batch(&batch(rows)).await.expect("device data");
     store.put_twin_reported(&twin(tenant, device, 1, b"reported"), 0).await.expect("twin");
+    let op = crate::operations::operation(tenant, device, &format!("{tenant}-{device}-op"), Some(1));
+    store.create_operation(&op).await.expect("operation");
+    let desired = rampart_store::TwinDesiredRow {
+        tenant: tenant.into(),
+        device: device.into(),
+        desired_sealed: b"desired".to_vec(),
+        desired_version: 1,
+        updated_at: 1,
+    };
+    store.put_twin_desired(&desired, 0).await.expect("desired twin");
     put_retained(store, &retained(tenant, "status", b"on")).await.expect("retained");
     let mut alert = security_event(tenant, &self::tenant(tenant).uid, 100, "aa");
     alert.device = Some(device.into());

@@ -3,6 +3,7 @@
 //! PostgreSQL.
 
 mod audit_cli;
+mod device_management;
 mod first_start;
 mod flows;
 mod gateway;

@@ -88,7 +88,7 @@ async fn retained_now(server: &TestServer, tenant: &Tenant) -> Vec<(String, Vec<
     received
 }
 
-fn found_in_files(data_dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+pub(crate) fn found_in_files(data_dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(data_dir).expect("data dir") {
         let path = entry.expect("entry").path();
