@@ -21,7 +21,7 @@ pub use password_policy::{PasswordRejected, check_password_policy};
 pub use permissions::{BUILTIN_ROLES, Permission, PermissionSet, builtin_role_permissions};
 pub use registry::{AuditAction, SecurityEventType};
 pub use scope::{Scope, groups_in_scope};
-pub use status::{AlarmStatus, DeviceStatus, OperationStatus, Severity};
+pub use status::{AlarmStatus, AttestationStatus, CampaignStatus, DeviceStatus, OperationStatus, Severity};
 pub use tenant_policy::{
     ClientTakeover, DetectionPatch, DetectionPolicy, PolicyError, TenantPolicy, TenantPolicyPatch,
 };

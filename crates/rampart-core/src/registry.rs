@@ -43,6 +43,14 @@ wire_enum!(
         OperationCreate = "operation.create",
         OperationCancel = "operation.cancel",
         TwinDesiredUpdate = "twin.desired_update",
+        FirmwareUpload = "firmware.upload",
+        FirmwareKeyCreate = "firmware_key.create",
+        FirmwareKeyDelete = "firmware_key.delete",
+        CampaignCreate = "campaign.create",
+        CampaignPause = "campaign.pause",
+        CampaignResume = "campaign.resume",
+        CampaignCancel = "campaign.cancel",
+        AdvisoryImport = "advisory.import",
         AuditExport = "audit.export",
     }
 );

@@ -1,6 +1,6 @@
-//! The lifecycles of devices (SPEC §6), alarms (SPEC §8) and operations (SPEC §9), and the
-//! severity scale alarms and security events share. Which transitions are allowed is decided
-//! here, once.
+//! The lifecycles of devices (SPEC §6), alarms (SPEC §8), operations and campaigns (SPEC §9),
+//! attestation verdicts, and the severity scale alarms and security events share. Which
+//! transitions are allowed is decided here, once.
 
 use crate::wire_enum::wire_enum;
 
@@ -88,6 +88,43 @@ impl OperationStatus {
 }
 
 wire_enum!(
+    /// Where a firmware campaign stands (SPEC §9): running wave by wave, paused (by a person,
+    /// or by itself past its failure threshold), cancelled, or completed.
+    CampaignStatus {
+        Running = "running",
+        Paused = "paused",
+        Cancelled = "cancelled",
+        Completed = "completed",
+    }
+);
+
+impl CampaignStatus {
+    /// The statuses a campaign may be in for a person or the campaign runner to move it to
+    /// `self`; cancelled and completed are final.
+    pub fn reachable_from(self) -> &'static [CampaignStatus] {
+        match self {
+            CampaignStatus::Running => &[CampaignStatus::Paused],
+            CampaignStatus::Paused => &[CampaignStatus::Running],
+            CampaignStatus::Cancelled => &[CampaignStatus::Running, CampaignStatus::Paused],
+            CampaignStatus::Completed => &[CampaignStatus::Running],
+        }
+    }
+}
+
+wire_enum!(
+    /// The verdict on a device's last attestation (SPEC §9), compared with the tenant's
+    /// firmware repository.
+    AttestationStatus {
+        /// The reported hash is an image of the repository and secure boot is on.
+        Trusted = "trusted",
+        /// The hash is not in the repository, or secure boot is off.
+        Untrusted = "untrusted",
+        /// Nothing to judge by: no report yet, or the repository is empty.
+        Unknown = "unknown",
+    }
+);
+
+wire_enum!(
     /// How bad something is: alarms (SPEC §7) and security events (SPEC §10) share the scale.
     Severity {
         Critical = "CRITICAL",
@@ -116,6 +153,12 @@ mod tests {
             assert_eq!(OperationStatus::parse(status.as_str()), Some(*status));
         }
         assert_eq!(OperationStatus::parse("pending"), None);
+        for status in CampaignStatus::ALL {
+            assert_eq!(CampaignStatus::parse(status.as_str()), Some(*status));
+            assert!(!status.reachable_from().contains(status), "{status} does not move to itself");
+        }
+        assert!(CampaignStatus::Cancelled.reachable_from().iter().all(|from| *from != CampaignStatus::Completed));
+        assert_eq!(AttestationStatus::parse("trusted"), Some(AttestationStatus::Trusted));
     }
 
     #[test]

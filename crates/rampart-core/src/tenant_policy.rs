@@ -1,7 +1,7 @@
-//! The tenant policy (SPEC §4, §10): MFA requirement, MQTT client takeover and the detection
-//! thresholds. One schema and one parser: the stored JSON document is read only through
-//! [`TenantPolicy::from_stored`], with defaults for every key not stored, and changed only by
-//! [`TenantPolicy::apply`] of a partial update.
+//! The tenant policy (SPEC §4, §9, §10): MFA requirement, MQTT client takeover, the detection
+//! thresholds and quarantine on untrusted firmware. One schema and one parser: the stored JSON
+//! document is read only through [`TenantPolicy::from_stored`], with defaults for every key not
+//! stored, and changed only by [`TenantPolicy::apply`] of a partial update.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,8 @@ pub struct TenantPolicy {
     pub require_mfa: bool,
     pub client_takeover: ClientTakeover,
     pub detection: DetectionPolicy,
+    /// A device whose attestation is judged untrusted is quarantined (SPEC §9).
+    pub quarantine_untrusted_firmware: bool,
 }
 
 /// A partial update of the tenant policy: only the keys given change.
@@ -66,6 +68,7 @@ pub struct TenantPolicyPatch {
     /// `allow` or `reject`.
     pub client_takeover: Option<ClientTakeover>,
     pub detection: Option<DetectionPatch>,
+    pub quarantine_untrusted_firmware: Option<bool>,
 }
 
 /// A partial update of the detection thresholds; every number must be positive.
@@ -114,6 +117,9 @@ impl TenantPolicy {
         if let Some(client_takeover) = patch.client_takeover {
             next.client_takeover = client_takeover;
         }
+        if let Some(quarantine) = patch.quarantine_untrusted_firmware {
+            next.quarantine_untrusted_firmware = quarantine;
+        }
         if let Some(detection) = patch.detection {
             let target = &mut next.detection;
             set_positive(&mut target.failed_auth_threshold, detection.failed_auth_threshold, "failed_auth_threshold")?;
@@ -160,7 +166,8 @@ mod tests {
             value,
             json!({"require_mfa": false, "client_takeover": "allow", "detection": {
                 "failed_auth_threshold": 10, "failed_auth_window_s": 60, "block_duration_s": 900,
-                "acl_violation_threshold": 3, "acl_violation_window_s": 60, "rate_anomaly_factor": 10}})
+                "acl_violation_threshold": 3, "acl_violation_window_s": 60, "rate_anomaly_factor": 10},
+                "quarantine_untrusted_firmware": false})
         );
     }
 

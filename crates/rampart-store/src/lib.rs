@@ -19,6 +19,7 @@ mod credentials;
 mod device_data;
 mod devices;
 mod gateway_store;
+mod fleet;
 mod operations;
 pub mod owned_tables;
 mod people;
@@ -40,6 +41,9 @@ pub use device_data::{
 };
 pub use devices::{Device, DeviceChanges, DeviceFilter, DeviceKey, DeviceStore};
 pub use gateway_store::{GatewayStore, RetainedChange, RetainedMessageRow};
+pub use fleet::{
+    AdvisoryRow, CampaignRow, CampaignUpdate, DeviceFirmwareRow, FirmwareKeyRow, FirmwareRow, FleetStore, SigningKeyRow,
+};
 pub use operations::{OperationFilter, OperationRow, OperationStore, OperationUpdate, TwinDesiredRow};
 pub use people::{ApiKey, Group, LoginGate, PeopleStore, Role, User, UserChanges};
 pub use security_store::{SecurityEvent, SecurityEventFilter, SecurityStore};
@@ -52,7 +56,7 @@ use async_trait::async_trait;
 /// Every trait of the store, for callers that use several areas: `use rampart_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AuditStore, CredentialStore, DeviceDataStore, DeviceStore, GatewayStore, OperationStore, PeopleStore,
+        AuditStore, CredentialStore, DeviceDataStore, DeviceStore, FleetStore, GatewayStore, OperationStore, PeopleStore,
         SecurityStore, Store, TenantStore,
     };
 }
@@ -123,6 +127,7 @@ pub trait Store:
     + GatewayStore
     + SecurityStore
     + OperationStore
+    + FleetStore
     + Send
     + Sync
     + 'static

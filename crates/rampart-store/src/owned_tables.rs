@@ -45,6 +45,7 @@ pub const OWNED_TABLES: &[OwnedTable] = &[
     device_rows("alarms", "device"),
     device_rows("operations", "device"),
     device_rows("device_twin_desired", "device"),
+    device_rows("device_firmware", "device"),
     OwnedTable {
         table: "device_certificates",
         device_column: Some("device"),
@@ -66,6 +67,12 @@ pub const OWNED_TABLES: &[OwnedTable] = &[
     tenant_rows("retained_messages"),
     // Security events are the tenant's own security history; they go with the tenant.
     tenant_rows("security_events"),
+    // The firmware repository and its campaigns belong to the tenant, not to one device.
+    tenant_rows("firmware_signing_keys"),
+    tenant_rows("firmware_public_keys"),
+    tenant_rows("firmware"),
+    tenant_rows("campaigns"),
+    tenant_rows("advisories"),
 ];
 
 /// Tables that do not belong to one tenant: platform-wide state, and the audit chains, which

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/postgres/0007_incarnations.sql")),
     (8, include_str!("migrations/postgres/0008_device_tombstones.sql")),
     (9, include_str!("migrations/postgres/0009_operations.sql")),
+    (10, include_str!("migrations/postgres/0010_firmware.sql")),
 ];
 
 /// Advisory lock key serialising migrations between processes that open the same database.

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/sqlite/0007_incarnations.sql")),
     (8, include_str!("migrations/sqlite/0008_device_tombstones.sql")),
     (9, include_str!("migrations/sqlite/0009_operations.sql")),
+    (10, include_str!("migrations/sqlite/0010_firmware.sql")),
 ];
 
 pub(crate) struct SqliteDriver {

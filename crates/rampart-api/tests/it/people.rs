@@ -246,7 +246,8 @@ async fn tenant_policy_and_required_mfa() {
         policy,
         json!({"require_mfa": false, "client_takeover": "allow", "detection": {
             "failed_auth_threshold": 10, "failed_auth_window_s": 60, "block_duration_s": 900,
-            "acl_violation_threshold": 3, "acl_violation_window_s": 60, "rate_anomaly_factor": 10}})
+            "acl_violation_threshold": 3, "acl_violation_window_s": 60, "rate_anomaly_factor": 10},
+            "quarantine_untrusted_firmware": false})
     );
     let put = |body: Value| h.call(Method::PUT, "/api/v1/tenant/policy", Some(&acme), Some(body));
     for bad in [

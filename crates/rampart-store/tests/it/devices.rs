@@ -260,6 +260,14 @@ conformance!(deleting_a_device_empties_its_rows_in_every_owned_table, |store, ra
         updated_at: 1,
     };
     store.put_twin_desired(&desired, 0).await.expect("desired twin");
+    let runs = rampart_store::DeviceFirmwareRow {
+        tenant: T.into(),
+        device: "kept".into(),
+        security_counter: Some(1),
+        updated_at: 1,
+        ..Default::default()
+    };
+    store.record_device_firmware(&runs, true).await.expect("device firmware");
 
     let device_tables: Vec<_> = OWNED_TABLES.iter().filter(|owned| owned.device_column.is_some()).collect();
     let count = |tenant: &'static str, device: &'static str, table: &'static str, column: &'static str| {

@@ -28,6 +28,7 @@ mod credentials;
 mod device_data;
 mod devices;
 mod gateway;
+mod fleet;
 mod operations;
 mod people;
 mod postgres_tls;

@@ -703,6 +703,50 @@ pub(crate) async fn populate_every_owned_table(store: &dyn Store, tenant: &str, 
         updated_at: 1,
     };
     store.put_twin_desired(&desired, 0).await.expect("desired twin");
+    let runs = rampart_store::DeviceFirmwareRow {
+        tenant: tenant.into(),
+        device: device.into(),
+        security_counter: Some(1),
+        updated_at: 1,
+        ..Default::default()
+    };
+    store.record_device_firmware(&runs, true).await.expect("device firmware");
+    let signing = rampart_store::SigningKeyRow { tenant: tenant.into(), private_sealed: vec![1], public_key: vec![2], created_at: 1 };
+    store.put_signing_key_once(&signing).await.expect("signing key");
+    let key = rampart_store::FirmwareKeyRow { tenant: tenant.into(), id: "offline".into(), public_key: vec![3], created_at: 1 };
+    store.insert_firmware_key(&key).await.expect("firmware key");
+    let image = rampart_store::FirmwareRow {
+        tenant: tenant.into(),
+        id: format!("{tenant}-fw"),
+        name: "fw".into(),
+        version: "1.0.0".into(),
+        hardware: "hw".into(),
+        security_counter: 1,
+        sha256: "00".into(),
+        size: 1,
+        signature: "s".into(),
+        key_id: None,
+        file_key_sealed: vec![4],
+        created_at: 1,
+    };
+    store.insert_firmware(&image).await.expect("firmware");
+    let campaign = rampart_store::CampaignRow {
+        tenant: tenant.into(),
+        id: format!("{tenant}-campaign"),
+        firmware_id: image.id.clone(),
+        target: "{}".into(),
+        strategy: "{}".into(),
+        devices: "[]".into(),
+        dispatched: 0,
+        status: rampart_core::CampaignStatus::Running,
+        reason: None,
+        created_by: "user:admin".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.insert_campaign(&campaign).await.expect("campaign");
+    let advisory = rampart_store::AdvisoryRow { tenant: tenant.into(), id: "OSV-1".into(), record: "{}".into(), updated_at: 1 };
+    store.put_advisory(&advisory).await.expect("advisory");
     put_retained(store, &retained(tenant, "status", b"on")).await.expect("retained");
     let mut alert = security_event(tenant, &self::tenant(tenant).uid, 100, "aa");
     alert.device = Some(device.into());
