@@ -65,6 +65,9 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // `limit_body` bounds every body (and firmware uploads by their own limit); axum's
+        // default 2 MB limit for extractors would only cap uploads a second, lower time.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_body))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .with_state(state)

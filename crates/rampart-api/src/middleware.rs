@@ -1,4 +1,5 @@
-//! Middleware on every route: security headers (SPEC §3) and the request body limit.
+//! Middleware on every route: security headers (SPEC §3) and the request body limit (1 MiB;
+//! firmware uploads have their own, streamed).
 //!
 //! A body over the limit is answered 413 in a way HTTP/1.1 and HTTP/2 clients can read: a
 //! client that announced `Expect: 100-continue` is answered before it sends the body; any
@@ -102,9 +103,33 @@ fn too_large(close: bool) -> Response {
     response
 }
 
+/// The one route with its own, larger body limit: firmware uploads, streamed to disk.
+pub(crate) const FIRMWARE_UPLOAD_PATH: &str = "/api/v1/firmware";
+
+/// Room for the multipart framing and the metadata part around the image.
+const MULTIPART_ALLOWANCE: u64 = 1024 * 1024;
+
+/// A firmware upload is not read whole here: the handler streams it to an encrypted file.
+/// Its body is bounded by the firmware size limit instead (declared lengths over it are
+/// refused from the headers alone).
+async fn limit_upload(state: &AppState, request: Request, next: Next) -> Response {
+    let limit = state.fleet.max_image_bytes().saturating_add(MULTIPART_ALLOWANCE);
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return too_large(true);
+    }
+    let (parts, body) = request.into_parts();
+    let bounded = Body::new(http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)));
+    next.run(Request::from_parts(parts, bounded)).await
+}
+
 /// Refuses bodies over the limit with a 413 the client can read, and hands every other body
 /// to the handler complete.
 pub(crate) async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::POST && request.uri().path() == FIRMWARE_UPLOAD_PATH {
+        return limit_upload(&state, request, next).await;
+    }
     let limit = state.settings.body_limit_bytes;
     let headers = request.headers();
     let declared =

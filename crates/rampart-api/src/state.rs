@@ -1,5 +1,5 @@
-//! The state every handler receives: the platform services, the device data service and the
-//! API's settings.
+//! The state every handler receives: the platform services, the device data service, the
+//! fleet services (firmware, campaigns, advisories) and the API's settings.
 
 use std::sync::Arc;
 
@@ -37,11 +37,18 @@ pub struct Inner {
     pub settings: ApiSettings,
     /// Device data: queries, alarms, the live channel, the HTTPS device API.
     pub ingestor: rampart_data::Ingestor,
+    /// Firmware repository, campaigns and advisories.
+    pub fleet: rampart_fleet::Fleet,
 }
 
 impl AppState {
-    pub fn new(platform: Arc<Platform>, ingestor: rampart_data::Ingestor, settings: ApiSettings) -> Self {
-        AppState(Arc::new(Inner { platform, settings, ingestor }))
+    pub fn new(
+        platform: Arc<Platform>,
+        ingestor: rampart_data::Ingestor,
+        fleet: rampart_fleet::Fleet,
+        settings: ApiSettings,
+    ) -> Self {
+        AppState(Arc::new(Inner { platform, settings, ingestor, fleet }))
     }
 }
 

@@ -29,6 +29,7 @@ wire_enum!(
         DeviceDelete = "device.delete",
         DeviceRevoke = "device.revoke",
         DeviceReinstate = "device.reinstate",
+        DeviceQuarantine = "device.quarantine",
         DeviceTokenCreate = "device_token.create",
         DeviceTokenDelete = "device_token.delete",
         CertificateIssue = "certificate.issue",

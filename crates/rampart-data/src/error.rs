@@ -61,7 +61,7 @@ impl From<rampart_store::StoreError> for QueryError {
 
 impl QueryError {
     /// A refusal of the platform's authorisation, as a query error.
-    pub(crate) fn from_service(error: rampart_platform::ServiceError) -> Self {
+    pub fn from_service(error: rampart_platform::ServiceError) -> Self {
         match error {
             rampart_platform::ServiceError::Forbidden => QueryError::Forbidden,
             rampart_platform::ServiceError::NotFound => QueryError::NotFound,

@@ -20,9 +20,11 @@
 //! # }
 //! ```
 
+mod attestation;
 mod availability;
 mod desired;
 mod error;
+mod firmware_update;
 mod ingest;
 mod keys;
 mod kind;
@@ -34,12 +36,16 @@ mod seal;
 mod twin;
 mod writer;
 
+pub use attestation::DeviceAttestation;
 pub use desired::{Twin, delta};
 pub use error::{IngestError, QueryError};
+pub use firmware_update::{FIRMWARE_UPDATE, FirmwareUpdate};
 pub use ingest::{IngestSettings, Ingestor, QUEUED_MESSAGE_OVERHEAD, check_payload};
 pub use kind::DataKind;
 pub use live::{LiveEvent, LiveReceiver, LiveTopic};
-pub use operations::{MAX_OPERATION_JSON_BYTES, MAX_OPERATION_TIMEOUT_S, NewOperation, Operation, StatusReport};
+pub use operations::{
+    MAX_OPERATION_JSON_BYTES, MAX_OPERATION_TIMEOUT_S, NewOperation, Operation, StatusReport, created_by,
+};
 pub use queries::{
     AggregateFn, AggregateInterval, AggregateQuery, Alarm, AlarmQuery, Bucket, DeviceEvent, EventQuery, ListPage,
     MAX_AGGREGATE_ROWS, MAX_SCAN_ROWS, Measurement, MeasurementQuery, ReportedTwin,

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use rampart_core::{AuditAction, DeviceId, OperationStatus, Permission};
 use rampart_platform::{DeviceFeed, Principal, format_rfc3339_ms};
-use rampart_store::{OperationFilter, OperationRow, OperationUpdate, Page, StoreError};
+use rampart_store::{DeviceFirmwareRow, OperationFilter, OperationRow, OperationUpdate, Page, StoreError};
 use serde_json::{Value, json};
 
 use crate::error::{IngestError, QueryError};
+use crate::firmware_update::{FIRMWARE_UPDATE, FirmwareUpdate};
 use crate::ingest::{Ingestor, Inner, Shared};
 use crate::keys::KeyError;
 use crate::live::{LiveEvent, LiveTopic};
@@ -170,7 +171,7 @@ fn open_json(
 }
 
 /// Who created an operation, as its `created_by` says: `user:<name>` or `api-key:<id>`.
-pub(crate) fn created_by(principal: &Principal) -> String {
+pub fn created_by(principal: &Principal) -> String {
     match principal.api_key_id() {
         Some(key) => format!("api-key:{key}"),
         None => format!("user:{}", principal.acting_user()),
@@ -225,6 +226,12 @@ impl Shared {
         origin: Origin<'_>,
     ) -> Result<Operation, QueryError> {
         check_type(&new.op_type)?;
+        if new.op_type == FIRMWARE_UPDATE && origin.campaign.is_none() {
+            return Err(QueryError::Invalid(
+                "firmware_update operations come from campaigns (POST /api/v1/campaigns), which check anti-rollback"
+                    .into(),
+            ));
+        }
         if new.payload.as_ref().is_some_and(|payload| payload.to_string().len() > MAX_OPERATION_JSON_BYTES) {
             return Err(QueryError::Invalid("payload is larger than 64 KiB".into()));
         }
@@ -452,7 +459,64 @@ impl Ingestor {
             result_sealed: result_sealed.as_deref(),
             now_ms: shared.platform.now_ms(),
         };
+        let operation = shared.move_operation(&update).await?;
+        if operation.status == OperationStatus::Successful && operation.op_type == FIRMWARE_UPDATE {
+            shared.record_installed(tenant, device, &operation).await;
+        }
+        Ok(operation)
+    }
+
+    /// Creates an operation on the platform's own behalf (a campaign), unaudited here: the
+    /// campaign's creation is.
+    pub async fn create_campaign_operation(
+        &self,
+        tenant: &str,
+        device: &str,
+        new: NewOperation,
+        campaign: &str,
+    ) -> Result<Operation, QueryError> {
+        let origin = Origin { created_by: format!("campaign:{campaign}"), campaign: Some(campaign) };
+        self.inner.shared.insert_operation(tenant, device, new, origin).await
+    }
+
+    /// Fails an unfinished operation on the platform's own behalf (a campaign cancelled, an
+    /// update refused), with `reason`.
+    pub async fn fail_operation(&self, tenant: &str, id: &str, reason: &str) -> Result<Operation, QueryError> {
+        let shared = &self.inner.shared;
+        let update = OperationUpdate {
+            tenant,
+            id,
+            device: None,
+            from: OperationStatus::UNFINISHED,
+            to: OperationStatus::Failed,
+            reason: Some(reason),
+            result_sealed: None,
+            now_ms: shared.platform.now_ms(),
+        };
         shared.move_operation(&update).await
+    }
+}
+
+impl Shared {
+    /// A device confirmed a firmware update: the image becomes what it runs, and its security
+    /// counter the device's floor (it never decreases).
+    async fn record_installed(&self, tenant: &str, device: &str, operation: &Operation) {
+        let Some(update) = operation.payload.as_ref().and_then(FirmwareUpdate::from_payload) else { return };
+        let now = self.platform.now_ms();
+        let row = DeviceFirmwareRow {
+            tenant: tenant.to_owned(),
+            device: device.to_owned(),
+            firmware_id: Some(update.firmware_id),
+            firmware_name: Some(update.name),
+            firmware_version: Some(update.version),
+            firmware_sha256: Some(update.sha256),
+            security_counter: Some(update.security_counter),
+            updated_at: now,
+            ..DeviceFirmwareRow::default()
+        };
+        if let Err(error) = self.store.record_device_firmware(&row, false).await {
+            tracing::warn!(%error, tenant, device, "recording an installed firmware failed");
+        }
     }
 }
 

@@ -75,6 +75,8 @@ struct AfterCommit {
     security: Option<SecurityNotice>,
     /// The alarm type whose new state must be read back and published.
     alarm_type: Option<String>,
+    /// An attestation report to judge against the firmware repository.
+    attestation: Option<Map<String, Value>>,
 }
 
 struct PreparedJob {
@@ -317,6 +319,11 @@ fn finish(shared: &Arc<Shared>, job: PreparedJob, result: Result<(), IngestError
     };
     // Reading an alarm back only serves the live channel.
     let needs_alarm_read = (job.after.alarm_type.is_some() || cleared_unavailable) && shared.live.receiver_count() > 0;
+    if let Some(body) = job.after.attestation {
+        let judged =
+            crate::attestation::judge(Arc::clone(shared), Arc::clone(&job.tenant), Arc::clone(&job.device), body);
+        tokio::spawn(judged);
+    }
     if job.after.security.is_none() && !needs_alarm_read {
         return;
     }
@@ -490,6 +497,7 @@ fn rows_for(job: &Job, keys: &DeviceKeys, want_live: bool, rows: &mut Vec<Device
                 id: id.clone(),
                 sealed: keys.seal_record(seal::ATTESTATIONS, tenant, device, &id, plain.as_bytes()),
             }));
+            after.attestation = Some(report.body.clone());
             if want_live {
                 let mut data = report.body.clone();
                 data.insert("device".into(), Value::from(device));

@@ -97,6 +97,9 @@ pub struct CampaignRow {
     pub devices: String,
     /// How many devices (from the front of `devices`) have had their operation created.
     pub dispatched: i64,
+    /// How many devices (from the front) passed their wave's failure check, or were accepted
+    /// by a person resuming the campaign.
+    pub accepted: i64,
     pub status: CampaignStatus,
     pub reason: Option<String>,
     pub created_by: String,
@@ -113,6 +116,8 @@ pub struct CampaignUpdate<'a> {
     pub to: CampaignStatus,
     /// The new `dispatched` count, if it changes.
     pub dispatched: Option<i64>,
+    /// The new `accepted` count, if it changes.
+    pub accepted: Option<i64>,
     pub reason: Option<&'a str>,
     pub now_ms: i64,
 }
@@ -177,6 +182,7 @@ const CAMPAIGNS: Table = Table {
         "strategy",
         "devices",
         "dispatched",
+        "accepted",
         "status",
         "reason",
         "created_by",
@@ -188,7 +194,12 @@ const CAMPAIGNS: Table = Table {
 const ADVISORIES: Table = Table { name: "advisories", columns: &["tenant", "id", "record", "updated_at"] };
 
 fn signing_key_from_row(mut row: Row) -> StoreResult<SigningKeyRow> {
-    Ok(SigningKeyRow { tenant: row.text()?, private_sealed: row.blob()?, public_key: row.blob()?, created_at: row.int()? })
+    Ok(SigningKeyRow {
+        tenant: row.text()?,
+        private_sealed: row.blob()?,
+        public_key: row.blob()?,
+        created_at: row.int()?,
+    })
 }
 
 fn public_key_from_row(mut row: Row) -> StoreResult<FirmwareKeyRow> {
@@ -242,6 +253,7 @@ fn campaign_from_row(mut row: Row) -> StoreResult<CampaignRow> {
         strategy: row.text()?,
         devices: row.text()?,
         dispatched: row.int()?,
+        accepted: row.int()?,
         status: CampaignStatus::parse(&row.text()?)
             .ok_or_else(|| StoreError::Corrupt("unknown campaign status".into()))?,
         reason: row.opt_text()?,
@@ -309,12 +321,8 @@ impl FleetStore for SqlStore {
     }
 
     async fn put_signing_key_once(&self, row: &SigningKeyRow) -> StoreResult<SigningKeyRow> {
-        let values = vec![
-            (&row.tenant).into(),
-            (&row.private_sealed).into(),
-            (&row.public_key).into(),
-            row.created_at.into(),
-        ];
+        let values =
+            vec![(&row.tenant).into(), (&row.private_sealed).into(), (&row.public_key).into(), row.created_at.into()];
         self.insert(&SIGNING_KEYS.insert("ON CONFLICT (tenant) DO NOTHING"), values).await?;
         self.get_signing_key(&row.tenant).await?.ok_or(StoreError::NotFound)
     }
@@ -357,8 +365,12 @@ impl FleetStore for SqlStore {
     }
 
     async fn list_firmware(&self, tenant: &str) -> StoreResult<Vec<FirmwareRow>> {
-        self.all(&FIRMWARE.select("WHERE tenant = ? ORDER BY created_at DESC, id"), vec![tenant.into()], firmware_from_row)
-            .await
+        self.all(
+            &FIRMWARE.select("WHERE tenant = ? ORDER BY created_at DESC, id"),
+            vec![tenant.into()],
+            firmware_from_row,
+        )
+        .await
     }
 
     async fn firmware_by_sha256(&self, tenant: &str, sha256: &str) -> StoreResult<Vec<FirmwareRow>> {
@@ -405,10 +417,15 @@ impl FleetStore for SqlStore {
             row.checked_at.into(),
             row.updated_at.into(),
         ];
-        let upsert = Statement::new(DEVICE_FIRMWARE.insert(&format!("ON CONFLICT (tenant, device) DO UPDATE SET {set}")), values);
-        let device_must_exist =
-            Statement::new("UPDATE devices SET id = id WHERE tenant = ? AND id = ?", vec![(&row.tenant).into(), (&row.device).into()])
-                .must_change_row();
+        let upsert = Statement::new(
+            DEVICE_FIRMWARE.insert(&format!("ON CONFLICT (tenant, device) DO UPDATE SET {set}")),
+            values,
+        );
+        let device_must_exist = Statement::new(
+            "UPDATE devices SET id = id WHERE tenant = ? AND id = ?",
+            vec![(&row.tenant).into(), (&row.device).into()],
+        )
+        .must_change_row();
         self.driver.transaction(vec![device_must_exist, upsert]).await
     }
 
@@ -421,6 +438,7 @@ impl FleetStore for SqlStore {
             (&row.strategy).into(),
             (&row.devices).into(),
             row.dispatched.into(),
+            row.accepted.into(),
             row.status.as_str().into(),
             row.reason.as_ref().into(),
             (&row.created_by).into(),
@@ -449,13 +467,15 @@ impl FleetStore for SqlStore {
             return Err(StoreError::Conflict(format!("nothing moves to {}", update.to)));
         }
         let sql = format!(
-            "UPDATE campaigns SET status = ?, dispatched = COALESCE(?, dispatched), reason = COALESCE(?, reason), \
+            "UPDATE campaigns SET status = ?, dispatched = COALESCE(?, dispatched), accepted = COALESCE(?, accepted), \
+             reason = COALESCE(?, reason), \
              updated_at = ? WHERE tenant = ? AND id = ? AND status IN ({})",
             placeholders(update.from.len())
         );
         let mut params: Vec<Value> = vec![
             update.to.as_str().into(),
             update.dispatched.into(),
+            update.accepted.into(),
             update.reason.into(),
             update.now_ms.into(),
             update.tenant.into(),
@@ -477,8 +497,9 @@ impl FleetStore for SqlStore {
 
     async fn put_advisory(&self, row: &AdvisoryRow) -> StoreResult<()> {
         let values = vec![(&row.tenant).into(), (&row.id).into(), (&row.record).into(), row.updated_at.into()];
-        let sql = ADVISORIES
-            .insert("ON CONFLICT (tenant, id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at");
+        let sql = ADVISORIES.insert(
+            "ON CONFLICT (tenant, id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+        );
         self.insert(&sql, values).await
     }
 

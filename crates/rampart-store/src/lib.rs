@@ -18,8 +18,8 @@ mod audit;
 mod credentials;
 mod device_data;
 mod devices;
-mod gateway_store;
 mod fleet;
+mod gateway_store;
 mod operations;
 pub mod owned_tables;
 mod people;
@@ -40,10 +40,10 @@ pub use device_data::{
     DeviceEventRow, DeviceSeen, SilentDevice, TelemetryRow, TimeRange, TwinReportedRow,
 };
 pub use devices::{Device, DeviceChanges, DeviceFilter, DeviceKey, DeviceStore};
-pub use gateway_store::{GatewayStore, RetainedChange, RetainedMessageRow};
 pub use fleet::{
     AdvisoryRow, CampaignRow, CampaignUpdate, DeviceFirmwareRow, FirmwareKeyRow, FirmwareRow, FleetStore, SigningKeyRow,
 };
+pub use gateway_store::{GatewayStore, RetainedChange, RetainedMessageRow};
 pub use operations::{OperationFilter, OperationRow, OperationStore, OperationUpdate, TwinDesiredRow};
 pub use people::{ApiKey, Group, LoginGate, PeopleStore, Role, User, UserChanges};
 pub use security_store::{SecurityEvent, SecurityEventFilter, SecurityStore};
@@ -56,8 +56,8 @@ use async_trait::async_trait;
 /// Every trait of the store, for callers that use several areas: `use rampart_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AuditStore, CredentialStore, DeviceDataStore, DeviceStore, FleetStore, GatewayStore, OperationStore, PeopleStore,
-        SecurityStore, Store, TenantStore,
+        AuditStore, CredentialStore, DeviceDataStore, DeviceStore, FleetStore, GatewayStore, OperationStore,
+        PeopleStore, SecurityStore, Store, TenantStore,
     };
 }
 

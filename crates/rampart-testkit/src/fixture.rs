@@ -48,7 +48,7 @@ pub struct Fixture {
     pub store: Arc<dyn Store>,
     pub platform: Arc<Platform>,
     pub ingestor: Ingestor,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -77,7 +77,12 @@ impl Fixture {
         platform.bootstrap(FIXTURE_PASSWORD).await.expect("bootstrap");
         let platform = Arc::new(platform);
         let ingestor = Ingestor::start(Arc::clone(&platform), Arc::clone(&store), ingest);
-        Fixture { store, platform, ingestor, _dir: dir }
+        Fixture { store, platform, ingestor, dir }
+    }
+
+    /// The fixture's own temporary directory (the SQLite file lives there).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Logs `username` of `tenant` in and answers its principal.

@@ -21,6 +21,11 @@ pub(crate) enum Command {
     Keys(KeysArgs),
     /// Load-test Rampart or any MQTT broker over TLS.
     Bench(crate::bench::BenchArgs),
+    /// Vulnerability advisories (OSV records) over the REST API.
+    Advisories(crate::advisories_cmd::AdvisoriesArgs),
+    /// Simulated devices over MQTT/TLS: telemetry, operations, desired state, firmware
+    /// updates with signature checks, attestation.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// `rampart serve` flags; each may also come from `RAMPART_<NAME>` or the config file.

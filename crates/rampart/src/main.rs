@@ -1,5 +1,6 @@
 //! `rampart`: one binary that serves the platform and carries the operator's tools.
 
+mod advisories_cmd;
 mod audit_cmd;
 mod bench;
 mod cli;
@@ -7,7 +8,9 @@ mod config;
 mod first_start;
 mod keys_cmd;
 mod peer_cert;
+mod rest;
 mod serve;
+mod simulate;
 mod tls;
 
 use std::process::ExitCode;
@@ -44,5 +47,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Audit(args) => audit_cmd::run(args).await,
         cli::Command::Keys(args) => keys_cmd::run(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::Advisories(args) => advisories_cmd::run(args).await,
+        cli::Command::Simulate(args) => simulate::run(args).await,
     }
 }

@@ -43,10 +43,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let admin = bootstrap_admin(&platform, &settings.data_dir).await?;
     let tls = crate::tls::listener_configs(&platform, &settings).await?;
-    // The data plane is the one service crate besides the platform that holds the store.
+    // The data plane and the fleet services are the service crates besides the platform that
+    // hold the store.
     let ingest_settings =
         IngestSettings { queue_bytes: settings.quotas.ingest_queue_bytes, ..IngestSettings::default() };
-    let ingestor = Ingestor::start(Arc::clone(&platform), store, ingest_settings);
+    let ingestor = Ingestor::start(Arc::clone(&platform), Arc::clone(&store), ingest_settings);
     let gateway_settings = GatewaySettings {
         listen: settings.mqtt_listen,
         max_retained_per_tenant: settings.quotas.max_retained_per_tenant,
@@ -62,7 +63,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("binding the HTTPS listener on {}", settings.http_listen))?;
     listener.set_nonblocking(true)?;
     let http_addr = listener.local_addr()?;
-    let state = AppState::new(Arc::clone(&platform), ingestor.clone(), ApiSettings::default());
+    let fleet = rampart_fleet::Fleet::start(
+        Arc::clone(&platform),
+        Arc::clone(&store),
+        ingestor.clone(),
+        settings.data_dir.join("firmware"),
+        rampart_fleet::FleetSettings::default(),
+    );
+    let state = AppState::new(Arc::clone(&platform), ingestor.clone(), fleet, ApiSettings::default());
     let app = rampart_api::router(state);
     let handle = Handle::new();
     let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls.https)).handshake_timeout(HANDSHAKE_TIMEOUT);

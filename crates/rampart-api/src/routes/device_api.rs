@@ -31,8 +31,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// A device authenticated by token or client certificate.
 pub(super) struct DeviceCaller {
-    tenant: String,
-    device: String,
+    pub(super) tenant: String,
+    pub(super) device: String,
 }
 
 impl FromRequestParts<AppState> for DeviceCaller {

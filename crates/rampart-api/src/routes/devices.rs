@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use rampart_core::{DeviceId, DeviceStatus, GroupId};
+use rampart_data::DeviceAttestation;
 use rampart_platform::rows::Device;
 use rampart_platform::{DeviceEdit, DeviceQuery, NewDevice, format_rfc3339_ms};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -46,6 +47,54 @@ pub(super) struct DeviceDto {
     #[schema(value_type = Object)]
     pub attributes: Value,
     pub required_interval_s: Option<i64>,
+    /// The verdict on the device's last attestation (SPEC §9) and what it runs.
+    pub attestation: AttestationDto,
+}
+
+/// `{"status":"trusted|untrusted|unknown","checked_at"}` and what the device runs.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(super) struct AttestationDto {
+    pub status: String,
+    pub checked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<bool>,
+    /// The highest security counter the device has run (the anti-rollback floor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_counter: Option<i64>,
+}
+
+impl From<DeviceAttestation> for AttestationDto {
+    fn from(attestation: DeviceAttestation) -> Self {
+        AttestationDto {
+            status: attestation.status.as_str().to_owned(),
+            checked_at: attestation.checked_at.map(format_rfc3339_ms),
+            firmware_id: attestation.firmware_id,
+            firmware_version: attestation.firmware_version,
+            firmware_sha256: attestation.firmware_sha256,
+            secure_boot: attestation.secure_boot,
+            security_counter: attestation.security_counter,
+        }
+    }
+}
+
+impl DeviceDto {
+    fn with(device: Device, attestation: DeviceAttestation) -> Self {
+        let mut dto = DeviceDto::from(device);
+        dto.attestation = attestation.into();
+        dto
+    }
+}
+
+/// The device as the API shows it, its attestation read.
+async fn shown(state: &AppState, device: Device) -> ApiResult<DeviceDto> {
+    let attestation = state.ingestor.attestation(&device.tenant, &device.id).await?;
+    Ok(DeviceDto::with(device, attestation))
 }
 
 impl From<Device> for DeviceDto {
@@ -64,6 +113,7 @@ impl From<Device> for DeviceDto {
             created_at: format_rfc3339_ms(device.created_at),
             attributes,
             required_interval_s: device.required_interval_s,
+            attestation: DeviceAttestation::unknown().into(),
         }
     }
 }
@@ -157,7 +207,7 @@ async fn create_device(
         required_interval_s: body.required_interval_s,
     };
     let device = state.platform.create_device(&principal, &id, new).await?;
-    Ok((StatusCode::CREATED, Json(device.into())))
+    Ok((StatusCode::CREATED, Json(shown(&state, device).await?)))
 }
 
 /// Lists the devices the caller may see, filtered and paginated by id.
@@ -193,7 +243,12 @@ async fn list_devices(
     };
     let list = ListQuery { limit: query.limit, cursor: query.cursor };
     let rows = state.platform.list_devices(&principal, filter, &list.page()?).await?;
-    Ok(Json(paginate(&list, rows, |device| device.id.clone(), DeviceDto::from)?))
+    let mut attestations = state.ingestor.attestations(&principal.tenant).await?;
+    let show = |device: Device| {
+        let attestation = attestations.remove(&device.id).unwrap_or_else(DeviceAttestation::unknown);
+        DeviceDto::with(device, attestation)
+    };
+    Ok(Json(paginate(&list, rows, |device| device.id.clone(), show)?))
 }
 
 /// Reads one device.
@@ -217,7 +272,7 @@ async fn get_device(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDto>> {
     let device = state.platform.visible_device(&principal, Permission::DevicesRead, &DeviceId::parse(&id)?).await?;
-    Ok(Json(device.into()))
+    Ok(Json(shown(&state, device).await?))
 }
 
 /// Updates a device's name, type, group, attributes or reporting interval (not its status).
@@ -249,7 +304,8 @@ async fn patch_device(
         attributes: body.attributes,
         required_interval_s: body.required_interval_s,
     };
-    Ok(Json(state.platform.update_device(&principal, &DeviceId::parse(&id)?, edit).await?.into()))
+    let device = state.platform.update_device(&principal, &DeviceId::parse(&id)?, edit).await?;
+    Ok(Json(shown(&state, device).await?))
 }
 
 /// Deletes a device: its tokens and data key go, its certificates are revoked (they stay in
@@ -297,7 +353,8 @@ async fn revoke_device(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDto>> {
-    Ok(Json(state.platform.revoke_device(&principal, &DeviceId::parse(&id)?).await?.into()))
+    let device = state.platform.revoke_device(&principal, &DeviceId::parse(&id)?).await?;
+    Ok(Json(shown(&state, device).await?))
 }
 
 /// Lifts a revocation. Issues no credential: the device needs new tokens or certificates.
@@ -321,5 +378,6 @@ async fn reinstate_device(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDto>> {
-    Ok(Json(state.platform.reinstate_device(&principal, &DeviceId::parse(&id)?).await?.into()))
+    let device = state.platform.reinstate_device(&principal, &DeviceId::parse(&id)?).await?;
+    Ok(Json(shown(&state, device).await?))
 }

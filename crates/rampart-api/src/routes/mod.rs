@@ -1,13 +1,16 @@
 //! Every route of the API, one module per resource; each exposes `routes()`.
 
+mod advisories;
 mod api_keys;
 mod audit;
 mod auth_login;
+mod campaigns;
 mod certificates;
 mod data;
 mod device_api;
 mod device_tokens;
 mod devices;
+mod firmware;
 mod groups;
 mod health;
 mod me;
@@ -47,5 +50,8 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .merge(topic_policies::routes())
         .merge(data::routes())
         .merge(operations::routes())
+        .merge(firmware::routes())
+        .merge(campaigns::routes())
+        .merge(advisories::routes())
         .merge(stream::routes())
 }

@@ -45,7 +45,14 @@ impl Harness {
     async fn over(fixture: Fixture, settings: ApiSettings) -> Harness {
         let platform = Arc::clone(&fixture.platform);
         let ingestor = fixture.ingestor.clone();
-        let app = router(AppState::new(Arc::clone(&platform), ingestor.clone(), settings));
+        let fleet = rampart_fleet::Fleet::start(
+            Arc::clone(&platform),
+            Arc::clone(&fixture.store),
+            ingestor.clone(),
+            fixture.data_dir().join("firmware"),
+            rampart_fleet::FleetSettings::default(),
+        );
+        let app = router(AppState::new(Arc::clone(&platform), ingestor.clone(), fleet, settings));
         Harness { app, platform, store: Arc::clone(&fixture.store), ingestor, fixture }
     }
 

@@ -269,6 +269,23 @@ impl Platform {
         Ok(reinstated)
     }
 
+    /// Quarantines a device on the platform's own decision (a tenant policy acting on what the
+    /// device did): its connections are cut off and it may not connect until released. A
+    /// device already quarantined or revoked stays as it is (answers `false`).
+    pub async fn quarantine_device_by_policy(&self, tenant: &str, id: &str, why: &str) -> ServiceResult<bool> {
+        let from = [DeviceStatus::Registered, DeviceStatus::Active];
+        match self.store.set_device_status(tenant, id, &from, DeviceStatus::Quarantined).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => return Ok(false),
+            Err(other) => return Err(other.into()),
+        }
+        self.cut_off(tenant, id, CutOffReason::Quarantined);
+        let entry = AuditEntry::success(tenant, Actor::System, AuditAction::DeviceQuarantine, format!("device:{id}"))
+            .with_details(json!({"reason": why}));
+        self.audit.record(entry).await;
+        Ok(true)
+    }
+
     /// Tells every live connection of the device to close (the gateway acts within 1 s).
     fn cut_off(&self, tenant: &str, device: &str, reason: CutOffReason) {
         self.publish(ControlEvent::DeviceCutOff { tenant: tenant.to_owned(), device: device.to_owned(), reason });

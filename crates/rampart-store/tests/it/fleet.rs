@@ -40,6 +40,7 @@ fn campaign(id: &str) -> CampaignRow {
         strategy: "{}".into(),
         devices: r#"["pump"]"#.into(),
         dispatched: 0,
+        accepted: 0,
         status: Running,
         reason: None,
         created_by: "user:admin".into(),
@@ -49,7 +50,7 @@ fn campaign(id: &str) -> CampaignRow {
 }
 
 fn moving<'a>(id: &'a str, from: &'a [CampaignStatus], to: CampaignStatus) -> CampaignUpdate<'a> {
-    CampaignUpdate { tenant: T, id, from, to, dispatched: None, reason: None, now_ms: 2_000 }
+    CampaignUpdate { tenant: T, id, from, to, dispatched: None, accepted: None, reason: None, now_ms: 2_000 }
 }
 
 conformance!(the_signing_key_is_stored_once_and_images_are_unique, |store| {

@@ -711,9 +711,19 @@ pub(crate) async fn populate_every_owned_table(store: &dyn Store, tenant: &str, 
         ..Default::default()
     };
     store.record_device_firmware(&runs, true).await.expect("device firmware");
-    let signing = rampart_store::SigningKeyRow { tenant: tenant.into(), private_sealed: vec![1], public_key: vec![2], created_at: 1 };
+    let signing = rampart_store::SigningKeyRow {
+        tenant: tenant.into(),
+        private_sealed: vec![1],
+        public_key: vec![2],
+        created_at: 1,
+    };
     store.put_signing_key_once(&signing).await.expect("signing key");
-    let key = rampart_store::FirmwareKeyRow { tenant: tenant.into(), id: "offline".into(), public_key: vec![3], created_at: 1 };
+    let key = rampart_store::FirmwareKeyRow {
+        tenant: tenant.into(),
+        id: "offline".into(),
+        public_key: vec![3],
+        created_at: 1,
+    };
     store.insert_firmware_key(&key).await.expect("firmware key");
     let image = rampart_store::FirmwareRow {
         tenant: tenant.into(),
@@ -738,6 +748,7 @@ pub(crate) async fn populate_every_owned_table(store: &dyn Store, tenant: &str, 
         strategy: "{}".into(),
         devices: "[]".into(),
         dispatched: 0,
+        accepted: 0,
         status: rampart_core::CampaignStatus::Running,
         reason: None,
         created_by: "user:admin".into(),
@@ -745,7 +756,8 @@ pub(crate) async fn populate_every_owned_table(store: &dyn Store, tenant: &str, 
         updated_at: 1,
     };
     store.insert_campaign(&campaign).await.expect("campaign");
-    let advisory = rampart_store::AdvisoryRow { tenant: tenant.into(), id: "OSV-1".into(), record: "{}".into(), updated_at: 1 };
+    let advisory =
+        rampart_store::AdvisoryRow { tenant: tenant.into(), id: "OSV-1".into(), record: "{}".into(), updated_at: 1 };
     store.put_advisory(&advisory).await.expect("advisory");
     put_retained(store, &retained(tenant, "status", b"on")).await.expect("retained");
     let mut alert = security_event(tenant, &self::tenant(tenant).uid, 100, "aa");

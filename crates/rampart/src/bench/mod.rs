@@ -17,6 +17,9 @@ mod provision;
 mod stats;
 mod wire;
 
+pub(crate) use conn::install_crypto_provider;
+pub(crate) use provision::device_id;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

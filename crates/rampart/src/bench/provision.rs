@@ -5,21 +5,18 @@
 //! key for an application subscriber (`--subscriber-out`), the identity `bench run
 //! --subscribe` needs on Rampart, where devices may not subscribe to each other's telemetry.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use futures::StreamExt;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::conn::install_crypto_provider;
 use super::credentials::{self, Credential};
-
-/// How often one request is retried after `429 rate_limited` or a transport error.
-const MAX_ATTEMPTS: u32 = 8;
+use crate::rest::{Api, describe, https_client};
 
 pub(crate) struct ProvisionSettings {
     pub url: String,
@@ -37,68 +34,10 @@ pub(crate) fn device_id(prefix: &str, index: usize) -> String {
     format!("{prefix}{index:05}")
 }
 
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    /// Sends one request, retrying on 429 (after `Retry-After`) and on transport errors.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(StatusCode, Value)> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request =
-                self.client.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.token);
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(error) if attempt < MAX_ATTEMPTS => {
-                    tracing::debug!("retrying {path}: {error}");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                    continue;
-                }
-                Err(error) => return Err(error).with_context(|| format!("{method} {path}")),
-            };
-            let status = response.status();
-            if status == StatusCode::TOO_MANY_REQUESTS && attempt < MAX_ATTEMPTS {
-                let wait = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| value.parse::<u64>().ok())
-                    .unwrap_or(1)
-                    .min(60);
-                tokio::time::sleep(Duration::from_secs(wait)).await;
-                continue;
-            }
-            let text = response.text().await.with_context(|| format!("{method} {path}: reading the answer"))?;
-            return Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)));
-        }
-    }
-}
-
-/// `{"error","message"}` of a REST error, for messages that must not echo secrets.
-fn describe(status: StatusCode, answer: &Value) -> String {
-    format!(
-        "{status}: {} {}",
-        answer["error"].as_str().unwrap_or("(no error code)"),
-        answer["message"].as_str().unwrap_or_default()
-    )
-}
-
 pub(crate) async fn run(settings: ProvisionSettings) -> anyhow::Result<usize> {
     install_crypto_provider();
     let client = https_client(&settings.ca)?;
-    let api = Arc::new(Api { client, base: settings.url.trim_end_matches('/').to_owned(), token: settings.token });
+    let api = Arc::new(Api::new(client, &settings.url, settings.token));
     let (status, me) = api.call(reqwest::Method::GET, "/api/v1/me", None).await?;
     if status != StatusCode::OK {
         bail!("GET /api/v1/me: {}", describe(status, &me));
@@ -180,17 +119,6 @@ async fn provision_subscriber(api: &Api, tenant: &str) -> anyhow::Result<Credent
     })
 }
 
-fn https_client(ca: &Path) -> anyhow::Result<reqwest::Client> {
-    let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-    let certificate = reqwest::Certificate::from_pem(&pem).with_context(|| format!("parsing {}", ca.display()))?;
-    reqwest::Client::builder()
-        .add_root_certificate(certificate)
-        .tls_built_in_root_certs(false)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("building the HTTPS client")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,12 +128,5 @@ mod tests {
         assert_eq!(device_id("bench-", 1), "bench-00001");
         assert_eq!(device_id("bench-", 10_000), "bench-10000");
         assert_eq!(device_id("bench-", 123_456), "bench-123456");
-    }
-
-    #[test]
-    fn errors_show_code_and_message_only() {
-        let answer = json!({"error": "forbidden", "message": "missing devices:write"});
-        assert_eq!(describe(StatusCode::FORBIDDEN, &answer), "403 Forbidden: forbidden missing devices:write");
-        assert_eq!(describe(StatusCode::BAD_GATEWAY, &Value::Null), "502 Bad Gateway: (no error code) ");
     }
 }

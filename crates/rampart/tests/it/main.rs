@@ -4,6 +4,7 @@
 
 mod audit_cli;
 mod device_management;
+mod firmware;
 mod first_start;
 mod flows;
 mod gateway;

@@ -56,8 +56,9 @@ CREATE TABLE device_firmware (
     PRIMARY KEY (tenant, device)
 );
 
--- Firmware campaigns: the ordered target devices, how many got their operation so far, and
--- the status (running, paused, cancelled, completed).
+-- Firmware campaigns: the ordered target devices, how many got their operation so far, how
+-- many of those passed their wave's failure check (or were accepted on resume), and the
+-- status (running, paused, cancelled, completed).
 CREATE TABLE campaigns (
     tenant TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -66,6 +67,7 @@ CREATE TABLE campaigns (
     strategy TEXT NOT NULL,
     devices TEXT NOT NULL,
     dispatched INTEGER NOT NULL,
+    accepted INTEGER NOT NULL,
     status TEXT NOT NULL,
     reason TEXT,
     created_by TEXT NOT NULL,
