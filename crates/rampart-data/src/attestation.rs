@@ -17,8 +17,8 @@ use crate::ingest::Shared;
 use crate::queries::alarm_live_event;
 use crate::writer::seal_alarm_text;
 
-/// The alarm type raised on untrusted firmware.
-const UNTRUSTED_ALARM: &str = "untrusted_firmware";
+/// The alarm type raised on untrusted firmware: the security event's own name.
+const UNTRUSTED_ALARM: &str = SecurityEventType::UntrustedFirmware.as_str();
 
 /// What a report says, as far as the verdict goes.
 struct Report {

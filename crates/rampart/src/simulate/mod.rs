@@ -65,7 +65,7 @@ pub(crate) struct SimulateArgs {
     /// Milliseconds a device takes to execute an operation.
     #[arg(long, default_value_t = 200)]
     pub execute_ms: u64,
-    /// Stop after this many seconds (default: run until Ctrl-C).
+    /// Stop after this many seconds (Ctrl-C stops it too; both print the results).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Connections opened at once while starting.
@@ -124,15 +124,17 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let progress = tokio::spawn(stats::progress(Arc::clone(&stats)));
-    let stop = async {
+    // Until --duration has passed or Ctrl-C (SIGINT), whichever comes first.
+    let duration = async {
         match args.duration {
             Some(seconds) => tokio::time::sleep(Duration::from_secs_f64(seconds.max(0.0))).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            None => std::future::pending::<()>().await,
         }
     };
-    stop.await;
+    tokio::select! {
+        () = duration => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
     progress.abort();
     tasks.abort_all();
     println!("{}", stats.summary(started.elapsed()));

@@ -6,6 +6,7 @@
 
 mod bench_cli;
 mod conformance;
+mod device_mgmt;
 mod mosquitto_clients;
 mod paho;
 mod support;

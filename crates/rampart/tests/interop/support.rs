@@ -136,15 +136,19 @@ pub(crate) fn text(output: &Output) -> String {
     )
 }
 
-/// A Python interpreter with paho-mqtt: the system one if it has paho, else a venv under the
-/// test target dir with paho-mqtt installed from PyPI. `None` (reason printed) if neither works.
+/// A Python interpreter with paho-mqtt and cryptography: the system one if it has both, else a
+/// venv under the test target dir with both installed from PyPI. `None` (reason printed) if
+/// neither works.
 pub(crate) fn paho_python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
             let has_paho = |python: &Path| {
                 Command::new(python)
-                    .args(["-c", "import paho.mqtt.client, paho.mqtt.enums"])
+                    .args([
+                        "-c",
+                        "import paho.mqtt.client, paho.mqtt.enums, cryptography.hazmat.primitives.asymmetric.ed25519",
+                    ])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
@@ -168,12 +172,13 @@ pub(crate) fn paho_python() -> Option<PathBuf> {
                 println!("skipping paho tests: python3 with venv is not available");
                 return None;
             }
-            let installed =
-                Command::new(&venv_python).args(["-m", "pip", "install", "--quiet", "paho-mqtt>=2,<3"]).status();
+            let installed = Command::new(&venv_python)
+                .args(["-m", "pip", "install", "--quiet", "paho-mqtt>=2,<3", "cryptography"])
+                .status();
             if installed.is_ok_and(|status| status.success()) && has_paho(&venv_python) {
                 Some(venv_python)
             } else {
-                println!("skipping paho tests: paho-mqtt could not be installed from PyPI");
+                println!("skipping paho tests: paho-mqtt and cryptography could not be installed from PyPI");
                 None
             }
         })
