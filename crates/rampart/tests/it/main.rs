@@ -11,6 +11,7 @@ mod gateway;
 mod isolation;
 mod retained;
 mod security_flows;
+mod simulate;
 mod tidy;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
