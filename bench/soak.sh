@@ -61,7 +61,7 @@ sampler_pid=$!
 
 upload() { # VERSION COUNTER MB
   head -c $(($3 * 1048576)) /dev/urandom >"$work/fw-$1.bin"
-  api "${auth[@]}" -H 'content-type:' "https://$http/api/v1/firmware" \
+  curl -sS --fail-with-body --cacert "$ca" "${auth[@]}" "https://$http/api/v1/firmware" \
     -F "metadata={\"name\":\"soak-fw\",\"version\":\"$1\",\"hardware\":\"sim\",\"security_counter\":$2}" \
     -F "image=@$work/fw-$1.bin" | jq -r .id
 }

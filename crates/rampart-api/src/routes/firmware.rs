@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Multipart, State};
+use axum::extract::{FromRequest, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rampart_data::QueryError;
@@ -219,10 +219,53 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError 
 async fn upload(
     State(state): State<AppState>,
     principal: Principal,
-    mut multipart: Multipart,
+    request: axum::extract::Request,
 ) -> ApiResult<(StatusCode, Json<FirmwareDto>)> {
+    let multipart_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !multipart_form {
+        drain(request.into_body()).await;
+        return Err(ApiError::invalid("the upload must be multipart/form-data with the parts metadata and image"));
+    }
+    let mut multipart = match Multipart::from_request(request, &state).await {
+        Ok(multipart) => multipart,
+        Err(rejection) => {
+            return Err(ApiError::invalid(format!("the multipart body is malformed: {}", rejection.body_text())));
+        }
+    };
+    let result = receive(&state, &principal, &mut multipart).await;
+    if result.is_err() {
+        // Read what the client is still sending, so that it can read the answer (an HTTP/2
+        // stream reset, or a TCP reset over HTTP/1.1, would hide it).
+        let rest = async {
+            while let Ok(Some(mut field)) = multipart.next_field().await {
+                while let Ok(Some(_)) = field.chunk().await {}
+            }
+        };
+        let _late_client_is_fine = tokio::time::timeout(DRAIN_TIME, rest).await;
+    }
+    let firmware = result?;
+    Ok((StatusCode::CREATED, Json(firmware.into())))
+}
+
+/// How long a refused upload's remaining body may take to be read before the answer goes out.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads and discards a body (bounded by the upload limit and [`DRAIN_TIME`]).
+async fn drain(body: Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let reading = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _late_client_is_fine = tokio::time::timeout(DRAIN_TIME, reading).await;
+}
+
+/// Streams the parts of an upload into the repository.
+async fn receive(state: &AppState, principal: &Principal, multipart: &mut Multipart) -> ApiResult<Firmware> {
     let fleet = &state.fleet;
-    let mut upload = fleet.begin_upload(&principal).await?;
+    let mut upload = fleet.begin_upload(principal).await?;
     let mut metadata: Option<FirmwareMetadata> = None;
     let mut image_seen = false;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -261,8 +304,7 @@ async fn upload(
     if !image_seen {
         return Err(ApiError::invalid("image is required"));
     }
-    let firmware = fleet.finish_upload(&principal, upload, metadata).await?;
-    Ok((StatusCode::CREATED, Json(firmware.into())))
+    Ok(fleet.finish_upload(principal, upload, metadata).await?)
 }
 
 /// The tenant's images, newest first.

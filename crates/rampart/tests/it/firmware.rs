@@ -454,3 +454,54 @@ async fn attestation_is_judged_against_the_repository_and_advisories_expose_devi
     let (_, code) = MqttClient::connect(&server.mqtt_addr, &ca, &options).await.expect("connect");
     assert_eq!(code, 0x87, "refused while quarantined");
 }
+
+#[tokio::test]
+async fn refused_uploads_are_readable_over_http1_and_http2_with_curl() {
+    let server = TestServer::start(BIN, ServerOptions::default()).await;
+    let acme = server.tenant_admin("acme").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("fw.bin");
+    std::fs::write(&image, image_bytes(3 * 1024 * 1024, 1)).expect("write image");
+    let ca = server.data_dir.join("tls/ca.pem");
+    let curl = |version: &str, extra: &[String]| {
+        let mut command = std::process::Command::new("curl");
+        command.args(["-sS", version, "--cacert"]).arg(&ca).args(["-o", "/dev/null", "-w", "%{http_code}", "-H"]);
+        command.arg(format!("Authorization: Bearer {acme}")).args(extra).arg(server.url("/api/v1/firmware"));
+        let output = command.output().expect("curl");
+        (String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    let bad_signature = format!(
+        "metadata={{\"name\":\"fw\",\"version\":\"1.0.0\",\"hardware\":\"h\",\"security_counter\":1,\"signature\":\"{}\"}}",
+        STANDARD.encode([0u8; 64])
+    );
+    let bad_version =
+        "metadata={\"name\":\"fw\",\"version\":\"x\",\"hardware\":\"h\",\"security_counter\":1}".to_owned();
+    for version in ["--http1.1", "--http2"] {
+        // Not a multipart form at all: read to its end, then a 400.
+        let (status, stderr) = curl(
+            version,
+            &[
+                "-H".into(),
+                "Content-Type: application/json".into(),
+                "--data-binary".into(),
+                format!("@{}", image.display()),
+            ],
+        );
+        assert_eq!(status, "400", "curl {version} (not multipart): {stderr}");
+        // A signature but no registered key: refused once the image is in.
+        let (status, stderr) =
+            curl(version, &["-F".into(), bad_signature.clone(), "-F".into(), format!("image=@{}", image.display())]);
+        assert_eq!(status, "400", "curl {version} (bad signature): {stderr}");
+        // Refused on the metadata, before the image: the image still streaming is drained.
+        let (status, stderr) =
+            curl(version, &["-F".into(), bad_version.clone(), "-F".into(), format!("image=@{}", image.display())]);
+        assert_eq!(status, "400", "curl {version} (bad version): {stderr}");
+        // A good one.
+        let meta = format!(
+            "metadata={{\"name\":\"fw\",\"version\":\"1.0.{}\",\"hardware\":\"h\",\"security_counter\":1}}",
+            version.len()
+        );
+        let (status, stderr) = curl(version, &["-F".into(), meta, "-F".into(), format!("image=@{}", image.display())]);
+        assert_eq!(status, "201", "curl {version}: {stderr}");
+    }
+}
