@@ -3,34 +3,14 @@
 //! ingest batch does that in the same transaction as the data). Since `last_seen` is written at
 //! most once a second per device, a device is silent after `required_interval_s` + 1 s.
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
-
 use rampart_store::AlarmRaise;
 
-use crate::ingest::{Inner, Shared};
+use crate::ingest::Shared;
 use crate::queries::alarm_live_event;
 use crate::writer::{SEEN_RESOLUTION_MS, seal_alarm_text};
 
 /// Devices handled per check; the rest wait for the next round.
 const PER_ROUND: u32 = 1000;
-
-pub(crate) fn spawn(inner: Weak<Inner>, period: Duration) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            // The ingestor is gone: stop with it.
-            let Some(inner) = inner.upgrade() else { return };
-            let shared = Arc::clone(&inner.shared);
-            drop(inner);
-            if let Err(error) = check_once(&shared).await {
-                tracing::warn!(%error, "availability check failed");
-            }
-        }
-    });
-}
 
 /// Raises `unavailable` on every silent device; answers how many were raised.
 pub(crate) async fn check_once(shared: &Shared) -> Result<usize, rampart_store::StoreError> {

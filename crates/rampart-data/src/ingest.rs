@@ -126,10 +126,14 @@ impl Ingestor {
         let budget = Arc::new(Semaphore::new(budget_total as usize));
         let inner = Arc::new(Inner { shared, queue, budget, budget_total });
         if let Some(period) = settings.availability_check {
-            crate::availability::spawn(Arc::downgrade(&inner), period);
+            every(Arc::downgrade(&inner), period, "availability check", |shared| async move {
+                crate::availability::check_once(&shared).await
+            });
         }
         if let Some(period) = settings.operation_timeouts {
-            crate::operations::spawn_timeouts(Arc::downgrade(&inner), period);
+            every(Arc::downgrade(&inner), period, "failing timed-out operations", |shared| async move {
+                crate::operations::time_out_once(&shared).await
+            });
         }
         Ingestor { inner }
     }
@@ -255,4 +259,27 @@ impl Ingestor {
     pub fn malformed_total(&self) -> u64 {
         self.shared().malformed_total.load(Ordering::Relaxed)
     }
+}
+
+/// Runs `job` every `period` until the ingestor is gone; a failed round is logged and the next
+/// one runs as usual.
+fn every<Job, Round, Error>(inner: std::sync::Weak<Inner>, period: Duration, what: &'static str, job: Job)
+where
+    Job: Fn(Arc<Shared>) -> Round + Send + 'static,
+    Round: std::future::Future<Output = Result<usize, Error>> + Send,
+    Error: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(inner) = inner.upgrade() else { return };
+            let shared = Arc::clone(&inner.shared);
+            drop(inner);
+            if let Err(error) = job(shared).await {
+                tracing::warn!(%error, "{what} failed");
+            }
+        }
+    });
 }

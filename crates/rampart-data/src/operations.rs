@@ -4,8 +4,7 @@
 //! `timeout` past their deadline, cancelled while PENDING. Payloads and results are sealed
 //! under the device's data key; every creation and cancellation is audited (device control).
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use rampart_core::{AuditAction, DeviceId, OperationStatus, Permission};
 use rampart_platform::{DeviceFeed, Principal, format_rfc3339_ms};
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::error::{IngestError, QueryError};
 use crate::firmware_update::{FIRMWARE_UPDATE, FirmwareUpdate};
-use crate::ingest::{Ingestor, Inner, Shared};
+use crate::ingest::{Ingestor, Shared};
 use crate::keys::KeyError;
 use crate::live::{LiveEvent, LiveTopic};
 use crate::queries::ListPage;
@@ -518,23 +517,6 @@ impl Shared {
             tracing::warn!(%error, tenant, device, "recording an installed firmware failed");
         }
     }
-}
-
-/// Fails unfinished operations past their deadline, every `period`.
-pub(crate) fn spawn_timeouts(inner: Weak<Inner>, period: Duration) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let Some(inner) = inner.upgrade() else { return };
-            let shared = Arc::clone(&inner.shared);
-            drop(inner);
-            if let Err(error) = time_out_once(&shared).await {
-                tracing::warn!(%error, "failing timed-out operations failed");
-            }
-        }
-    });
 }
 
 /// Fails every unfinished operation past its deadline; answers how many.

@@ -815,3 +815,39 @@ fn openapi_describes_every_device_credential_and_audit_route() {
         }
     }
 }
+
+#[test]
+fn openapi_describes_every_device_management_route() {
+    let document = serde_json::to_value(rampart_api::openapi()).expect("OpenAPI JSON");
+    let expected = [
+        ("/api/v1/devices/{id}/operations", ["get", "post"].as_slice()),
+        ("/api/v1/operations/{id}", &["get"]),
+        ("/api/v1/operations/{id}/cancel", &["post"]),
+        ("/api/v1/devices/{id}/twin", &["get"]),
+        ("/api/v1/devices/{id}/twin/desired", &["patch"]),
+        ("/api/v1/device/operations", &["get"]),
+        ("/api/v1/device/operations/{id}", &["put"]),
+        ("/api/v1/device/firmware/{id}", &["get"]),
+        ("/api/v1/firmware", &["get", "post"]),
+        ("/api/v1/firmware/{id}", &["get"]),
+        ("/api/v1/firmware/signing-key", &["get"]),
+        ("/api/v1/firmware/keys", &["get", "post"]),
+        ("/api/v1/firmware/keys/{id}", &["delete"]),
+        ("/api/v1/campaigns", &["get", "post"]),
+        ("/api/v1/campaigns/{id}", &["get"]),
+        ("/api/v1/campaigns/{id}/pause", &["post"]),
+        ("/api/v1/campaigns/{id}/resume", &["post"]),
+        ("/api/v1/campaigns/{id}/cancel", &["post"]),
+        ("/api/v1/advisories", &["get", "post"]),
+        ("/api/v1/advisories/exposure", &["get"]),
+    ];
+    for (path, methods) in expected {
+        for method in methods {
+            let operation = &document["paths"][path][method];
+            assert!(operation.is_object(), "{method} {path} missing from the OpenAPI document");
+            assert!(operation["security"].is_array(), "{method} {path} does not declare bearer auth");
+        }
+    }
+    let upload = &document["paths"]["/api/v1/firmware"]["post"]["requestBody"]["content"];
+    assert!(upload["multipart/form-data"].is_object(), "the upload is described as multipart: {upload}");
+}

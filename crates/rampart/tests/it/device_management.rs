@@ -11,18 +11,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::BIN;
+use crate::gateway::device_with_token;
 use crate::retained::found_in_files;
 
 const WAIT: Duration = Duration::from_secs(2);
-
-/// Registers `device` in the tenant of `admin` and returns a fresh token for it.
-async fn device_with_token(server: &TestServer, admin: &str, device: &str) -> String {
-    let (status, body) = server.post("/api/v1/devices", admin, json!({"id": device})).await;
-    assert_eq!(status, 201, "{body}");
-    let (status, token) = server.post(&format!("/api/v1/devices/{device}/tokens"), admin, json!({})).await;
-    assert_eq!(status, 201, "{token}");
-    token["token"].as_str().expect("token").to_owned()
-}
 
 /// Connects `device` with its token and subscribes to `filter`.
 async fn subscribed(server: &TestServer, protocol: Protocol, device: &str, token: &str, filter: &str) -> MqttClient {

@@ -19,16 +19,15 @@ use sha2::{Digest, Sha256};
 
 use crate::BIN;
 
+/// Registers `device` (in `group`, if given) and returns a fresh token for it.
 async fn device_with_token(server: &TestServer, admin: &str, device: &str, group: Option<&str>) -> String {
-    let mut body = json!({"id": device});
+    let token = crate::gateway::device_with_token(server, admin, device).await;
     if let Some(group) = group {
-        body["group"] = json!(group);
+        let path = format!("/api/v1/devices/{device}");
+        let (status, answer) = server.call(Method::PATCH, &path, Some(admin), Some(json!({"group": group}))).await;
+        assert_eq!(status, 200, "{answer}");
     }
-    let (status, answer) = server.post("/api/v1/devices", admin, body).await;
-    assert_eq!(status, 201, "{answer}");
-    let (status, token) = server.post(&format!("/api/v1/devices/{device}/tokens"), admin, json!({})).await;
-    assert_eq!(status, 201, "{token}");
-    token["token"].as_str().expect("token").to_owned()
+    token
 }
 
 fn image_bytes(len: usize, seed: u8) -> Vec<u8> {
@@ -322,6 +321,11 @@ async fn campaigns_roll_out_in_waves_pause_themselves_and_refuse_rollback() {
     let (status, second) = server.post("/api/v1/campaigns", &acme, body).await;
     assert_eq!(status, 201, "{second}");
     let second_id = second["id"].as_str().expect("id");
+    let (status, paused) = server.post(&format!("/api/v1/campaigns/{second_id}/pause"), &acme, json!({})).await;
+    assert_eq!((status, paused["status"].as_str()), (200, Some("paused")), "{paused}");
+    assert_eq!(server.post(&format!("/api/v1/campaigns/{second_id}/pause"), &acme, json!({})).await.0, 409);
+    let (_, audit) = server.get("/api/v1/audit?action=campaign.pause", &acme).await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
     let (status, cancelled) = server.post(&format!("/api/v1/campaigns/{second_id}/cancel"), &acme, json!({})).await;
     assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled}");
     assert_eq!(cancelled["counts"]["FAILED"], 1, "{cancelled}");

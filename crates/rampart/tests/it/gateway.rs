@@ -15,7 +15,7 @@ use crate::BIN;
 use crate::flows::postgres_options;
 
 /// Registers `device` in the tenant of `admin` and returns a fresh token for it.
-async fn device_with_token(server: &TestServer, admin: &str, device: &str) -> String {
+pub(crate) async fn device_with_token(server: &TestServer, admin: &str, device: &str) -> String {
     let (status, body) = server.post("/api/v1/devices", admin, json!({"id": device})).await;
     assert_eq!(status, 201, "{body}");
     let (status, token) = server.post(&format!("/api/v1/devices/{device}/tokens"), admin, json!({})).await;

@@ -138,3 +138,36 @@ async fn certificate_devices_and_injected_failures_pause_a_campaign() {
     let results = summary(child).await;
     assert_eq!(results["injected_failures"], 1, "{results}");
 }
+
+#[tokio::test]
+async fn a_simulated_device_refuses_an_image_whose_signature_was_tampered_with() {
+    let server = TestServer::start(BIN, ServerOptions::default()).await;
+    let acme = server.tenant_admin("acme").await;
+    let child = simulate(&server, &acme, 8, &["--devices", "1"]);
+    wait_for(&server, &acme, "/api/v1/devices/sim-00001", |device| device["connected"] == true).await;
+    let firmware = upload(&server, &acme, "3.0.0", 4).await;
+    // Someone with write access to the database swaps the signature for another valid-looking one.
+    let db = rusqlite::Connection::open(server.data_dir.join("rampart.db")).expect("open db");
+    let forged = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 64]);
+    let changed = db
+        .execute("UPDATE firmware SET signature = ?1 WHERE id = ?2", rusqlite::params![forged, firmware])
+        .expect("tamper");
+    assert_eq!(changed, 1);
+    drop(db);
+    let body = json!({"firmware_id": firmware, "target": {"devices": ["sim-00001"]}, "strategy": {"canary": 0, "waves": [100]}});
+    let (status, campaign) = server.post("/api/v1/campaigns", &acme, body).await;
+    assert_eq!(status, 201, "{campaign}");
+    let operations = wait_for(&server, &acme, "/api/v1/devices/sim-00001/operations?status=FAILED", |page| {
+        page["items"].as_array().is_some_and(|items| !items.is_empty())
+    })
+    .await;
+    assert_eq!(operations["items"][0]["reason"], "manifest signature does not verify", "{operations}");
+    let (_, device) = server.get("/api/v1/devices/sim-00001", &acme).await;
+    assert_ne!(device["attestation"]["firmware_version"], "3.0.0", "the image was not installed: {device}");
+    let results = summary(child).await;
+    assert_eq!(
+        (results["signature_failures"].as_u64(), results["firmware_downloads"].as_u64()),
+        (Some(1), Some(0)),
+        "{results}"
+    );
+}
