@@ -6,6 +6,7 @@
 
 pub mod acl;
 mod ids;
+mod net;
 mod password_policy;
 mod permissions;
 mod registry;
@@ -17,6 +18,7 @@ pub mod topic;
 mod wire_enum;
 
 pub use ids::{DeviceId, GroupId, IdKind, InvalidId, RoleName, TenantId, Username, validate_id};
+pub use net::{Cidr, canonical_ip};
 pub use password_policy::{PasswordRejected, check_password_policy};
 pub use permissions::{BUILTIN_ROLES, Permission, PermissionSet, builtin_role_permissions};
 pub use registry::{AuditAction, SecurityEventType};

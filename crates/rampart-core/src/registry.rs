@@ -52,6 +52,7 @@ wire_enum!(
         CampaignResume = "campaign.resume",
         CampaignCancel = "campaign.cancel",
         AdvisoryImport = "advisory.import",
+        IpBlockLift = "ip_block.lift",
         AuditExport = "audit.export",
     }
 );

@@ -49,3 +49,15 @@ pub trait Guard: Send + Sync + 'static {
 pub struct OpenGuard;
 
 impl Guard for OpenGuard {}
+
+/// Refuses connections from addresses the platform blocks (SPEC §10), before TLS.
+pub struct BlockGuard(pub std::sync::Arc<rampart_platform::Platform>);
+
+impl Guard for BlockGuard {
+    fn on_accept(&self, peer: SocketAddr) -> Verdict {
+        match self.0.is_blocked(peer.ip()) {
+            true => Verdict::Deny,
+            false => Verdict::Allow,
+        }
+    }
+}

@@ -50,7 +50,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 pub use error::GatewayError;
-pub use guard::{Guard, OpenGuard, Origin, Verdict};
+pub use guard::{BlockGuard, Guard, OpenGuard, Origin, Verdict};
 pub use tls::{client_cert_verifier, mqtt_server_config};
 
 use crate::identity::Identity;

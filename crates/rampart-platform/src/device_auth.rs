@@ -446,6 +446,14 @@ impl Platform {
     /// (MAJOR) for a genuine credential of a revoked device, `auth_failure` (MINOR) otherwise.
     /// Failures of the store are not the client's doing and raise nothing.
     pub async fn record_device_auth_failure(&self, error: &DeviceAuthError, source_ip: Option<&str>, protocol: &str) {
+        let tenant = match error {
+            DeviceAuthError::BadCredentials { tenant, .. } => tenant.as_deref(),
+            DeviceAuthError::NotAuthorized { tenant, .. } => Some(tenant.as_str()),
+            DeviceAuthError::Platform(_) => None,
+        };
+        if !matches!(error, DeviceAuthError::Platform(_)) {
+            self.note_auth_failure(source_ip, tenant).await;
+        }
         let draft = match error {
             DeviceAuthError::BadCredentials { tenant: Some(tenant), device, reason } => {
                 let mut draft = SecurityEventDraft::new(tenant, SecurityEventType::AuthFailure, Severity::Minor);

@@ -10,6 +10,7 @@ mod clock;
 mod device_auth;
 mod error;
 mod incarnations;
+mod ip_blocks;
 mod keyring;
 mod platform;
 mod principal;
@@ -25,6 +26,7 @@ pub use bus::{Bus, BusMessage, BusReceiver, ControlEvent, CutOffReason, DeviceFe
 pub use clock::{Clock, SystemClock};
 pub use device_auth::{AuthenticatedDevice, DeviceAuthError, DeviceAuthMethod, split_username};
 pub use error::{PlatformError, PlatformResult, ServiceError, ServiceResult};
+pub use ip_blocks::{IpBlock, MAX_TRACKED};
 pub use keyring::Keyring;
 pub use platform::{Platform, PlatformSettings};
 pub use principal::{ACCESS_TOKEN_PREFIX, API_KEY_PREFIX, Principal, PrincipalKind, Purpose};

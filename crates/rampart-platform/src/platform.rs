@@ -29,6 +29,8 @@ pub struct PlatformSettings {
     pub concurrent_password_hashes: usize,
     /// How long a request waits for a hashing slot before it is told to retry.
     pub password_hash_wait: Duration,
+    /// Address ranges never blocked automatically (`--ids-exempt`); they still raise events.
+    pub ids_exempt: Vec<rampart_core::Cidr>,
 }
 
 impl Default for PlatformSettings {
@@ -38,6 +40,7 @@ impl Default for PlatformSettings {
             access_token_ttl_s: 900,
             concurrent_password_hashes: cores.max(2),
             password_hash_wait: Duration::from_secs(10),
+            ids_exempt: Vec::new(),
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct Platform {
     pub(crate) incarnations: Arc<Incarnations>,
     pub(crate) settings: PlatformSettings,
     hashing: tokio::sync::Semaphore,
+    /// Failed authentications per address and the blocks they led to.
+    pub(crate) ip_blocks: std::sync::Mutex<crate::ip_blocks::IpBlocks>,
 }
 
 impl Platform {
@@ -86,7 +91,8 @@ impl Platform {
             AuditSigningKey::from_bytes(&audit_seed)?,
         );
         let hashing = tokio::sync::Semaphore::new(settings.concurrent_password_hashes.max(1));
-        Ok(Platform { store, keyring, audit, token_key, clock, bus, incarnations, settings, hashing })
+        let ip_blocks = std::sync::Mutex::new(crate::ip_blocks::IpBlocks::new(settings.ids_exempt.clone()));
+        Ok(Platform { store, keyring, audit, token_key, clock, bus, incarnations, settings, hashing, ip_blocks })
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -61,6 +61,9 @@ pub(crate) struct ServeArgs {
     /// Log format: `text` (default) or `json`.
     #[arg(long, env = "RAMPART_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Address ranges never blocked automatically (CIDR, comma-separated; default none).
+    #[arg(long, env = "RAMPART_IDS_EXEMPT", value_delimiter = ',')]
+    pub ids_exempt: Vec<String>,
     /// Retained messages one tenant may keep (default 100000).
     #[arg(long, env = "RAMPART_MAX_RETAINED_PER_TENANT")]
     pub max_retained_per_tenant: Option<usize>,

@@ -25,6 +25,7 @@ struct FileConfig {
     tls_san: Option<Vec<String>>,
     metrics_listen: Option<String>,
     log_format: Option<String>,
+    ids_exempt: Option<Vec<String>>,
     max_retained_per_tenant: Option<usize>,
     max_sessions_per_tenant: Option<usize>,
     ingest_queue_bytes: Option<usize>,
@@ -68,6 +69,8 @@ pub(crate) struct ServeSettings {
     pub tls_sans: Vec<String>,
     pub metrics_listen: Option<SocketAddr>,
     pub json_logs: bool,
+    /// `--ids-exempt`: never blocked automatically.
+    pub ids_exempt: Vec<rampart_core::Cidr>,
     pub quotas: Quotas,
 }
 
@@ -88,7 +91,7 @@ const OTHER_ENV: [&str; 6] = [
     "RAMPART_LOG",
     "RAMPART_CONFIG",
 ];
-const FLAG_ENV: [&str; 12] = [
+const FLAG_ENV: [&str; 13] = [
     "RAMPART_DATA_DIR",
     "RAMPART_HTTP_LISTEN",
     "RAMPART_MQTT_LISTEN",
@@ -98,6 +101,7 @@ const FLAG_ENV: [&str; 12] = [
     "RAMPART_TLS_SAN",
     "RAMPART_METRICS_LISTEN",
     "RAMPART_LOG_FORMAT",
+    "RAMPART_IDS_EXEMPT",
     "RAMPART_MAX_RETAINED_PER_TENANT",
     "RAMPART_MAX_SESSIONS_PER_TENANT",
     "RAMPART_INGEST_QUEUE_BYTES",
@@ -150,6 +154,11 @@ impl ServeSettings {
             Some("json") => true,
             Some(other) => bail!("log_format must be text or json, got {other:?}"),
         };
+        let exempt = if args.ids_exempt.is_empty() { file.ids_exempt.unwrap_or_default() } else { args.ids_exempt };
+        let ids_exempt = exempt
+            .iter()
+            .map(|range| rampart_core::Cidr::parse(range).map_err(|error| anyhow::anyhow!("ids_exempt: {error}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let (gateway, ingest) = (GatewaySettings::default(), IngestSettings::default());
         let quotas = Quotas {
             max_retained_per_tenant: args
@@ -174,6 +183,7 @@ impl ServeSettings {
             tls_sans,
             metrics_listen: metrics.map(|m| parse_addr("metrics_listen", &m)).transpose()?,
             json_logs,
+            ids_exempt,
             quotas,
         })
     }

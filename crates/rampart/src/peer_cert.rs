@@ -1,5 +1,7 @@
-//! Hands the TLS client certificate chain (if the client sent one) to the HTTP handlers as a
-//! request extension, so the HTTPS device API can authenticate devices by certificate.
+//! The HTTPS listener's acceptor: refuses connections from blocked addresses before TLS
+//! (SPEC §10), and hands the TLS client certificate chain (if the client sent one) to the HTTP
+//! handlers as a request extension, so the HTTPS device API can authenticate devices by
+//! certificate.
 
 use std::io;
 use std::sync::Arc;
@@ -9,7 +11,8 @@ use axum_server::accept::Accept;
 use axum_server::tls_rustls::RustlsAcceptor;
 use futures::future::BoxFuture;
 use rampart_api::PeerCertificates;
-use tokio::io::{AsyncRead, AsyncWrite};
+use rampart_platform::Platform;
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tower::Layer;
 
@@ -17,26 +20,31 @@ use tower::Layer;
 #[derive(Clone)]
 pub(crate) struct PeerCertAcceptor {
     inner: RustlsAcceptor,
+    platform: Arc<Platform>,
 }
 
 impl PeerCertAcceptor {
-    pub(crate) fn new(inner: RustlsAcceptor) -> Self {
-        PeerCertAcceptor { inner }
+    pub(crate) fn new(inner: RustlsAcceptor, platform: Arc<Platform>) -> Self {
+        PeerCertAcceptor { inner, platform }
     }
 }
 
-impl<I, S> Accept<I, S> for PeerCertAcceptor
+impl<S> Accept<TcpStream, S> for PeerCertAcceptor
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Send + 'static,
 {
-    type Stream = TlsStream<I>;
+    type Stream = TlsStream<TcpStream>;
     type Service = AddExtension<S, PeerCertificates>;
     type Future = BoxFuture<'static, io::Result<(Self::Stream, Self::Service)>>;
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let acceptor = self.inner.clone();
+        let blocked = stream.peer_addr().is_ok_and(|peer| self.platform.is_blocked(peer.ip()));
         Box::pin(async move {
+            if blocked {
+                // Dropped before TLS: a blocked address learns nothing.
+                return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "address blocked"));
+            }
             let (stream, service) = acceptor.accept(stream, service).await?;
             let chain = stream.get_ref().1.peer_certificates().map(|certs| Arc::new(certs.to_vec()));
             Ok((stream, axum::Extension(PeerCertificates(chain)).layer(service)))

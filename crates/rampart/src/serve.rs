@@ -37,9 +37,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store =
         rampart_store::open(settings.storage.as_spec(), &settings.data_dir).await.context("opening the store")?;
     let platform = Arc::new(
-        Platform::open(Arc::clone(&store), master, Arc::new(SystemClock), PlatformSettings::default())
-            .await
-            .context("opening the platform")?,
+        Platform::open(
+            Arc::clone(&store),
+            master,
+            Arc::new(SystemClock),
+            PlatformSettings { ids_exempt: settings.ids_exempt.clone(), ..PlatformSettings::default() },
+        )
+        .await
+        .context("opening the platform")?,
     );
     let admin = bootstrap_admin(&platform, &settings.data_dir).await?;
     let tls = crate::tls::listener_configs(&platform, &settings).await?;
@@ -54,7 +59,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_sessions_per_tenant: settings.quotas.max_sessions_per_tenant,
         ..GatewaySettings::default()
     };
-    let gateway = Gateway::start(Arc::clone(&platform), ingestor.clone(), tls.mqtt, gateway_settings)
+    let guard = Arc::new(rampart_gateway::BlockGuard(Arc::clone(&platform)));
+    let gateway = Gateway::start_guarded(Arc::clone(&platform), ingestor.clone(), tls.mqtt, gateway_settings, guard)
         .await
         .context("starting the MQTT listener")?;
     let mqtt_addr = gateway.local_addr();
@@ -74,7 +80,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let app = rampart_api::router(state);
     let handle = Handle::new();
     let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls.https)).handshake_timeout(HANDSHAKE_TIMEOUT);
-    let mut server = axum_server::from_tcp(listener).acceptor(PeerCertAcceptor::new(acceptor)).handle(handle.clone());
+    let mut server = axum_server::from_tcp(listener)
+        .acceptor(PeerCertAcceptor::new(acceptor, Arc::clone(&platform)))
+        .handle(handle.clone());
     server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
     let http_task = tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
     handle.listening().await.context("the HTTPS listener did not start")?;

@@ -4,6 +4,7 @@ mod advisories;
 mod api_keys;
 mod audit;
 mod auth_login;
+mod blocks;
 mod campaigns;
 mod certificates;
 mod data;
@@ -50,6 +51,7 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .merge(topic_policies::routes())
         .merge(data::routes())
         .merge(operations::routes())
+        .merge(blocks::routes())
         .merge(firmware::routes())
         .merge(campaigns::routes())
         .merge(advisories::routes())

@@ -113,8 +113,10 @@ impl Attempt<'_> {
         self.platform.audit.record(entry.from_ip(self.source_ip.clone()).with_details(details)).await;
     }
 
-    /// Audits a failure and answers.
+    /// Audits a failure, counts it against the source address, and answers.
     async fn fail(&self, failure: Failure) -> ServiceError {
+        let tenant = (!matches!(failure, Failure::UnknownTenant)).then_some(self.tenant);
+        self.platform.note_auth_failure(self.source_ip.as_deref(), tenant).await;
         match failure {
             // An attempt on a tenant that does not exist has no chain of its own; it goes to
             // the platform's, without echoing the attacker's strings beyond the tenant id.

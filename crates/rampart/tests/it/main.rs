@@ -3,6 +3,7 @@
 //! PostgreSQL.
 
 mod audit_cli;
+mod detection;
 mod device_management;
 mod firmware;
 mod first_start;
