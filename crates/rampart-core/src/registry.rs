@@ -30,6 +30,7 @@ wire_enum!(
         DeviceRevoke = "device.revoke",
         DeviceReinstate = "device.reinstate",
         DeviceQuarantine = "device.quarantine",
+        DeviceQuarantineLift = "device.quarantine_lift",
         DeviceTokenCreate = "device_token.create",
         DeviceTokenDelete = "device_token.delete",
         CertificateIssue = "certificate.issue",

@@ -17,6 +17,7 @@ mod principal;
 mod security_events;
 mod services;
 mod time_format;
+mod violations;
 
 pub use audit::{
     Actor, AuditEntry, AuditLog, ChainVerifier, ExportLine, VerifyReport, checkpoint_json, parse_export_line,

@@ -58,6 +58,8 @@ pub struct Platform {
     hashing: tokio::sync::Semaphore,
     /// Failed authentications per address and the blocks they led to.
     pub(crate) ip_blocks: std::sync::Mutex<crate::ip_blocks::IpBlocks>,
+    /// ACL denials per device, for the quarantine rule.
+    pub(crate) violations: std::sync::Mutex<crate::violations::Violations>,
 }
 
 impl Platform {
@@ -92,7 +94,20 @@ impl Platform {
         );
         let hashing = tokio::sync::Semaphore::new(settings.concurrent_password_hashes.max(1));
         let ip_blocks = std::sync::Mutex::new(crate::ip_blocks::IpBlocks::new(settings.ids_exempt.clone()));
-        Ok(Platform { store, keyring, audit, token_key, clock, bus, incarnations, settings, hashing, ip_blocks })
+        let violations = std::sync::Mutex::default();
+        Ok(Platform {
+            store,
+            keyring,
+            audit,
+            token_key,
+            clock,
+            bus,
+            incarnations,
+            settings,
+            hashing,
+            ip_blocks,
+            violations,
+        })
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -27,6 +27,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_device, patch_device, delete_device))
         .routes(routes!(revoke_device))
         .routes(routes!(reinstate_device))
+        .routes(routes!(lift_quarantine))
 }
 
 /// A device as the API shows it.
@@ -379,5 +380,30 @@ async fn reinstate_device(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDto>> {
     let device = state.platform.reinstate_device(&principal, &DeviceId::parse(&id)?).await?;
+    Ok(Json(shown(&state, device).await?))
+}
+
+/// Lifts a quarantine (SPEC §10; audited as `device.quarantine_lift`): the device may connect
+/// again with the credentials it has. 409 unless it is quarantined.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/devices/{id}/quarantine",
+    tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    responses(
+        (status = 200, body = DeviceDto),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn lift_quarantine(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<DeviceDto>> {
+    let device = state.platform.lift_quarantine(&principal, &DeviceId::parse(&id)?).await?;
     Ok(Json(shown(&state, device).await?))
 }

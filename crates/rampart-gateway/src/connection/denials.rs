@@ -111,7 +111,18 @@ impl Shared {
             }
         }
         draft.details = details;
-        self.raise_in_background(draft);
+        match identity {
+            // A device's denials count towards its quarantine (SPEC §10).
+            Identity::Device { device, .. } => {
+                let platform = Arc::clone(&self.platform);
+                let (tenant, device) = (identity.tenant().to_owned(), device.clone());
+                tokio::spawn(async move {
+                    platform.raise_security_event(draft).await;
+                    platform.note_acl_violations(&tenant, &device, suppressed.max(1)).await;
+                });
+            }
+            Identity::Application { .. } => self.raise_in_background(draft),
+        }
     }
 
     pub(crate) fn raise_in_background(&self, draft: SecurityEventDraft) {

@@ -73,7 +73,10 @@ async fn ten_failed_logins_block_the_address_on_every_listener_until_lifted() {
     assert_eq!(blocks["items"][0]["failures"], 10, "{blocks}");
     let raised = events(&server, &acme).await;
     assert_eq!(raised.len(), 1, "{raised:?}");
-    assert_eq!((raised[0]["source_ip"].as_str(), raised[0]["details"]["blocked"].as_bool()), (Some(ATTACKER), Some(true)));
+    assert_eq!(
+        (raised[0]["source_ip"].as_str(), raised[0]["details"]["blocked"].as_bool()),
+        (Some(ATTACKER), Some(true))
+    );
 
     // Another tenant neither sees nor lifts acme's block.
     let (_, theirs) = server.get("/api/v1/security/blocks", &globex).await;
@@ -111,7 +114,8 @@ async fn failed_device_authentications_count_too() {
 
 #[tokio::test]
 async fn exempt_ranges_are_never_blocked_but_still_reported() {
-    let options = ServerOptions { extra_args: vec!["--ids-exempt".into(), "127.0.0.2/32".into()], ..Default::default() };
+    let options =
+        ServerOptions { extra_args: vec!["--ids-exempt".into(), "127.0.0.2/32".into()], ..Default::default() };
     let server = TestServer::start(BIN, options).await;
     let acme = server.tenant_admin("acme").await;
     let attacker = client_from(&server, ATTACKER);
