@@ -166,7 +166,7 @@ impl Platform {
             .filter(|block| principal.tenant == PLATFORM_TENANT || block.tenant == principal.tenant)
             .cloned()
             .collect();
-        blocks.sort_by(|a, b| b.since_ms.cmp(&a.since_ms));
+        blocks.sort_by_key(|block| std::cmp::Reverse(block.since_ms));
         Ok(blocks)
     }
 

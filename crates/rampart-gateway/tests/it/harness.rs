@@ -177,6 +177,14 @@ impl Harness {
         self.platform.replace_topic_policy(self.admin(tenant), policy).await.expect("topic policy");
     }
 
+    /// Sets the tenant's ACL-violation threshold (tests of many denials that are not about the
+    /// quarantine rule raise it above the default 3).
+    pub(crate) async fn acl_violation_threshold(&self, tenant: &str, threshold: u32) {
+        let detection = rampart_core::DetectionPatch { acl_violation_threshold: Some(threshold), ..Default::default() };
+        let patch = rampart_core::TenantPolicyPatch { detection: Some(detection), ..Default::default() };
+        self.platform.update_tenant_policy(self.admin(tenant), patch).await.expect("tenant policy");
+    }
+
     /// The tenant's security events of `event_type`, newest first.
     pub(crate) async fn security_events(&self, tenant: &str, event_type: &str) -> Vec<SecurityEvent> {
         let event_type = SecurityEventType::parse(event_type).expect("event type");

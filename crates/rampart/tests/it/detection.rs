@@ -128,3 +128,49 @@ async fn exempt_ranges_are_never_blocked_but_still_reported() {
     let (_, blocks) = server.get("/api/v1/security/blocks", &acme).await;
     assert_eq!(blocks["items"], json!([]));
 }
+
+#[tokio::test]
+async fn three_acl_violations_quarantine_a_device_until_lifted() {
+    use rampart_mqtt::Protocol;
+    use rampart_testkit::mqtt::{ConnectOptions, MqttClient};
+
+    let server = TestServer::start(BIN, ServerOptions::default()).await;
+    let acme = server.tenant_admin("acme").await;
+    let globex = server.tenant_admin("globex").await;
+    let token = crate::gateway::device_with_token(&server, &acme, "meter-7").await;
+    crate::gateway::device_with_token(&server, &acme, "meter-8").await;
+    let ca = server.data_dir.join("tls/ca.pem");
+    let options = ConnectOptions::token(Protocol::V5, "acme", "meter-7", &token);
+    let (mut client, code) = MqttClient::connect(&server.mqtt_addr, &ca, &options).await.expect("connect");
+    assert_eq!(code, 0);
+    for _ in 0..3 {
+        let reason = client.publish_qos1("devices/meter-8/telemetry", br#"{"t":1}"#).await.expect("publish");
+        assert_eq!(reason, Some(0x87));
+    }
+    assert!(client.closed_within(Duration::from_secs(3)).await, "quarantined devices are cut off");
+    let (_, device) = server.get("/api/v1/devices/meter-7", &acme).await;
+    assert_eq!(device["status"], "quarantined", "{device}");
+    let (_, raised) = server.get("/api/v1/security/events?type=quarantine", &acme).await;
+    assert_eq!(raised["items"][0]["device"], "meter-7", "{raised}");
+    let (_, code) = MqttClient::connect(&server.mqtt_addr, &ca, &options).await.expect("connect");
+    assert_eq!(code, 0x87, "refused while quarantined");
+
+    let path = "/api/v1/devices/meter-7/quarantine";
+    assert_eq!(server.call(reqwest::Method::DELETE, path, Some(&globex), None).await.0, 404);
+    let (status, lifted) = server.call(reqwest::Method::DELETE, path, Some(&acme), None).await;
+    assert_eq!((status, lifted["status"].as_str()), (200, Some("active")), "{lifted}");
+    assert_eq!(server.call(reqwest::Method::DELETE, path, Some(&acme), None).await.0, 409);
+    let (_, code) = MqttClient::connect(&server.mqtt_addr, &ca, &options).await.expect("connect");
+    assert_eq!(code, 0, "connects again once lifted");
+    let (_, audit) = server.get("/api/v1/audit?action=device.quarantine_lift", &acme).await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
+
+    // A tenant may raise the threshold: then five denials do not quarantine.
+    let policy = json!({"detection": {"acl_violation_threshold": 100}});
+    assert_eq!(server.call(reqwest::Method::PUT, "/api/v1/tenant/policy", Some(&acme), Some(policy)).await.0, 200);
+    let (mut client, _) = MqttClient::connect(&server.mqtt_addr, &ca, &options).await.expect("connect");
+    for _ in 0..5 {
+        assert_eq!(client.publish_qos1("devices/meter-8/telemetry", br#"{"t":1}"#).await.expect("publish"), Some(0x87));
+    }
+    assert!(!client.closed_within(Duration::from_secs(1)).await, "still connected under the tenant's threshold");
+}
