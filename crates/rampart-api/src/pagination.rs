@@ -56,6 +56,13 @@ pub(crate) struct Paginated<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Paginated<T> {
+    /// A list answered whole (bounded lists: keys, images, campaigns, advisories, blocks).
+    pub(crate) fn whole<R: Into<T>>(rows: impl IntoIterator<Item = R>) -> Self {
+        Paginated { items: rows.into_iter().map(Into::into).collect(), next_cursor: None }
+    }
+}
+
 /// Builds a page from `rows` fetched with [`ListQuery::page`]: trims the extra row and makes
 /// the cursor from the key of the last row kept.
 pub(crate) fn paginate<R, T>(

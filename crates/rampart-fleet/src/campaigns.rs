@@ -144,10 +144,6 @@ fn strategy_of(row: &CampaignRow) -> Strategy {
     serde_json::from_str(&row.strategy).unwrap_or_default()
 }
 
-fn service(error: rampart_platform::ServiceError) -> QueryError {
-    QueryError::from_service(error)
-}
-
 fn store_conflict(error: StoreError) -> QueryError {
     match error {
         StoreError::Conflict(reason) => QueryError::Conflict(reason),
@@ -163,8 +159,8 @@ impl Fleet {
         request: CampaignRequest,
     ) -> Result<Campaign, QueryError> {
         let platform = &self.0.platform;
-        platform.authorize(principal, Permission::FirmwareWrite).await.map_err(service)?;
-        platform.authorize(principal, Permission::OperationsWrite).await.map_err(service)?;
+        platform.authorize(principal, Permission::FirmwareWrite).await.map_err(QueryError::from_service)?;
+        platform.authorize(principal, Permission::OperationsWrite).await.map_err(QueryError::from_service)?;
         request.strategy.check()?;
         let tenant = &principal.tenant;
         let firmware = match self.0.store.get_firmware(tenant, &request.firmware_id).await {
@@ -228,7 +224,8 @@ impl Fleet {
                     GroupId::parse(group).map_err(|error| QueryError::Invalid(format!("target.group: {error}")))?;
                 let query = DeviceQuery { group: Some(group), ..DeviceQuery::default() };
                 let page = Page { after: None, limit: (MAX_CAMPAIGN_DEVICES + 1) as u32 };
-                let listed = self.0.platform.list_devices(principal, query, &page).await.map_err(service)?;
+                let listed =
+                    self.0.platform.list_devices(principal, query, &page).await.map_err(QueryError::from_service)?;
                 listed.into_iter().map(|device| device.id).collect::<Vec<_>>()
             }
             (None, Some(ids)) => {
@@ -243,7 +240,7 @@ impl Fleet {
                         Err(rampart_platform::ServiceError::NotFound) => {
                             return Err(QueryError::Invalid(format!("target.devices: no device {id}")));
                         }
-                        Err(other) => return Err(service(other)),
+                        Err(other) => return Err(QueryError::from_service(other)),
                     }
                 }
                 devices
@@ -265,13 +262,13 @@ impl Fleet {
 
     /// A campaign (`firmware:read`).
     pub async fn campaign(&self, principal: &Principal, id: &str) -> Result<Campaign, QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(QueryError::from_service)?;
         self.campaign_view(self.0.store.get_campaign(&principal.tenant, id).await?).await
     }
 
     /// The tenant's campaigns, newest first (`firmware:read`).
     pub async fn campaigns(&self, principal: &Principal) -> Result<Vec<Campaign>, QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(QueryError::from_service)?;
         let mut campaigns = Vec::new();
         for row in self.0.store.list_campaigns(&principal.tenant).await? {
             campaigns.push(self.campaign_view(row).await?);
@@ -318,7 +315,7 @@ impl Fleet {
         id: &str,
         to: CampaignStatus,
     ) -> Result<Campaign, QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareWrite).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareWrite).await.map_err(QueryError::from_service)?;
         let (action, reason) = match to {
             CampaignStatus::Paused => (AuditAction::CampaignPause, "paused by a person"),
             CampaignStatus::Running => (AuditAction::CampaignResume, "resumed by a person"),
@@ -368,6 +365,13 @@ impl Fleet {
         let _one_at_a_time = self.0.advancing.lock().await;
         let row = self.0.store.get_campaign(&row.tenant, &row.id).await?;
         if row.status != CampaignStatus::Running {
+            return Ok(());
+        }
+        // Earlier waves are over, so an unfinished operation means the wave in progress is
+        // too: a count answers that without reading every operation of the campaign.
+        let counts = self.0.store.campaign_operation_counts(&row.tenant, &row.id).await?;
+        let unfinished = OperationStatus::UNFINISHED.iter().map(|status| status.as_str());
+        if counts.iter().any(|(status, count)| *count > 0 && unfinished.clone().any(|word| word == status)) {
             return Ok(());
         }
         let devices = devices_of(&row);

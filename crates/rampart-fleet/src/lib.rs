@@ -29,7 +29,7 @@ use rampart_store::Store;
 pub use advisories::{Advisory, Exposure, MAX_ADVISORY_BYTES};
 pub use campaigns::{Campaign, CampaignRequest, DEFAULT_FAILURE_THRESHOLD_PCT, MAX_CAMPAIGN_DEVICES, Strategy, Target};
 pub use manifest::{FirmwareMetadata, MAX_SECURITY_COUNTER, manifest, public_key, verifies};
-pub use repository::{Download, Firmware, FirmwareKey, Upload};
+pub use repository::{ByteRange, Download, Firmware, FirmwareKey, Upload};
 
 /// Limits and periods.
 #[derive(Debug, Clone)]

@@ -34,10 +34,6 @@ fn internal(error: impl std::fmt::Display) -> QueryError {
     QueryError::Internal(error.to_string())
 }
 
-fn service(error: rampart_platform::ServiceError) -> QueryError {
-    QueryError::from_service(error)
-}
-
 /// A firmware image as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Firmware {
@@ -108,6 +104,15 @@ fn upload_error(error: FileError) -> QueryError {
     }
 }
 
+/// A byte range a device asks for (`Range: bytes=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-last` or `bytes=first-` (`last` inclusive).
+    From { first: u64, last: Option<u64> },
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
 /// A byte range of an image being served.
 pub struct Download {
     pub size: u64,
@@ -164,7 +169,7 @@ impl Fleet {
 
     /// The tenant's firmware signing public key, base64 (`firmware:read`).
     pub async fn signing_public_key(&self, principal: &Principal) -> Result<String, QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(QueryError::from_service)?;
         let key = self.signing_key(&principal.tenant).await?;
         Ok(STANDARD.encode(key.verifying_key().to_bytes()))
     }
@@ -176,7 +181,7 @@ impl Fleet {
         id: Option<String>,
         public_key_base64: &str,
     ) -> Result<FirmwareKey, QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareWrite).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareWrite).await.map_err(QueryError::from_service)?;
         let id = id.unwrap_or_else(|| random_id(8));
         check_key_id(&id)?;
         let key = public_key(public_key_base64)
@@ -201,7 +206,7 @@ impl Fleet {
 
     /// The tenant's registered keys (`firmware:read`).
     pub async fn keys(&self, principal: &Principal) -> Result<Vec<FirmwareKey>, QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(QueryError::from_service)?;
         let rows = self.0.store.list_firmware_keys(&principal.tenant).await?;
         Ok(rows
             .into_iter()
@@ -215,7 +220,7 @@ impl Fleet {
 
     /// Removes a registered key (`firmware:write`, audited); images it signed stay.
     pub async fn delete_key(&self, principal: &Principal, id: &str) -> Result<(), QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareWrite).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareWrite).await.map_err(QueryError::from_service)?;
         self.0.store.delete_firmware_key(&principal.tenant, id).await?;
         let details = json!({"key": id});
         self.0
@@ -227,7 +232,7 @@ impl Fleet {
 
     /// Starts an upload (`firmware:write`): the image is written encrypted as it arrives.
     pub async fn begin_upload(&self, principal: &Principal) -> Result<Upload, QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareWrite).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareWrite).await.map_err(QueryError::from_service)?;
         let id = random_id(12);
         let file_key = SecretKey256::generate();
         let path = self.image_path(&principal.tenant, &id);
@@ -334,36 +339,36 @@ impl Fleet {
 
     /// The tenant's images, newest first (`firmware:read`).
     pub async fn list_firmware(&self, principal: &Principal) -> Result<Vec<Firmware>, QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(QueryError::from_service)?;
         Ok(self.0.store.list_firmware(&principal.tenant).await?.into_iter().map(Firmware::from).collect())
     }
 
     /// One image (`firmware:read`).
     pub async fn firmware(&self, principal: &Principal, id: &str) -> Result<Firmware, QueryError> {
-        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(service)?;
+        self.0.platform.authorize(principal, Permission::FirmwareRead).await.map_err(QueryError::from_service)?;
         Ok(self.0.store.get_firmware(&principal.tenant, id).await?.into())
     }
 
-    /// An image's bytes `start..=last` (or to the end) for a device of its tenant. `None` for
-    /// the range means the whole image; an unsatisfiable range is `Invalid`.
+    /// An image's bytes for a device of its tenant: `range`, or the whole image. An
+    /// unsatisfiable range is `Conflict`.
     pub async fn download(
         &self,
         tenant: &str,
         id: &str,
-        range: Option<(u64, Option<u64>)>,
+        range: Option<ByteRange>,
     ) -> Result<(Firmware, Download), QueryError> {
         let row = self.0.store.get_firmware(tenant, id).await?;
         let size = u64::try_from(row.size).map_err(internal)?;
         let (start, end) = match range {
             None => (0, size),
-            Some((start, last)) => {
-                let end = last.map_or(size, |last| last.saturating_add(1).min(size));
-                if start >= size || start >= end {
-                    return Err(QueryError::Conflict(format!("range not satisfiable: the image has {size} bytes")));
-                }
-                (start, end)
+            Some(ByteRange::From { first, last }) => {
+                (first, last.map_or(size, |last| last.saturating_add(1).min(size)))
             }
+            Some(ByteRange::Suffix(length)) => (size.saturating_sub(length), if length == 0 { 0 } else { size }),
         };
+        if range.is_some() && (start >= size || start >= end) {
+            return Err(QueryError::Conflict(format!("range not satisfiable: the image has {size} bytes")));
+        }
         let file_key = self
             .0
             .platform

@@ -79,7 +79,7 @@ async fn list_advisories(
     principal: Principal,
 ) -> ApiResult<Json<Paginated<AdvisoryDto>>> {
     let advisories = state.fleet.advisories(&principal).await?;
-    Ok(Json(Paginated { items: advisories.into_iter().map(Into::into).collect(), next_cursor: None }))
+    Ok(Json(Paginated::whole(advisories)))
 }
 
 /// A device running affected firmware.

@@ -55,7 +55,7 @@ impl From<IpBlock> for BlockDto {
 )]
 async fn list_blocks(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Paginated<BlockDto>>> {
     let blocks = state.platform.ip_blocks(&principal).await?;
-    Ok(Json(Paginated { items: blocks.into_iter().map(Into::into).collect(), next_cursor: None }))
+    Ok(Json(Paginated::whole(blocks)))
 }
 
 /// Lifts a block (audited as `ip_block.lift`).

@@ -130,7 +130,7 @@ async fn list_campaigns(
     principal: Principal,
 ) -> ApiResult<Json<Paginated<CampaignDto>>> {
     let campaigns = state.fleet.campaigns(&principal).await?;
-    Ok(Json(Paginated { items: campaigns.into_iter().map(Into::into).collect(), next_cursor: None }))
+    Ok(Json(Paginated::whole(campaigns)))
 }
 
 /// One campaign with counts per status.

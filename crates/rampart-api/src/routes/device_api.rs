@@ -249,10 +249,7 @@ async fn list_own_operations(
     let status = super::operations::status_param(params.status.as_deref())?;
     let page = super::operations::page_param(params.limit, params.cursor)?;
     let listed = ingestor(&state)?.operations_of_device(&caller.tenant, &caller.device, status, &page).await?;
-    Ok(Json(Paginated {
-        items: listed.items.into_iter().map(Into::into).collect(),
-        next_cursor: super::data::encode_cursor(listed.next_cursor),
-    }))
+    Ok(Json(super::operations::operations_page(listed)))
 }
 
 /// Reports on one of the device's own operations: `{"status":"EXECUTING|SUCCESSFUL|FAILED",

@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rampart_data::QueryError;
-use rampart_fleet::{Firmware, FirmwareKey, FirmwareMetadata};
+use rampart_fleet::{ByteRange, Firmware, FirmwareKey, FirmwareMetadata};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -123,7 +123,7 @@ async fn register_key(
 )]
 async fn list_keys(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Paginated<FirmwareKeyDto>>> {
     let keys = state.fleet.keys(&principal).await?;
-    Ok(Json(Paginated { items: keys.into_iter().map(Into::into).collect(), next_cursor: None }))
+    Ok(Json(Paginated::whole(keys)))
 }
 
 /// Removes a registered key (images it signed stay; audited).
@@ -317,7 +317,7 @@ async fn receive(state: &AppState, principal: &Principal, multipart: &mut Multip
 )]
 async fn list_firmware(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Paginated<FirmwareDto>>> {
     let images = state.fleet.list_firmware(&principal).await?;
-    Ok(Json(Paginated { items: images.into_iter().map(Into::into).collect(), next_cursor: None }))
+    Ok(Json(Paginated::whole(images)))
 }
 
 /// One image.
@@ -337,31 +337,29 @@ async fn get_firmware(
     Ok(Json(state.fleet.firmware(&principal, &id).await?.into()))
 }
 
-/// `Range: bytes=a-b` / `bytes=a-` / `bytes=-n` → the first byte and the last (inclusive),
-/// given the size; `None` when there is no (single byte-) range to honour.
-fn requested_range(headers: &HeaderMap) -> Result<Option<(u64, Option<u64>)>, ApiError> {
+/// `Range: bytes=a-b` / `bytes=a-` / `bytes=-n`; `None` when there is no single byte range to
+/// honour (no header, another unit, or several ranges: served whole, as RFC 9110 allows).
+fn requested_range(headers: &HeaderMap) -> Result<Option<ByteRange>, ApiError> {
     let Some(value) = headers.get(header::RANGE) else { return Ok(None) };
-    let text = value.to_str().map_err(|_| ApiError::RangeNotSatisfiable("malformed Range".into()))?;
+    let malformed = || ApiError::RangeNotSatisfiable("malformed Range".into());
+    let text = value.to_str().map_err(|_| malformed())?;
     let Some(spec) = text.trim().strip_prefix("bytes=") else { return Ok(None) };
     if spec.contains(',') {
-        // Several ranges: served whole, as RFC 9110 allows.
         return Ok(None);
     }
-    let (first, last) = spec.split_once('-').ok_or_else(|| ApiError::RangeNotSatisfiable("malformed Range".into()))?;
-    let number =
-        |text: &str| text.trim().parse::<u64>().map_err(|_| ApiError::RangeNotSatisfiable("malformed Range".into()));
+    let (first, last) = spec.split_once('-').ok_or_else(malformed)?;
+    let number = |text: &str| text.trim().parse::<u64>().map_err(|_| malformed());
     match (first.trim().is_empty(), last.trim().is_empty()) {
-        (false, true) => Ok(Some((number(first)?, None))),
+        (false, true) => Ok(Some(ByteRange::From { first: number(first)?, last: None })),
         (false, false) => {
-            let (start, end) = (number(first)?, number(last)?);
-            if end < start {
+            let (first, last) = (number(first)?, number(last)?);
+            if last < first {
                 return Err(ApiError::RangeNotSatisfiable("the range ends before it starts".into()));
             }
-            Ok(Some((start, Some(end))))
+            Ok(Some(ByteRange::From { first, last: Some(last) }))
         }
-        // A suffix: resolved against the size below.
-        (true, false) => Ok(Some((u64::MAX - number(last)?, None))),
-        (true, true) => Err(ApiError::RangeNotSatisfiable("malformed Range".into())),
+        (true, false) => Ok(Some(ByteRange::Suffix(number(last)?))),
+        (true, true) => Err(malformed()),
     }
 }
 
@@ -387,15 +385,7 @@ async fn download(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let mut range = requested_range(&headers)?;
-    if let Some((start, None)) = range
-        && start > u64::MAX / 2
-    {
-        // A suffix range `-n`: the last n bytes.
-        let suffix = u64::MAX - start;
-        let size = u64::try_from(state.fleet.download(&caller.tenant, &id, None).await?.0.size).unwrap_or(0);
-        range = Some((size.saturating_sub(suffix), None));
-    }
+    let range = requested_range(&headers)?;
     let (firmware, body) = match state.fleet.download(&caller.tenant, &id, range).await {
         Ok(found) => found,
         Err(QueryError::Conflict(message)) if range.is_some() => return Err(ApiError::RangeNotSatisfiable(message)),

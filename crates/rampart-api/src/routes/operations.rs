@@ -170,10 +170,15 @@ async fn list_device_operations(
     let status = status_param(params.status.as_deref())?;
     let page = page_param(params.limit, params.cursor)?;
     let listed = ingestor(&state)?.device_operations(&principal, &DeviceId::parse(&id)?, status, &page).await?;
-    Ok(Json(Paginated {
+    Ok(Json(operations_page(listed)))
+}
+
+/// A page of operations as the API shows it (the cursor made opaque).
+pub(super) fn operations_page(listed: rampart_data::ListPage<Operation>) -> Paginated<OperationDto> {
+    Paginated {
         items: listed.items.into_iter().map(OperationDto::from).collect(),
         next_cursor: encode_cursor(listed.next_cursor),
-    }))
+    }
 }
 
 /// Reads one operation.
